@@ -1,0 +1,10 @@
+"""URL routes; admin modules are discovered here, not in worker processes."""
+
+from django.contrib import admin
+from django.urls import path
+
+admin.autodiscover()
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+]

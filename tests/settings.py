@@ -1,0 +1,22 @@
+"""Settings for the test suite: the project's own, plus a test app with side tables."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from config.settings import *  # noqa: F403
+from config.settings import DATABASES, INSTALLED_APPS
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
+# Worker processes started by the tests need a database file they can open too.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    _dir = Path(os.environ.get("CRUCIBLE_TEST_DB_DIR", tempfile.gettempdir()))
+    DATABASES["default"]["TEST"] = {"NAME": str(_dir / f"crucible-test-{os.getpid()}.sqlite3")}

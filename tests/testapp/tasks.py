@@ -1,0 +1,79 @@
+"""Task functions the test suite enqueues; each records its executions in a side table."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from workers.context import current
+
+from .models import Execution
+
+
+def _record(key: str) -> None:
+    ctx = current()
+    Execution.objects.create(key=key, task_id=ctx.task_id, attempt=ctx.attempt,
+                             pid=os.getpid(), at=time.time())
+
+
+def noop() -> None:
+    return None
+
+
+def record(key: str) -> str:
+    _record(key)
+    return key
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def sleep_then_record(key: str, seconds: float) -> str:
+    _record(f"{key}:start")
+    time.sleep(seconds)
+    _record(key)
+    return key
+
+
+def fail_always(message: str) -> None:
+    _record("fail")
+    raise ValueError(message)
+
+
+def kill_my_worker() -> None:
+    """Take the worker process down (SIGKILL of the supervisor)."""
+    _record("kill")
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(30)
+
+
+def spawn_sleeper(pid_file: str, seconds: float) -> None:
+    """Start a grandchild process and wait: stopping the task must stop it too."""
+    child = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({seconds})"])
+    Path(pid_file).write_text(str(child.pid))
+    _record("spawned")
+    child.wait()
+
+
+def report_progress(steps: int, pause: float) -> int:
+    ctx = current()
+    for step in range(steps):
+        time.sleep(pause)
+        ctx.progress((step + 1) / steps, f"step {step + 1} of {steps}")
+    return steps
+
+
+def not_json() -> object:
+    return object()
+
+
+async def async_add(a: int, b: int) -> int:
+    return a + b
+
+
+NOT_A_FUNCTION = 42

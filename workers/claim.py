@@ -1,0 +1,77 @@
+"""The claim: one short statement that hands the best queued task to a worker.
+
+Highest priority first, FIFO within a priority, only due tasks of the worker's queues.
+PostgreSQL skips rows other workers hold (FOR UPDATE SKIP LOCKED); SQLite serialises
+writers (IMMEDIATE transactions), so a conditional UPDATE ... RETURNING is enough.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.db import connection
+
+from .models import Task
+
+COLUMNS = "id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb"
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedTask:
+    """A task now held by one worker for one attempt; (worker_id, attempt) fences its writes."""
+
+    id: int
+    attempt: int
+    worker_id: int
+    func_path: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    timeout: float
+    max_attempts: int
+    memory_mb: int | None
+    started_at: datetime
+
+
+def _sql(queue_count: int) -> str:
+    table = connection.ops.quote_name(Task._meta.db_table)
+    placeholders = ", ".join(["%s"] * queue_count)
+    lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    return (
+        f"UPDATE {table} SET state = 'RUNNING', worker_id = %s, attempt = attempt + 1,"
+        " lease_expires_at = %s, last_attempted_at = %s, started_at = COALESCE(started_at, %s),"
+        " progress = NULL, progress_message = '', cancel_requested_at = NULL"
+        f" WHERE id = (SELECT id FROM {table} WHERE state = 'QUEUED'"
+        f" AND queue IN ({placeholders}) AND (run_after IS NULL OR run_after <= %s)"
+        f" ORDER BY priority DESC, id ASC LIMIT 1{lock})"
+        f" AND state = 'QUEUED' RETURNING {COLUMNS}"
+    )
+
+
+def _loads(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def claim(worker_id: int, queues: list[str], now: datetime, lease_until: datetime) -> ClaimedTask | None:
+    adapt = connection.ops.adapt_datetimefield_value
+    params: list[Any] = [worker_id, adapt(lease_until), adapt(now), adapt(now), *queues, adapt(now)]
+    with connection.cursor() as cursor:
+        cursor.execute(_sql(len(queues)), params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    task_id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb = row
+    return ClaimedTask(
+        id=task_id,
+        attempt=attempt,
+        worker_id=worker_id,
+        func_path=func_path,
+        args=_loads(args),
+        kwargs=_loads(kwargs),
+        timeout=timeout,
+        max_attempts=max_attempts,
+        memory_mb=memory_mb,
+        started_at=now,
+    )

@@ -1,0 +1,160 @@
+"""The one typed settings object of the worker engine, read from the environment once."""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import environ
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    max_count: int = 4
+    task_timeout: float = 172800.0
+    startup_timeout: float = 30.0
+    heartbeat_interval: float = 30.0
+    log_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "crucible-logs")
+    queue_name: str = "default"
+    cleanup_age: float = 7 * 86400.0
+    lease_ttl: float = 120.0
+    poll_interval: float = 2.0
+    tick_interval: float = 1.0
+    node_address: str = field(default_factory=socket.gethostname)
+    node_labels: dict[str, str] = field(default_factory=dict)
+    memory_per_task_mb: int = 8192
+    memory_guard_mb: int = 2048
+    max_attempts: int = 3
+    retry_backoff: float = 10.0
+    retry_backoff_max: float = 3600.0
+    quarantine_after: int = 3
+    stalled_after: float = 180.0
+    heartbeat_retention: float = 86400.0
+    work_dir: Path = field(default_factory=lambda: Path("data") / "work")
+    doorbell_dir: Path | None = None
+    launch_token: str = field(default="", repr=False)
+
+
+def parse_labels(raw: str) -> dict[str, str]:
+    """Parse ``k=v,k2=v2`` into a dict, refusing malformed pairs."""
+    labels: dict[str, str] = {}
+    for pair in filter(None, (part.strip() for part in raw.split(","))):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected key=value, got {pair!r}")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _at_least_one(value: int) -> int:
+    if value < 1:
+        raise ValueError("must be at least 1")
+    return value
+
+
+def _non_negative(value: int) -> int:
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _read(
+    env: environ.Env,
+    name: str,
+    cast: Callable[[str], T],
+    default: T,
+    check: Callable[[T], T] | None = None,
+) -> T:
+    raw = env.str(name, default=None)
+    if raw is None:
+        return default
+    try:
+        value = cast(raw)
+        return check(value) if check else value
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={raw!r} is invalid: {exc}") from exc
+
+
+def _integer(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+
+
+def _number(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError("expected a number") from None
+
+
+def _text(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return raw.strip()
+
+
+def from_env(env: environ.Env, base_dir: Path) -> WorkerSettings:
+    """Build the settings from ``WORKER_*`` variables; a bad value names its variable."""
+    d = WorkerSettings()
+    values: dict[str, Any] = {
+        "max_count": _read(env, "WORKER_MAX_COUNT", _integer, d.max_count, _at_least_one),
+        "task_timeout": _read(env, "WORKER_TASK_TIMEOUT", _number, d.task_timeout, _positive),
+        "startup_timeout": _read(
+            env, "WORKER_STARTUP_TIMEOUT", _number, d.startup_timeout, _positive
+        ),
+        "heartbeat_interval": _read(
+            env, "WORKER_HEARTBEAT_INTERVAL", _number, d.heartbeat_interval, _positive
+        ),
+        "log_dir": _read(env, "WORKER_LOG_DIR", Path, d.log_dir),
+        "queue_name": _read(env, "WORKER_QUEUE_NAME", _text, d.queue_name),
+        "cleanup_age": _read(env, "WORKER_CLEANUP_AGE", _number, d.cleanup_age, _positive),
+        "lease_ttl": _read(env, "WORKER_LEASE_TTL", _number, d.lease_ttl, _positive),
+        "poll_interval": _read(env, "WORKER_POLL_INTERVAL", _number, d.poll_interval, _positive),
+        "tick_interval": _read(env, "WORKER_TICK_INTERVAL", _number, d.tick_interval, _positive),
+        "node_address": _read(env, "WORKER_NODE_ADDRESS", _text, d.node_address),
+        "node_labels": _read(env, "WORKER_NODE_LABELS", parse_labels, d.node_labels),
+        "memory_per_task_mb": _read(
+            env, "WORKER_MEMORY_PER_TASK_MB", _integer, d.memory_per_task_mb, _at_least_one
+        ),
+        "memory_guard_mb": _read(
+            env, "WORKER_MEMORY_GUARD_MB", _integer, d.memory_guard_mb, _non_negative
+        ),
+        "max_attempts": _read(env, "WORKER_MAX_ATTEMPTS", _integer, d.max_attempts, _at_least_one),
+        "retry_backoff": _read(env, "WORKER_RETRY_BACKOFF", _number, d.retry_backoff, _positive),
+        "retry_backoff_max": _read(
+            env, "WORKER_RETRY_BACKOFF_MAX", _number, d.retry_backoff_max, _positive
+        ),
+        "quarantine_after": _read(
+            env, "WORKER_QUARANTINE_AFTER", _integer, d.quarantine_after, _at_least_one
+        ),
+        "stalled_after": _read(env, "WORKER_STALLED_AFTER", _number, d.stalled_after, _positive),
+        "heartbeat_retention": _read(
+            env, "WORKER_HEARTBEAT_RETENTION", _number, d.heartbeat_retention, _positive
+        ),
+        "work_dir": _read(env, "WORKER_WORK_DIR", Path, base_dir / "data" / "work"),
+        "doorbell_dir": _read(env, "WORKER_DOORBELL_DIR", Path, None),
+        "launch_token": env.str("WORKER_LAUNCH_TOKEN", default=""),
+    }
+    return WorkerSettings(**values)
+
+
+def get() -> WorkerSettings:
+    """The settings object the running project was configured with."""
+    conf: WorkerSettings = settings.CRUCIBLE
+    return conf

@@ -1,0 +1,94 @@
+"""Wake idle workers at once: a datagram per local worker, LISTEN/NOTIFY across machines.
+
+Messages are ``q:<queue>`` (work arrived) and ``w:<worker id>`` (look at your control flags).
+Polling at WORKER_POLL_INTERVAL stays the fallback when a wake-up is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import socket
+import tempfile
+from pathlib import Path
+
+from django.db import connection
+
+from . import conf
+
+logger = logging.getLogger(__name__)
+CHANNEL = "crucible"
+
+
+def bell_dir() -> Path:
+    """The folder of this database's doorbells, shared by every local process using it."""
+    configured = conf.get().doorbell_dir
+    if configured is not None:
+        return configured
+    identity = f"{connection.vendor}:{connection.settings_dict['NAME']}"
+    digest = hashlib.sha1(identity.encode(), usedforsecurity=False).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"crucible-bell-{digest}"
+
+
+def ring_all(message: str) -> None:
+    """Tell every worker of this database (local by datagram, remote by NOTIFY)."""
+    if connection.vendor == "postgresql":
+        notify(message)
+        return
+    directory = bell_dir()
+    with contextlib.suppress(FileNotFoundError):
+        for path in directory.iterdir():
+            if path.suffix == ".sock":
+                ring(str(path), message)
+
+
+def ring(path: str, message: str) -> None:
+    """Send one datagram; forget a doorbell whose worker has gone."""
+    if not path:
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        try:
+            sock.sendto(message.encode(), path)
+        except (ConnectionRefusedError, FileNotFoundError):
+            with contextlib.suppress(OSError):
+                Path(path).unlink()
+        except BlockingIOError:
+            pass  # its buffer is full of wake-ups already
+
+
+def notify(message: str) -> None:
+    """NOTIFY on PostgreSQL; delivered when the surrounding transaction commits."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, message])
+
+
+class Doorbell:
+    """The receiving end of one worker's doorbell."""
+
+    def __init__(self, worker_id: int) -> None:
+        directory = bell_dir()
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path = str(directory / f"{worker_id}.sock")
+        with contextlib.suppress(FileNotFoundError):
+            Path(self.path).unlink()
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def read(self) -> list[str]:
+        messages: list[str] = []
+        while True:
+            try:
+                messages.append(self.sock.recv(256).decode())
+            except BlockingIOError:
+                return messages
+
+    def close(self) -> None:
+        self.sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            Path(self.path).unlink()

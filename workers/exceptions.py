@@ -1,0 +1,40 @@
+"""The engine's exceptions; the edges translate them into CommandError, HTTP or JSON errors."""
+
+from __future__ import annotations
+
+
+class CrucibleError(Exception):
+    """Base of every error the engine raises on purpose."""
+
+
+class InvalidTaskSpec(CrucibleError):
+    """A task cannot be enqueued as described (bad path, arguments, priority...)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class IllegalTransition(CrucibleError):
+    """A state change the state machine does not allow."""
+
+
+class LostAttempt(CrucibleError):
+    """A write for an attempt that is no longer current: stop working on that task."""
+
+
+class LaunchRefused(CrucibleError):
+    """A spawned worker could not prove its launch token."""
+
+
+class AdmissionRefused(CrucibleError):
+    """Starting another worker would exceed capacity (and force was not given)."""
+
+
+class WorkerNotFound(CrucibleError):
+    """No worker with that id."""
+
+
+class TaskNotFound(CrucibleError):
+    """No task with that id."""

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from ..states import FINISHED_TASK_STATES, Outcome, TaskState
+
+MIN_PRIORITY = -100
+MAX_PRIORITY = 100
+
+
+class TaskQuerySet(models.QuerySet["Task"]):
+    def queued(self) -> TaskQuerySet:
+        return self.filter(state=TaskState.QUEUED)
+
+    def running(self) -> TaskQuerySet:
+        return self.filter(state=TaskState.RUNNING)
+
+    def finished(self) -> TaskQuerySet:
+        return self.filter(state__in=FINISHED_TASK_STATES)
+
+
+class Task(models.Model):
+    """A call of a module-level function, queued until a worker runs it."""
+
+    func_path = models.CharField(max_length=255)
+    args = models.JSONField(default=list, blank=True)
+    kwargs = models.JSONField(default=dict, blank=True)
+    queue = models.CharField(max_length=100, default="default")
+    priority = models.SmallIntegerField(
+        default=0, validators=[MinValueValidator(MIN_PRIORITY), MaxValueValidator(MAX_PRIORITY)]
+    )
+    state = models.CharField(max_length=16, choices=TaskState.choices, default=TaskState.QUEUED)
+    max_attempts = models.PositiveIntegerField(default=3)
+    attempt = models.PositiveIntegerField(default=0, help_text="Attempts claimed so far.")
+    attempt_base = models.PositiveIntegerField(
+        default=0, help_text="Attempts before the last operator retry; max_attempts counts from it."
+    )
+    timeout = models.FloatField(help_text="Seconds one attempt may run.")
+    memory_mb = models.PositiveIntegerField(null=True, blank=True)
+    retry_backoff = models.FloatField(null=True, blank=True, help_text="Base delay in seconds.")
+    run_after = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_attempted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    worker = models.ForeignKey(
+        "workers.Worker", null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks"
+    )
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+
+    progress = models.FloatField(null=True, blank=True)
+    progress_message = models.CharField(max_length=500, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    crash_count = models.PositiveIntegerField(default=0)
+    quarantined_at = models.DateTimeField(null=True, blank=True)
+    peak_rss_bytes = models.BigIntegerField(null=True, blank=True)
+
+    objects = TaskQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(
+                fields=["queue", "-priority", "id"],
+                condition=Q(state="QUEUED"),
+                name="task_claim_idx",
+            ),
+            models.Index(
+                fields=["lease_expires_at"], condition=Q(state="RUNNING"), name="task_lease_idx"
+            ),
+            models.Index(fields=["state", "queue"], name="task_state_idx"),
+        ]
+        permissions = [
+            ("submit_task", "Can submit tasks"),
+            ("cancel_task", "Can cancel tasks"),
+            ("retry_task", "Can retry tasks"),
+        ]
+
+    def __str__(self) -> str:
+        return f"task {self.pk} {self.func_path} ({self.state})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in FINISHED_TASK_STATES
+
+
+class TaskAttempt(models.Model):
+    """One execution of a task: who ran it, when, how it ended."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="attempts")
+    number = models.PositiveIntegerField()
+    worker = models.ForeignKey(
+        "workers.Worker", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    worker_label = models.CharField(max_length=300, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField()
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    error = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    peak_rss_bytes = models.BigIntegerField(null=True, blank=True)
+    log_tail = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["task", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "number"], name="attempt_unique_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} of task {self.task_id}: {self.outcome}"

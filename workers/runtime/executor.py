@@ -1,0 +1,228 @@
+"""The executor: a child process that runs task code, so that it can be killed.
+
+The supervisor forks it once (it has no threads, so forking is safe) and replaces it only
+after killing it for a timeout, cancel or abort. Messages travel over a socket pair:
+supervisor -> executor ``{"task": ...}``; executor -> supervisor ``progress``, ``done``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import inspect
+import json
+import logging
+import os
+import resource
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, Pipe
+from typing import Any
+
+from django.db import connections
+
+from .. import context, processes
+from ..spec import resolve
+
+logger = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1
+_inherited: list[Any] = []  # the supervisor's DB connections: kept, never used, never closed
+
+
+@dataclass
+class Executor:
+    pid: int
+    conn: Connection
+    output: int  # read end of the executor's stdout/stderr
+
+    def fileno(self) -> int:
+        return self.conn.fileno()
+
+
+def start() -> Executor:
+    """Fork the executor; its output goes to a pipe the supervisor logs from."""
+    parent, child = Pipe(duplex=True)
+    out_r, out_w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 0
+        try:
+            os.close(out_r)
+            parent.close()
+            _become_executor(out_w)
+            _serve(child)
+        except BaseException:  # noqa: BLE001 - the child must never return into the parent's code
+            traceback.print_exc()
+            code = 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(out_w)
+    child.close()
+    os.set_blocking(out_r, False)
+    return Executor(pid=pid, conn=parent, output=out_r)
+
+
+def _become_executor(out_w: int) -> None:
+    parent_pid = os.getppid()
+    _die_with_parent(parent_pid)
+    signal.set_wakeup_fd(-1)
+    # A group-wide SIGTERM (systemd, a terminal) is for the supervisor to decide on; a
+    # Python-level handler, unlike SIG_IGN, is reset by exec for programs a task starts.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    os.dup2(out_w, 1)
+    os.dup2(out_w, 2)
+    os.close(out_w)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    _forget_connections()
+    _log_to_stderr()
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _forget_connections() -> None:
+    """Open fresh DB connections here; the inherited ones belong to the supervisor."""
+    for conn in connections.all(initialized_only=True):
+        if conn.connection is not None:
+            _inherited.append(conn.connection)
+            conn.connection = None
+
+
+def _log_to_stderr() -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    root.addHandler(handler)
+
+
+def _serve(conn: Connection) -> None:
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message.get("stop"):
+            return
+        conn.send(_run(conn, message))
+
+
+def _reset_peak() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss() -> int | None:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _children_peak() -> int:
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale
+
+
+def _call(func_path: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    func = resolve(func_path)
+    if inspect.iscoroutinefunction(func):
+        return asyncio.run(func(*args, **kwargs))
+    return func(*args, **kwargs)
+
+
+def _run(conn: Connection, message: dict[str, Any]) -> dict[str, Any]:
+    task = message["task"]
+
+    def report(fraction: float | None, text: str) -> None:
+        conn.send({"progress": fraction, "message": text})
+
+    context.activate(context.TaskContext(task["id"], task["attempt"], task["worker_id"], report))
+    _reset_peak()
+    children_before = _children_peak()
+    reply: dict[str, Any]
+    try:
+        value = _call(task["func_path"], task["args"], task["kwargs"])
+        json.dumps(value, allow_nan=False)
+        reply = {"ok": True, "value": value}
+    except BaseException as exc:  # noqa: BLE001 - any failure of task code is recorded
+        reply = _failure(exc)
+        connections.close_all()
+    finally:
+        context.activate(None)
+        sys.stdout.flush()
+        sys.stderr.flush()
+    children_after = _children_peak()
+    peaks = [_peak_rss() or 0, children_after if children_after > children_before else 0]
+    reply["peak_rss_bytes"] = max(peaks) or None
+    return reply
+
+
+def _failure(exc: BaseException) -> dict[str, Any]:
+    kind = type(exc)
+    name = f"{kind.__module__}.{kind.__qualname__}"
+    if isinstance(exc, (TypeError, ValueError)) and "JSON" in str(exc):
+        summary = f"{kind.__name__}: return value is not JSON-serialisable: {exc}"
+    else:
+        summary = f"{kind.__name__}: {exc}"
+    return {
+        "ok": False,
+        "error": summary,
+        "exception_class": name,
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+def kill(pid: int) -> None:
+    """Kill the executor and every process it started."""
+    processes.kill_tree(pid, grace=0.3)
+
+
+def reap(pid: int, timeout: float) -> int | None:
+    """Wait for the executor to exit (killing it after ``timeout``); no zombie is left."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if done:
+            return status
+        if time.monotonic() >= deadline:
+            processes.kill_tree(pid, grace=0.0)
+            deadline = time.monotonic() + 5.0
+        time.sleep(0.005)
+
+
+def describe(status: int | None) -> str:
+    if status is None:
+        return "exit status unknown"
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        name = signal.Signals(number).name
+        hint = " (out of memory?)" if number == signal.SIGKILL else ""
+        return f"killed by signal {number} ({name}){hint}"
+    return f"exited with code {os.waitstatus_to_exitcode(status)}"

@@ -1,0 +1,66 @@
+"""Start-up and shut-down of one worker process around its supervisor."""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from dataclasses import dataclass
+
+from .. import conf, lifecycle, processes
+from ..states import WorkerState
+from . import logs
+from .supervisor import Options, Supervisor
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """How this process was started: by hand, or spawned by Crucible with a token."""
+
+    options: Options
+    node: str
+    labels: dict[str, str]
+    worker_id: int | None = None
+    token: str = ""
+
+
+def identify(launch: Launch) -> int:
+    """Register (by hand) or prove the launch token (spawned); return the worker id."""
+    pid, created = processes.identity()
+    identity = lifecycle.Identity(
+        node=launch.node,
+        labels=launch.labels,
+        queues=launch.options.queues,
+        pid=pid,
+        process_started_at=created,
+        max_tasks=launch.options.max_tasks,
+    )
+    if launch.worker_id is None:
+        return lifecycle.register(identity).pk
+    if os.getpgid(0) != os.getpid():
+        os.setsid()  # lead a process group, so abort can stop the worker and its children
+    return lifecycle.handshake(launch.worker_id, launch.token, identity).pk
+
+
+def serve(launch: Launch, worker_id: int) -> str:
+    """Run the worker until it ends; record DEAD or FAILED with the reason."""
+    settings = conf.get()
+    log_file = logs.to_file(settings.log_dir, worker_id, keep_console=launch.worker_id is None)
+    supervisor = Supervisor(worker_id, launch.options)
+    try:
+        supervisor.start()
+        reason = supervisor.run()
+    except BaseException as exc:
+        logger.exception("worker %s failed", worker_id)
+        supervisor.close()
+        reason = f"Worker crashed: {type(exc).__name__}: {exc}"
+        tail = logs.tail(log_file) or traceback.format_exc()
+        lifecycle.finish(worker_id, WorkerState.FAILED, reason=reason, exit_code=1,
+                         log_tail=tail)
+        raise
+    supervisor.close()
+    logger.info("worker %s stopped: %s", worker_id, reason)
+    lifecycle.finish(worker_id, WorkerState.DEAD, reason=reason, exit_code=0)
+    return reason

@@ -1,0 +1,67 @@
+"""What wakes an idle worker: its doorbell, and on PostgreSQL a LISTEN connection."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+import psycopg
+from django.db import connection
+
+from .. import doorbell
+
+logger = logging.getLogger(__name__)
+
+
+class Listener:
+    """A dedicated autocommit connection that LISTENs for wake-ups across machines."""
+
+    def __init__(self) -> None:
+        self.conn: psycopg.Connection[Any] | None = None
+
+    def connect(self) -> bool:
+        settings = connection.settings_dict
+        try:
+            self.conn = psycopg.connect(
+                dbname=settings["NAME"],
+                user=settings.get("USER") or None,
+                password=settings.get("PASSWORD") or None,
+                host=settings.get("HOST") or None,
+                port=settings.get("PORT") or None,
+                autocommit=True,
+            )
+            self.conn.execute(f"LISTEN {doorbell.CHANNEL}")
+        except psycopg.Error as exc:
+            logger.warning("cannot LISTEN for wake-ups (polling meanwhile): %s", exc)
+            self.close()
+            return False
+        return True
+
+    def fileno(self) -> int:
+        assert self.conn is not None
+        return self.conn.fileno()
+
+    def read(self) -> list[str]:
+        """Messages waiting now; an empty list and a closed connection if it broke."""
+        if self.conn is None:
+            return []
+        try:
+            return [n.payload for n in self.conn.notifies(timeout=0)]
+        except psycopg.Error as exc:
+            logger.warning("lost the LISTEN connection: %s", exc)
+            self.close()
+            return []
+
+    def close(self) -> None:
+        if self.conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self.conn.close()
+        self.conn = None
+
+
+def listener_for_database() -> Listener | None:
+    if connection.vendor != "postgresql":
+        return None
+    listener = Listener()
+    return listener if listener.connect() else listener

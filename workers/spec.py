@@ -1,0 +1,86 @@
+"""Validation of what a task may be: a module-level function, JSON arguments, sane limits."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.tasks import Task as DjangoTask
+from django.utils.module_loading import import_string
+
+from .exceptions import InvalidTaskSpec
+from .models.task import MAX_PRIORITY, MIN_PRIORITY
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """Everything needed to enqueue one task, already validated."""
+
+    func_path: str
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    queue: str = ""
+    priority: int = 0
+    max_attempts: int | None = None
+    timeout: float | None = None
+    memory_mb: int | None = None
+    run_after: datetime | None = None
+    retry_backoff: float | None = None
+
+
+def resolve(func_path: str) -> Callable[..., Any]:
+    """Import the function a task names; refuse anything but a module-level function."""
+    module_name, _, name = func_path.rpartition(".")
+    if not module_name or not name:
+        raise InvalidTaskSpec("func_path", f"{func_path!r} is not a dotted path module.function")
+    try:
+        target = import_string(func_path)
+    except ImportError as exc:
+        raise InvalidTaskSpec("func_path", f"cannot import {func_path!r}: {exc}") from exc
+    if isinstance(target, DjangoTask):
+        target = target.func
+    if not inspect.isfunction(target):
+        kind = type(target).__name__
+        article = "an" if kind[:1].lower() in "aeiou" else "a"
+        raise InvalidTaskSpec("func_path", f"{func_path!r} is {article} {kind}, not a function")
+    if target.__qualname__ != name:
+        raise InvalidTaskSpec("func_path", f"{func_path!r} is not a module-level function")
+    return target
+
+
+def _json(fieldname: str, value: object) -> None:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidTaskSpec(fieldname, f"must be JSON-serialisable: {exc}") from exc
+
+
+def validate(spec: TaskSpec) -> None:
+    """Refuse a spec that could never run, naming the field at fault."""
+    resolve(spec.func_path)
+    if not isinstance(spec.args, list):
+        raise InvalidTaskSpec("args", "must be a JSON array")
+    if not isinstance(spec.kwargs, dict):
+        raise InvalidTaskSpec("kwargs", "must be a JSON object")
+    _json("args", spec.args)
+    _json("kwargs", spec.kwargs)
+    if not MIN_PRIORITY <= spec.priority <= MAX_PRIORITY:
+        raise InvalidTaskSpec(
+            "priority", f"{spec.priority} is outside {MIN_PRIORITY}..{MAX_PRIORITY}"
+        )
+    if spec.max_attempts is not None and spec.max_attempts < 1:
+        raise InvalidTaskSpec("max_attempts", "must be at least 1")
+    if spec.timeout is not None and spec.timeout <= 0:
+        raise InvalidTaskSpec("timeout", "must be greater than 0 seconds")
+    if spec.memory_mb is not None and spec.memory_mb < 1:
+        raise InvalidTaskSpec("memory_mb", "must be at least 1")
+    if spec.retry_backoff is not None and spec.retry_backoff < 0:
+        raise InvalidTaskSpec("retry_backoff", "must not be negative")
+    if spec.run_after is not None and spec.run_after.tzinfo is None:
+        raise InvalidTaskSpec("run_after", "must include a time zone (e.g. 2026-01-01T10:00Z)")
+    if spec.queue is not None and len(spec.queue) > 100:
+        raise InvalidTaskSpec("queue", "must be at most 100 characters")
