@@ -137,4 +137,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
 
+# `make run` creates the "admin" superuser with this password (generated when empty).
+SUPERUSER_PASSWORD: str = env.str("DJANGO_SUPERUSER_PASSWORD", default="")
+
 CRUCIBLE = worker_conf.from_env(env, BASE_DIR)

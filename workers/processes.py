@@ -49,13 +49,16 @@ def signal_worker(pid: int | None, started_at: float | None, sig: int) -> bool:
     return True
 
 
-def kill_tree(pid: int, grace: float = 0.3) -> None:
-    """Stop a process and all its descendants: TERM, a short grace, then KILL."""
+def descendants(pid: int) -> list[psutil.Process]:
     try:
-        root = psutil.Process(pid)
-        family = [*root.children(recursive=True), root]
+        children: list[psutil.Process] = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
-        return
+        return []
+    return children
+
+
+def stop(family: list[psutil.Process], grace: float = 0.3) -> None:
+    """TERM the processes, give them ``grace`` seconds, then KILL what is left."""
     for proc in family:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.send_signal(signal.SIGTERM)
@@ -66,17 +69,3 @@ def kill_tree(pid: int, grace: float = 0.3) -> None:
     psutil.wait_procs(alive, timeout=1.0)
 
 
-def tree_usage(pid: int) -> tuple[int, float]:
-    """RSS (bytes) and CPU percent of a process and its descendants."""
-    try:
-        root = psutil.Process(pid)
-        family = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0, 0.0
-    rss, cpu = 0, 0.0
-    for proc in family:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            with proc.oneshot():
-                rss += proc.memory_info().rss
-                cpu += proc.cpu_percent(interval=None)
-    return rss, cpu

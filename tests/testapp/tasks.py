@@ -77,3 +77,9 @@ async def async_add(a: int, b: int) -> int:
 
 
 NOT_A_FUNCTION = 42
+
+
+def crash_process() -> None:
+    """Die the way a segfault or the OOM killer would end a task's process."""
+    _record("crash")
+    os.kill(os.getpid(), signal.SIGKILL)

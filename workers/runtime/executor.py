@@ -8,6 +8,7 @@ supervisor -> executor ``{"task": ...}``; executor -> supervisor ``progress``, `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import inspect
 import json
@@ -197,8 +198,11 @@ def _failure(exc: BaseException) -> dict[str, Any]:
 
 
 def kill(pid: int) -> None:
-    """Kill the executor and every process it started."""
-    processes.kill_tree(pid, grace=0.3)
+    """Kill the executor and every process it started (the executor is reaped by ``reap``)."""
+    descendants = processes.descendants(pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    processes.stop(descendants, grace=0.3)
 
 
 def reap(pid: int, timeout: float) -> int | None:
@@ -212,7 +216,7 @@ def reap(pid: int, timeout: float) -> int | None:
         if done:
             return status
         if time.monotonic() >= deadline:
-            processes.kill_tree(pid, grace=0.0)
+            kill(pid)
             deadline = time.monotonic() + 5.0
         time.sleep(0.005)
 

@@ -308,9 +308,9 @@ class Supervisor:
         if graceful:
             with contextlib.suppress(OSError):
                 ex.conn.send({"stop": True})
+            status = executor_mod.reap(ex.pid, timeout=1.0)
         else:
-            executor_mod.kill(ex.pid)
-        status = executor_mod.reap(ex.pid, timeout=1.0 if graceful else 2.0)
+            status = executor_mod.reap(ex.pid, timeout=0.0)
         ex.conn.close()
         os.close(ex.output)
         return status
@@ -395,6 +395,9 @@ class Supervisor:
             return
         self._drain_output(self.executor.output if self.executor else -1)
         peak = max(running.peak_rss, message.get("peak_rss_bytes") or 0) or None
+        if running.progress is not None:
+            token, (fraction, text) = running.token, running.progress
+            self._queue_write(lambda: self._last_progress(token, fraction, text))
         if message["ok"]:
             ending = queue.Ending(Outcome.SUCCEEDED, peak_rss_bytes=peak)
             token, value = running.token, message["value"]
@@ -415,6 +418,9 @@ class Supervisor:
         self._queue_write(lambda: self._record_failure(token, final))
         self.counts[1] += 1
         self._after_task()
+
+    def _last_progress(self, token: ClaimedTask, fraction: float | None, text: str) -> None:
+        queue.report_progress(token, fraction, text)
 
     def _record_failure(self, token: ClaimedTask, ending: queue.Ending) -> None:
         state = queue.fail(token, ending)

@@ -1,0 +1,69 @@
+"""Real worker processes drain the queue: every task once, in priority order."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.testapp.models import Execution
+from workers.models import Task, TaskAttempt
+from workers.states import Outcome, TaskState
+
+from .helpers import enqueue, enqueue_many, running_workers, task
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
+
+
+def test_four_workers_drain_2000_tasks_each_exactly_once(workers):
+    ids = enqueue_many("record", [[f"k{i}"] for i in range(2000)])
+    for _ in range(4):
+        workers.start("--batch")
+    assert workers.wait_all(timeout=240) == [0, 0, 0, 0]
+
+    states = Counter(Task.objects.filter(pk__in=ids).values_list("state", flat=True))
+    assert states == {TaskState.SUCCEEDED: 2000}
+    runs = Counter(Execution.objects.values_list("key", flat=True))
+    assert len(runs) == 2000
+    assert set(runs.values()) == {1}
+    assert set(Task.objects.values_list("attempt", flat=True)) == {1}
+    assert TaskAttempt.objects.filter(outcome=Outcome.SUCCEEDED).count() == 2000
+    used = set(Task.objects.values_list("worker_id", flat=True))
+    assert len(used) == 4, "all four workers took part"
+
+
+def test_priority_first_then_fifo_with_one_worker(workers):
+    plan = [("a", 0), ("b", 5), ("c", 0), ("d", 100), ("e", -100), ("f", 5), ("g", 0)]
+    for key, priority in plan:
+        enqueue("record", key, priority=priority)
+    workers.start("--batch")
+    assert workers.wait_all() == [0]
+
+    order = list(Execution.objects.order_by("at", "id").values_list("key", flat=True))
+    assert order == ["d", "b", "f", "a", "c", "g", "e"]
+
+
+def test_results_async_functions_and_progress_are_stored(workers):
+    added = enqueue("add", 2, 3)
+    awaited = enqueue("async_add", 4, 5)
+    progress = enqueue("report_progress", 4, 0.05)
+    workers.start("--batch")
+    assert workers.wait_all() == [0]
+
+    assert task(added.pk).result == 5
+    assert task(awaited.pk).result == 9
+    done = task(progress.pk)
+    assert done.state == TaskState.SUCCEEDED
+    assert done.progress == 1.0
+    assert done.progress_message == "step 4 of 4"
+    assert done.peak_rss_bytes and done.peak_rss_bytes > 1_000_000
+
+
+def test_idle_worker_is_woken_without_waiting_for_a_poll(workers, crucible):
+    workers.start()
+    wait_for(running_workers)
+    created = enqueue("record", "woken")
+    started = wait_for(lambda: Execution.objects.filter(key="woken").first(), timeout=5)
+    latency = started.at - created.created_at.timestamp()
+    assert latency < crucible.poll_interval, f"picked up after {latency:.3f} s"

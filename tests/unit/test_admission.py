@@ -1,0 +1,334 @@
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from pytest_django import Settings
+
+from workers import admission, conf
+from workers.admission import Admission, Machine, MachineMemory, compute
+from workers.conf import WorkerSettings
+from workers.models import Task, Worker
+from workers.states import TaskState, WorkerState
+
+MB = 1024 * 1024
+GB = 1024 * MB
+TOTAL = 64 * GB
+
+
+def settings_(
+    max_count: int = 64, memory_per_task_mb: int = 8192, memory_guard_mb: int = 2048
+) -> WorkerSettings:
+    return WorkerSettings(
+        node_address="node-a",
+        max_count=max_count,
+        memory_per_task_mb=memory_per_task_mb,
+        memory_guard_mb=memory_guard_mb,
+    )
+
+
+def machine(
+    available: int, cores: int = 64, platform: str = "Linux", pressure: bool = False
+) -> Machine:
+    memory = MachineMemory(total=TOTAL, available=available, percent=50.0)
+    return Machine(memory=memory, cores=cores, platform=platform, memory_pressure=pressure)
+
+
+# --- compute: the pure arithmetic ---
+
+
+def test_max_count_binding() -> None:
+    result = compute(settings_(max_count=2), machine(100 * GB, cores=8), active=0)
+
+    assert result == Admission(
+        admissible=2,
+        active=0,
+        can_add=True,
+        reason="WORKER_MAX_COUNT allows 2 workers; none are active.",
+        limits={"max_count": 2, "cores": 8, "memory": 12},
+        memory=MachineMemory(total=TOTAL, available=100 * GB, percent=50.0),
+    )
+
+
+def test_cores_binding() -> None:
+    result = compute(settings_(max_count=16), machine(100 * GB, cores=4), active=1)
+
+    assert result.admissible == 4
+    assert result.limits == {"max_count": 16, "cores": 4, "memory": 13}
+    assert result.reason == "Physical cores (4) allow 4 workers; 1 is active."
+    assert result.can_add
+
+
+def test_memory_binding_names_the_figures() -> None:
+    available = 2 * GB + int(17.3 * GB)
+
+    result = compute(settings_(max_count=16), machine(available, cores=16), active=0)
+
+    assert result.admissible == 2
+    assert result.limits["memory"] == 2
+    assert result.reason == (
+        "Memory allows 2 workers (needs 8.0 GB each, 17.3 GB available after a 2.0 GB guard);"
+        " none are active."
+    )
+
+
+def test_tie_names_the_setting_before_memory() -> None:
+    result = compute(settings_(max_count=2), machine(2 * GB + 16 * GB), active=0)
+
+    assert result.limits["memory"] == 2
+    assert result.reason.startswith("WORKER_MAX_COUNT allows 2 workers")
+
+
+def test_memory_below_guard_admits_nothing() -> None:
+    result = compute(settings_(), machine(GB), active=0)
+
+    assert result.admissible == 0
+    assert result.limits["memory"] == 0
+    assert not result.can_add
+    assert result.reason == (
+        "Memory allows 0 workers (needs 8.0 GB each, only 1.0 GB available, below a 2.0 GB"
+        " guard); none are active."
+    )
+
+
+def test_memory_just_below_one_task_admits_nothing() -> None:
+    result = compute(settings_(), machine(2 * GB + 8 * GB - 1), active=0)
+
+    assert result.admissible == 0
+    assert not result.can_add
+
+
+def test_memory_exactly_one_task_admits_one() -> None:
+    result = compute(settings_(), machine(2 * GB + 8 * GB), active=0)
+
+    assert result.admissible == 1
+    assert result.can_add
+
+
+def test_below_guard_with_active_workers_admits_fewer_than_active() -> None:
+    result = compute(settings_(), machine(2 * GB - MB), active=3)
+
+    assert result.limits["memory"] == 2
+    assert result.admissible == 2
+    assert not result.can_add
+
+
+def test_memory_limit_never_negative() -> None:
+    result = compute(settings_(), machine(0), active=0)
+
+    assert result.limits["memory"] == 0
+    assert result.admissible == 0
+
+
+def test_largest_queued_estimate_replaces_the_setting() -> None:
+    result = compute(settings_(), machine(2 * GB + 40 * GB), active=0, queued_memory_mb=16384)
+
+    assert result.admissible == 2
+    assert "needs 16.0 GB each, the largest queued estimate" in result.reason
+
+
+def test_smaller_queued_estimate_also_replaces_the_setting() -> None:
+    result = compute(settings_(), machine(2 * GB + 40 * GB), active=0, queued_memory_mb=4096)
+
+    assert result.limits["memory"] == 10
+
+
+def test_zero_queued_estimate_falls_back_to_the_setting() -> None:
+    result = compute(settings_(), machine(2 * GB + 40 * GB), active=0, queued_memory_mb=0)
+
+    assert result.limits["memory"] == 5
+    assert "queued estimate" not in result.reason
+
+
+def test_macos_pressure_halves_the_memory_limit() -> None:
+    available = 2 * GB + 40 * GB
+    calm = compute(settings_(), machine(available, platform="Darwin"), active=0)
+    pressed = compute(settings_(), machine(available, platform="Darwin", pressure=True), active=0)
+
+    assert calm.limits["memory"] == 5
+    assert pressed.limits["memory"] == 2
+    assert pressed.admissible == 2
+    assert "halved under macOS memory pressure" in pressed.reason
+
+
+def test_windows_adds_one_gb_to_the_guard() -> None:
+    available = 2 * GB + 8 * GB
+    linux = compute(settings_(), machine(available), active=0)
+    windows = compute(settings_(), machine(available, platform="Windows"), active=0)
+
+    assert linux.admissible == 1
+    assert windows.admissible == 0
+    assert not windows.can_add
+    assert "3.0 GB guard (incl. 1.0 GB extra on Windows)" in windows.reason
+
+
+def test_active_workers_count_towards_memory_capacity() -> None:
+    # Available memory already excludes what the two running workers use.
+    result = compute(settings_(), machine(2 * GB + 16 * GB + GB // 2), active=2)
+
+    assert result.limits["memory"] == 4
+    assert result.admissible == 4
+    assert result.active == 2
+    assert result.can_add
+    assert result.reason.endswith("; 2 are active.")
+
+
+@pytest.mark.parametrize("active", [2, 3])
+def test_cannot_add_when_active_reaches_capacity(active: int) -> None:
+    result = compute(settings_(max_count=2), machine(100 * GB), active=active)
+
+    assert result.admissible == 2
+    assert not result.can_add
+
+
+def test_singular_wording() -> None:
+    result = compute(settings_(max_count=1), machine(100 * GB), active=1)
+
+    assert result.reason == "WORKER_MAX_COUNT allows 1 worker; 1 is active."
+
+
+# --- reading the machine at its boundary ---
+
+
+@pytest.fixture
+def fake_machine(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    """Substitute the boundary functions; tests change the returned values."""
+    values: dict[str, object] = {
+        "memory": MachineMemory(total=TOTAL, available=2 * GB + 24 * GB, percent=60.0),
+        "physical": 8,
+        "logical": 16,
+        "platform": "Linux",
+        "pressure": False,
+    }
+    monkeypatch.setattr(admission, "_virtual_memory", lambda: values["memory"])
+    monkeypatch.setattr(admission, "_physical_cores", lambda: values["physical"])
+    monkeypatch.setattr(admission, "_logical_cores", lambda: values["logical"])
+    monkeypatch.setattr(admission, "_platform", lambda: values["platform"])
+    monkeypatch.setattr(admission, "_macos_memory_pressure", lambda: values["pressure"])
+    return values
+
+
+def test_physical_cores_preferred(fake_machine: dict[str, object]) -> None:
+    assert admission.read_machine().cores == 8
+
+
+def test_logical_cores_when_physical_unknown(fake_machine: dict[str, object]) -> None:
+    fake_machine["physical"] = None
+
+    assert admission.read_machine().cores == 16
+
+
+def test_pressure_read_only_on_macos(fake_machine: dict[str, object]) -> None:
+    fake_machine["pressure"] = True
+
+    assert admission.read_machine().memory_pressure is False
+    fake_machine["platform"] = "Darwin"
+    assert admission.read_machine().memory_pressure is True
+
+
+def test_machine_memory_is_the_boundary_reading(fake_machine: dict[str, object]) -> None:
+    assert admission.machine_memory() == fake_machine["memory"]
+
+
+def test_pressure_probe_never_raises() -> None:
+    assert isinstance(admission._macos_memory_pressure(), bool)
+
+
+# --- check(): the database and the machine together ---
+
+
+@pytest.fixture
+def node_settings(settings: Settings) -> WorkerSettings:
+    crucible = replace(
+        conf.get(),
+        node_address="node-a",
+        max_count=64,
+        memory_per_task_mb=8192,
+        memory_guard_mb=2048,
+    )
+    settings.CRUCIBLE = crucible
+    return crucible
+
+
+def add_task(state: str, memory_mb: int | None) -> Task:
+    return Task.objects.create(func_path="m.f", timeout=60.0, memory_mb=memory_mb, state=state)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("node_settings")
+def test_check_counts_active_workers_on_this_node(fake_machine: dict[str, object]) -> None:
+    for state in WorkerState.values:
+        Worker.objects.create(node="node-a", state=state)
+    Worker.objects.create(node="node-b", state=WorkerState.RUNNING)
+
+    result = admission.check()
+
+    assert result.active == 3  # STARTING, RUNNING, DRAINING
+    assert result.limits == {"max_count": 64, "cores": 8, "memory": 6}
+    assert result.admissible == 6
+    assert result.can_add
+    assert result.memory == fake_machine["memory"]
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("node_settings")
+def test_check_for_another_node(fake_machine: dict[str, object]) -> None:
+    Worker.objects.create(node="node-a", state=WorkerState.RUNNING)
+    Worker.objects.create(node="node-b", state=WorkerState.DRAINING)
+    Worker.objects.create(node="node-b", state=WorkerState.STARTING)
+
+    assert admission.check("node-b").active == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("node_settings")
+def test_check_uses_largest_queued_estimate(fake_machine: dict[str, object]) -> None:
+    add_task(TaskState.QUEUED, 4096)
+    add_task(TaskState.QUEUED, 12288)
+    add_task(TaskState.QUEUED, None)
+    add_task(TaskState.RUNNING, 65536)
+    add_task(TaskState.WAITING, 65536)
+
+    result = admission.check()
+
+    assert result.limits["memory"] == 2  # 24 GB / 12 GB
+    assert "needs 12.0 GB each, the largest queued estimate" in result.reason
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("node_settings")
+def test_check_uses_the_setting_without_queued_estimates(fake_machine: dict[str, object]) -> None:
+    add_task(TaskState.QUEUED, None)
+    add_task(TaskState.RUNNING, 65536)
+
+    result = admission.check()
+
+    assert result.limits["memory"] == 3  # 24 GB / 8 GB
+    assert "needs 8.0 GB each" in result.reason
+    assert "queued estimate" not in result.reason
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("node_settings")
+def test_check_full_node_cannot_add(fake_machine: dict[str, object]) -> None:
+    fake_machine["memory"] = MachineMemory(total=TOTAL, available=GB, percent=98.0)
+    Worker.objects.create(node="node-a", state=WorkerState.RUNNING)
+
+    result = admission.check()
+
+    assert result.admissible == 0
+    assert result.active == 1
+    assert not result.can_add
+    assert result.reason.startswith("Memory allows 0 workers")
+
+
+@pytest.mark.django_db
+def test_check_on_the_real_machine() -> None:
+    result = admission.check()
+
+    assert set(result.limits) == {"max_count", "cores", "memory"}
+    assert result.admissible == min(result.limits.values())
+    assert result.limits["cores"] >= 1
+    assert result.memory.total >= result.memory.available > 0
+    assert 0.0 <= result.memory.percent <= 100.0
+    assert result.active == 0
