@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
+import sys
+import time
 
 import psutil
 
 logger = logging.getLogger(__name__)
 CREATE_TIME_SLACK = 0.05
+PR_SET_CHILD_SUBREAPER = 36
 
 
 def identity() -> tuple[int, float]:
@@ -58,14 +62,49 @@ def descendants(pid: int) -> list[psutil.Process]:
 
 
 def stop(family: list[psutil.Process], grace: float = 0.3) -> None:
-    """TERM the processes, give them ``grace`` seconds, then KILL what is left."""
+    """TERM the processes, give them ``grace`` seconds, then KILL what is left; reap ours."""
+    _signal_all(family, signal.SIGTERM)
+    alive = _wait_gone(family, grace)
+    _signal_all(alive, signal.SIGKILL)
+    _wait_gone(alive, 1.0)
+    for proc in family:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(proc.pid, os.WNOHANG)
+
+
+def _signal_all(family: list[psutil.Process], sig: int) -> None:
     for proc in family:
         with contextlib.suppress(psutil.NoSuchProcess):
-            proc.send_signal(signal.SIGTERM)
-    _, alive = psutil.wait_procs(family, timeout=grace)
-    for proc in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
-    psutil.wait_procs(alive, timeout=1.0)
+            proc.send_signal(sig)
 
 
+def _gone(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_gone(family: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until every process has exited (a zombie counts); return those still alive."""
+    deadline = time.monotonic() + timeout
+    alive = [proc for proc in family if not _gone(proc)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.005)
+        alive = [proc for proc in alive if not _gone(proc)]
+    return alive
+
+
+def become_subreaper() -> None:
+    """Orphaned descendants of a killed task come back to us, to be stopped and reaped."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
+def reap_orphans(keep: int | None) -> None:
+    """Reap exited children other than ``keep`` (the executor, reaped on its own)."""
+    for proc in psutil.Process().children():
+        if proc.pid != keep and _gone(proc):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(proc.pid, os.WNOHANG)

@@ -16,17 +16,19 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from django.db import InterfaceError, OperationalError, connection
 
-from .. import conf, lifecycle, monitor, queue
+from .. import conf, lifecycle, monitor, processes, queue
 from ..claim import ClaimedTask
 from ..doorbell import Doorbell
 from ..exceptions import LostAttempt
 from ..lifecycle import Control
 from ..states import Outcome, TaskState, WorkerState
 from . import executor as executor_mod
+from . import logs
 from .meter import Meter
 from .wake import Listener, listener_for_database
 
@@ -103,6 +105,7 @@ class Supervisor:
 
     def start(self) -> None:
         """Fork the executor, open the wake-up channels, and tell everyone we run."""
+        processes.become_subreaper()
         self._start_executor()
         self.doorbell = Doorbell(self.worker_id)
         self.selector.register(self.doorbell, selectors.EVENT_READ, self._on_doorbell)
@@ -242,6 +245,7 @@ class Supervisor:
             self._send_progress(running, now)
 
     def _heartbeat(self) -> None:
+        processes.reap_orphans(keep=self.executor.pid if self.executor else None)
         running = self.running
         token = running.token if running else None
         pid = self.executor.pid if self.executor else None
@@ -412,8 +416,10 @@ class Supervisor:
         """Record a failed attempt (retry, fail, cancel) and free the slot."""
         assert self.running is not None
         token = self.running.token
+        logger.warning("task %s attempt %s ended %s: %s\n%s", token.id, token.attempt,
+                       ending.outcome, ending.error, ending.traceback)
         peak = ending.peak_rss_bytes or self.running.peak_rss or None
-        tail = ending.log_tail or self.running.tail
+        tail = ending.log_tail or self.running.tail or self._log_tail()
         final = queue.Ending(ending.outcome, ending.error, ending.traceback, peak, tail)
         self._queue_write(lambda: self._record_failure(token, final))
         self.counts[1] += 1
@@ -421,6 +427,13 @@ class Supervisor:
 
     def _last_progress(self, token: ClaimedTask, fraction: float | None, text: str) -> None:
         queue.report_progress(token, fraction, text)
+
+    def _log_tail(self) -> str:
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.flush()
+                return logs.tail(Path(handler.baseFilename), TAIL_CHARS)
+        return ""
 
     def _record_failure(self, token: ClaimedTask, ending: queue.Ending) -> None:
         state = queue.fail(token, ending)
