@@ -1,10 +1,12 @@
 """URL routes; admin modules are discovered here, not in worker processes."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 admin.autodiscover()
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", include("workers.urls")),
+    path("", include("simulations.urls")),
 ]

@@ -16,7 +16,7 @@ from django.db import connection
 
 from .models import Task
 
-COLUMNS = "id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb"
+COLUMNS = "id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb, has_dependents"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,7 @@ class ClaimedTask:
     max_attempts: int
     memory_mb: int | None
     started_at: datetime
+    has_dependents: bool = False
 
 
 def _sql(queue_count: int) -> str:
@@ -62,7 +63,7 @@ def claim(worker_id: int, queues: list[str], now: datetime, lease_until: datetim
         row = cursor.fetchone()
     if row is None:
         return None
-    task_id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb = row
+    task_id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb, dependents = row
     return ClaimedTask(
         id=task_id,
         attempt=attempt,
@@ -74,4 +75,5 @@ def claim(worker_id: int, queues: list[str], now: datetime, lease_until: datetim
         max_attempts=max_attempts,
         memory_mb=memory_mb,
         started_at=now,
+        has_dependents=bool(dependents),
     )

@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings as django_settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import conf, lifecycle, processes, queue
+from . import admission, conf, lifecycle, processes, queue
 from .exceptions import AdmissionRefused, WorkerNotFound
 from .models import Task, Worker
 from .states import ACTIVE_WORKER_STATES, TaskState, WorkerState
@@ -26,28 +25,9 @@ logger = logging.getLogger(__name__)
 _DETACH = 'exec 0</dev/null; "$@" >>"$CRUCIBLE_SPAWN_LOG" 2>&1 & echo $!'
 
 
-@dataclass(frozen=True, slots=True)
-class Capacity:
-    admissible: int
-    active: int
-    reason: str
-
-    @property
-    def can_add(self) -> bool:
-        return self.active < self.admissible
-
-
-def capacity() -> Capacity:
-    """How many workers may run here; the panel issue adds memory and cores to this."""
-    settings = conf.get()
-    active = Worker.objects.active().on_node(settings.node_address).count()
-    reason = f"WORKER_MAX_COUNT allows {settings.max_count}; {active} active."
-    return Capacity(admissible=settings.max_count, active=active, reason=reason)
-
-
 def add(count: int = 1, *, force: bool = False, queues: list[str] | None = None) -> list[Worker]:
     """Admit and start ``count`` workers; refuse beyond capacity unless forced."""
-    room = capacity()
+    room = admission.check()
     if not force and room.active + count > room.admissible:
         raise AdmissionRefused(f"Cannot add {count}: {room.reason}")
     return [spawn(queues or [conf.get().queue_name]) for _ in range(count)]

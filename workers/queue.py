@@ -17,7 +17,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from . import conf, doorbell
+from . import conf, dependencies, doorbell
 from .claim import ClaimedTask, claim
 from .exceptions import LostAttempt, TaskNotFound
 from .models import Task, TaskAttempt, TaskQuerySet, Worker
@@ -42,8 +42,21 @@ def move(queryset: TaskQuerySet, target: str, **fields: Any) -> int:
 def enqueue(spec: TaskSpec) -> Task:
     """Validate and store a task, then wake the workers of its queue."""
     validate(spec)
+    if not spec.depends_on:
+        return _create(spec, TaskState.QUEUED, 0)
+    with transaction.atomic():
+        predecessors = dependencies.check_predecessors(spec.depends_on)
+        pending = dependencies.unfinished(predecessors)
+        task = _create(spec, TaskState.WAITING if pending else TaskState.QUEUED, pending)
+        dependencies.link(task, predecessors)
+    return task
+
+
+def _create(spec: TaskSpec, state: str, pending: int) -> Task:
     settings = conf.get()
     task = Task.objects.create(
+        state=state,
+        pending_dependencies=pending,
         func_path=spec.func_path,
         args=spec.args,
         kwargs=spec.kwargs,
@@ -55,7 +68,8 @@ def enqueue(spec: TaskSpec) -> Task:
         retry_backoff=spec.retry_backoff,
         run_after=spec.run_after,
     )
-    transaction.on_commit(lambda: doorbell.ring_all(f"q:{task.queue}"))
+    if state == TaskState.QUEUED:
+        transaction.on_commit(lambda: doorbell.ring_all(f"q:{task.queue}"))
     return task
 
 
@@ -74,6 +88,7 @@ class Ending:
     traceback: str = ""
     peak_rss_bytes: int | None = None
     log_tail: str = ""
+    exception_class: str = ""
 
 
 def _fenced(token: ClaimedTask) -> TaskQuerySet:
@@ -101,6 +116,7 @@ def _record_attempt(task_id: int, number: int, worker_id: int | None, started_at
         outcome=ending.outcome,
         error=ending.error,
         traceback=ending.traceback,
+        exception_class=ending.exception_class,
         peak_rss_bytes=ending.peak_rss_bytes,
         log_tail=ending.log_tail[-TAIL_CHARS:],
     )
@@ -138,6 +154,8 @@ def succeed(token: ClaimedTask, result: Any, ending: Ending) -> None:
         if not done:
             raise LostAttempt(f"task {token.id} attempt {token.attempt} is no longer ours")
         _record_attempt(token.id, token.attempt, token.worker_id, token.started_at, ending)
+        if token.has_dependents:
+            dependencies.release(token.id)
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:
@@ -197,6 +215,8 @@ def _end(task: Task, ending: Ending, started_at: datetime | None) -> str:
     if not move(fenced, verdict.state, **fields):
         raise LostAttempt(f"task {task.pk} attempt {task.attempt} is no longer running")
     _record_attempt(task.pk, task.attempt, task.worker_id, started_at, ending)
+    if verdict.state != TaskState.QUEUED and task.has_dependents:
+        dependencies.halt(task.pk)
     if verdict.state == TaskState.QUEUED and not verdict.delay:
         transaction.on_commit(lambda: doorbell.ring_all(f"q:{task.queue}"))
     return verdict.state
@@ -258,6 +278,8 @@ def cancel(task_id: int) -> Task:
     now = timezone.now()
     stop_now = Task.objects.filter(pk=task_id, state__in=[TaskState.WAITING, TaskState.QUEUED])
     if move(stop_now, TaskState.CANCELLED, finished_at=now, error="Cancelled before it ran"):
+        if task.has_dependents:
+            dependencies.halt(task_id)
         return get(task_id)
     if Task.objects.running().filter(pk=task_id).update(cancel_requested_at=now):
         worker = Worker.objects.filter(pk=task.worker_id).first()
@@ -270,9 +292,10 @@ def retry(task_id: int) -> Task:
     """Give a finished task a fresh budget of attempts (releases a quarantine)."""
     task = get(task_id)
     finished = Task.objects.filter(pk=task_id).finished()
+    target = TaskState.WAITING if task.pending_dependencies else TaskState.QUEUED
     moved = move(
         finished,
-        TaskState.QUEUED,
+        target,
         attempt_base=F("attempt"),
         crash_count=0,
         quarantined_at=None,

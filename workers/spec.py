@@ -30,6 +30,7 @@ class TaskSpec:
     memory_mb: int | None = None
     run_after: datetime | None = None
     retry_backoff: float | None = None
+    depends_on: list[int] = field(default_factory=list)
 
 
 def resolve(func_path: str) -> Callable[..., Any]:

@@ -52,9 +52,9 @@ TASK_TRANSITIONS: dict[str, frozenset[str]] = {
         {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.QUEUED}
     ),
     # Finished tasks move again only through an operator's retry.
-    TaskState.SUCCEEDED: frozenset({TaskState.QUEUED}),
-    TaskState.FAILED: frozenset({TaskState.QUEUED}),
-    TaskState.CANCELLED: frozenset({TaskState.QUEUED}),
+    TaskState.SUCCEEDED: frozenset({TaskState.QUEUED, TaskState.WAITING}),
+    TaskState.FAILED: frozenset({TaskState.QUEUED, TaskState.WAITING}),
+    TaskState.CANCELLED: frozenset({TaskState.QUEUED, TaskState.WAITING}),
 }
 
 ACTIVE_WORKER_STATES = (WorkerState.STARTING, WorkerState.RUNNING, WorkerState.DRAINING)

@@ -60,6 +60,10 @@ class Task(models.Model):
     crash_count = models.PositiveIntegerField(default=0)
     quarantined_at = models.DateTimeField(null=True, blank=True)
     peak_rss_bytes = models.BigIntegerField(null=True, blank=True)
+    pending_dependencies = models.PositiveIntegerField(
+        default=0, help_text="Predecessors that have not succeeded yet; WAITING until 0."
+    )
+    has_dependents = models.BooleanField(default=False)
 
     objects = TaskQuerySet.as_manager()
 
@@ -103,6 +107,7 @@ class TaskAttempt(models.Model):
     finished_at = models.DateTimeField()
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
     error = models.TextField(blank=True)
+    exception_class = models.CharField(max_length=255, blank=True)
     traceback = models.TextField(blank=True)
     peak_rss_bytes = models.BigIntegerField(null=True, blank=True)
     log_tail = models.TextField(blank=True)
@@ -115,3 +120,18 @@ class TaskAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"attempt {self.number} of task {self.task_id}: {self.outcome}"
+
+
+class TaskDependency(models.Model):
+    """``task`` waits until ``depends_on`` has succeeded."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="dependencies")
+    depends_on = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="dependents")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["task", "depends_on"], name="dependency_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} after task {self.depends_on_id}"

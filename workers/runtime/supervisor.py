@@ -410,7 +410,7 @@ class Supervisor:
             self._after_task()
         else:
             self._end(queue.Ending(Outcome.ERROR, message["error"], message["traceback"], peak,
-                                   running.tail))
+                                   running.tail, message.get("exception_class", "")))
 
     def _end(self, ending: queue.Ending) -> None:
         """Record a failed attempt (retry, fail, cancel) and free the slot."""
@@ -420,7 +420,8 @@ class Supervisor:
                        ending.outcome, ending.error, ending.traceback)
         peak = ending.peak_rss_bytes or self.running.peak_rss or None
         tail = ending.log_tail or self.running.tail or self._log_tail()
-        final = queue.Ending(ending.outcome, ending.error, ending.traceback, peak, tail)
+        final = queue.Ending(ending.outcome, ending.error, ending.traceback, peak, tail,
+                             ending.exception_class)
         self._queue_write(lambda: self._record_failure(token, final))
         self.counts[1] += 1
         self._after_task()

@@ -1,0 +1,247 @@
+"""One snapshot of the pool for the panel and the JSON API, in a fixed number of queries."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from . import admission, conf, processes
+from .models import Heartbeat, Task, Worker
+from .states import ACTIVE_WORKER_STATES, TaskState, WorkerState
+
+RECENT = timedelta(hours=1)
+SPARKLINE_SAMPLES = 30
+MAX_ENDED_SHOWN = 16
+
+
+@dataclass(frozen=True, slots=True)
+class TaskView:
+    id: int
+    func_path: str
+    attempt: int
+    max_attempts: int
+    started_at: datetime | None
+    elapsed: float
+    progress: float | None
+    progress_message: str
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerView:
+    id: int
+    state: str
+    pid: int | None
+    node: str
+    queues: list[str]
+    spawned: bool
+    rss_bytes: int | None
+    cpu_percent: float | None
+    task_rss_bytes: int | None
+    last_heartbeat: datetime | None
+    heartbeat_age: float | None
+    started_at: datetime | None
+    stopped_at: datetime | None
+    task: TaskView | None
+    samples: list[int]
+    warnings: list[str]
+    failure_reason: str
+    exit_code: int | None
+    log_tail: str
+    draining: bool
+    aborting: bool
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE_WORKER_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    generated_at: datetime
+    workers: list[WorkerView]
+    admission: admission.Admission
+    queues: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def active(self) -> list[WorkerView]:
+        return [worker for worker in self.workers if worker.is_active]
+
+
+def _workers(now: datetime) -> list[Worker]:
+    active = list(Worker.objects.active().order_by("id"))
+    ended = Worker.objects.filter(
+        state__in=[WorkerState.DEAD, WorkerState.FAILED], stopped_at__gte=now - RECENT
+    ).order_by("-stopped_at")[:MAX_ENDED_SHOWN]
+    return active + list(ended)
+
+
+def _running_tasks(worker_ids: list[int]) -> dict[int, Task]:
+    running = Task.objects.running().filter(worker_id__in=worker_ids).only(
+        "id", "func_path", "attempt", "attempt_base", "max_attempts", "last_attempted_at",
+        "progress", "progress_message", "worker_id",
+    )
+    return {task.worker_id: task for task in running if task.worker_id is not None}
+
+
+def _samples(worker_ids: list[int], now: datetime) -> dict[int, list[int]]:
+    window = now - timedelta(seconds=conf.get().heartbeat_interval * (SPARKLINE_SAMPLES + 1))
+    rows = Heartbeat.objects.filter(worker_id__in=worker_ids, at__gte=window).order_by("at")
+    series: dict[int, list[int]] = defaultdict(list)
+    for worker_id, rss in rows.values_list("worker_id", "rss_bytes"):
+        series[worker_id].append(rss)
+    return {key: values[-SPARKLINE_SAMPLES:] for key, values in series.items()}
+
+
+def queue_counts(now: datetime) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = defaultdict(
+        lambda: {"waiting": 0, "queued": 0, "running": 0, "failed_last_hour": 0}
+    )
+    live = Task.objects.filter(
+        state__in=[TaskState.WAITING, TaskState.QUEUED, TaskState.RUNNING]
+    ).values("queue", "state").annotate(n=Count("id"))
+    for row in live:
+        counts[row["queue"]][str(row["state"]).lower()] = row["n"]
+    failed = Task.objects.filter(Q(state=TaskState.FAILED) & Q(finished_at__gte=now - RECENT))
+    for row in failed.values("queue").annotate(n=Count("id")):
+        counts[row["queue"]]["failed_last_hour"] = row["n"]
+    return dict(sorted(counts.items()))
+
+
+def _warnings(worker: Worker, age: float | None, local: str) -> list[str]:
+    settings = conf.get()
+    found = []
+    if worker.state in (WorkerState.RUNNING, WorkerState.DRAINING):
+        if age is not None and age > settings.stalled_after:
+            found.append(f"Stalled: no heartbeat for {age:.0f} s")
+        if worker.node == local and not processes.is_worker_process(
+            worker.pid, worker.process_started_at
+        ):
+            found.append("Process gone")
+    if worker.state == WorkerState.DRAINING or worker.drain_requested_at and worker.is_active:
+        found.append("Draining: finishes its task, then stops")
+    if worker.abort_requested_at and worker.is_active:
+        found.append("Abort requested")
+    return found
+
+
+def _task_view(task: Task | None, now: datetime) -> TaskView | None:
+    if task is None:
+        return None
+    started = task.last_attempted_at
+    return TaskView(
+        id=task.pk,
+        func_path=task.func_path,
+        attempt=task.attempt - task.attempt_base,
+        max_attempts=task.max_attempts,
+        started_at=started,
+        elapsed=(now - started).total_seconds() if started else 0.0,
+        progress=task.progress,
+        progress_message=task.progress_message,
+    )
+
+
+def _view(worker: Worker, task: Task | None, samples: list[int], now: datetime) -> WorkerView:
+    age = (now - worker.last_heartbeat).total_seconds() if worker.last_heartbeat else None
+    return WorkerView(
+        id=worker.pk,
+        state=worker.state,
+        pid=worker.pid,
+        node=worker.node,
+        queues=list(worker.queues),
+        spawned=worker.spawned,
+        rss_bytes=worker.rss_bytes,
+        cpu_percent=worker.cpu_percent,
+        task_rss_bytes=worker.task_rss_bytes,
+        last_heartbeat=worker.last_heartbeat,
+        heartbeat_age=age,
+        started_at=worker.started_at,
+        stopped_at=worker.stopped_at,
+        task=_task_view(task, now),
+        samples=samples,
+        warnings=_warnings(worker, age, conf.get().node_address),
+        failure_reason=worker.failure_reason,
+        exit_code=worker.exit_code,
+        log_tail=worker.log_tail,
+        draining=worker.drain_requested_at is not None,
+        aborting=worker.abort_requested_at is not None,
+    )
+
+
+def snapshot() -> Snapshot:
+    now = timezone.now()
+    rows = _workers(now)
+    ids = [row.pk for row in rows]
+    tasks = _running_tasks(ids)
+    samples = _samples(ids, now)
+    views = [_view(row, tasks.get(row.pk), samples.get(row.pk, []), now) for row in rows]
+    return Snapshot(
+        generated_at=now, workers=views, admission=admission.check(), queues=queue_counts(now)
+    )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(timezone.UTC).isoformat().replace("+00:00", "Z") if moment else None
+
+
+def task_json(view: TaskView | None) -> dict[str, Any] | None:
+    if view is None:
+        return None
+    return {
+        "task_id": view.id,
+        "func_path": view.func_path,
+        "attempt": view.attempt,
+        "max_attempts": view.max_attempts,
+        "started_at": _iso(view.started_at),
+        "elapsed": round(view.elapsed, 3),
+        "progress": view.progress,
+        "progress_message": view.progress_message,
+    }
+
+
+def worker_json(view: WorkerView) -> dict[str, Any]:
+    return {
+        "worker_id": view.id,
+        "pid": view.pid,
+        "state": view.state,
+        "node": view.node,
+        "queues": view.queues,
+        "heartbeat": _iso(view.last_heartbeat),
+        "heartbeat_age": view.heartbeat_age,
+        "memory": view.rss_bytes,
+        "cpu": view.cpu_percent,
+        "task_memory": view.task_rss_bytes,
+        "started_at": _iso(view.started_at),
+        "stopped_at": _iso(view.stopped_at),
+        "task": task_json(view.task),
+        "memory_samples": view.samples,
+        "warnings": view.warnings,
+        "failure_reason": view.failure_reason,
+        "exit_code": view.exit_code,
+    }
+
+
+def to_json(snap: Snapshot) -> dict[str, Any]:
+    """The body of GET /api/workers/status/: bytes for memory, ISO 8601 UTC for times."""
+    adm = snap.admission
+    return {
+        "generated_at": _iso(snap.generated_at),
+        "workers": [worker_json(view) for view in snap.workers],
+        "limits": {
+            "admissible": adm.admissible,
+            "active": adm.active,
+            "can_add": adm.can_add,
+            "reason": adm.reason,
+            "by": adm.limits,
+        },
+        "memory": {
+            "total": adm.memory.total,
+            "available": adm.memory.available,
+            "percent": adm.memory.percent,
+        },
+        "queue": snap.queues,
+    }
