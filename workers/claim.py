@@ -1,4 +1,6 @@
-"""The claim: one short statement that hands the best queued task to a worker.
+"""The hot path in plain SQL: the claim, and the write of a success.
+
+The claim is one short statement that hands the best queued task to a worker.
 
 Highest priority first, FIFO within a priority, only due tasks of the worker's queues.
 PostgreSQL skips rows other workers hold (FOR UPDATE SKIP LOCKED); SQLite serialises
@@ -14,7 +16,7 @@ from typing import Any
 
 from django.db import connection
 
-from .models import Task
+from .models import Task, TaskAttempt
 
 COLUMNS = "id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb, has_dependents"
 
@@ -77,3 +79,38 @@ def claim(worker_id: int, queues: list[str], now: datetime, lease_until: datetim
         started_at=now,
         has_dependents=bool(dependents),
     )
+
+
+def _json_param(value: Any) -> str:
+    return "CAST(%s AS jsonb)" if connection.vendor == "postgresql" else "%s"
+
+
+def record_success(token: ClaimedTask, result: Any, finished: datetime, peak: int | None,
+                   log_tail: str) -> bool:
+    """The success write of the hot path: one fenced UPDATE and the attempt's row.
+
+    Runs inside the caller's transaction; False means the attempt was no longer ours.
+    """
+    adapt = connection.ops.adapt_datetimefield_value
+    task_table = connection.ops.quote_name(Task._meta.db_table)
+    attempt_table = connection.ops.quote_name(TaskAttempt._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {task_table} SET state = 'SUCCEEDED', result = {_json_param(result)},"
+            " finished_at = %s, lease_expires_at = NULL, progress = 1.0,"
+            " peak_rss_bytes = CASE WHEN peak_rss_bytes IS NULL OR peak_rss_bytes < %s"
+            " THEN %s ELSE peak_rss_bytes END"
+            " WHERE id = %s AND worker_id = %s AND attempt = %s AND state = 'RUNNING'",
+            [json.dumps(result), adapt(finished), peak, peak, token.id, token.worker_id,
+             token.attempt],
+        )
+        if cursor.rowcount != 1:
+            return False
+        cursor.execute(
+            f"INSERT INTO {attempt_table} (task_id, number, worker_id, worker_label, started_at,"
+            " finished_at, outcome, error, exception_class, traceback, peak_rss_bytes, log_tail)"
+            " VALUES (%s, %s, %s, %s, %s, %s, 'SUCCEEDED', '', '', '', %s, %s)",
+            [token.id, token.attempt, token.worker_id, f"worker {token.worker_id}",
+             adapt(token.started_at), adapt(finished), peak, log_tail],
+        )
+    return True

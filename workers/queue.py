@@ -18,7 +18,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from . import conf, dependencies, doorbell
-from .claim import ClaimedTask, claim
+from .claim import ClaimedTask, claim, record_success
 from .exceptions import LostAttempt, TaskNotFound
 from .models import Task, TaskAttempt, TaskQuerySet, Worker
 from .spec import TaskSpec, validate
@@ -142,20 +142,23 @@ def cancel_requested(token: ClaimedTask) -> bool:
 def succeed(token: ClaimedTask, result: Any, ending: Ending) -> None:
     """Store the result of the attempt, unless it was lost meanwhile."""
     with transaction.atomic():
-        done = move(
-            _fenced(token),
-            TaskState.SUCCEEDED,
-            result=result,
-            finished_at=timezone.now(),
-            lease_expires_at=None,
-            progress=1.0,
-            peak_rss_bytes=_peak(ending.peak_rss_bytes),
-        )
-        if not done:
-            raise LostAttempt(f"task {token.id} attempt {token.attempt} is no longer ours")
-        _record_attempt(token.id, token.attempt, token.worker_id, token.started_at, ending)
-        if token.has_dependents:
-            dependencies.release(token.id)
+        _succeed(token, result, ending)
+
+
+def succeed_and_claim(token: ClaimedTask, result: Any, ending: Ending,
+                      queues: list[str]) -> ClaimedTask | None:
+    """Store a result and claim the next task in one transaction: one commit per task."""
+    with transaction.atomic():
+        _succeed(token, result, ending)
+        return claim_next(token.worker_id, queues)
+
+
+def _succeed(token: ClaimedTask, result: Any, ending: Ending) -> None:
+    tail = ending.log_tail[-TAIL_CHARS:]
+    if not record_success(token, result, timezone.now(), ending.peak_rss_bytes, tail):
+        raise LostAttempt(f"task {token.id} attempt {token.attempt} is no longer ours")
+    if token.has_dependents:
+        dependencies.release(token.id)
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:

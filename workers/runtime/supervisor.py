@@ -46,6 +46,18 @@ class _DatabaseDown:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class Success:
+    """A result waiting to be written; merged with the next claim when there is one."""
+
+    token: ClaimedTask
+    value: Any
+    ending: queue.Ending
+
+    def __call__(self) -> None:
+        queue.succeed(self.token, self.value, self.ending)
+
+
 DOWN = _DatabaseDown()
 
 
@@ -166,25 +178,48 @@ class Supervisor:
 
     def _step(self) -> None:
         now = time.monotonic()
-        self._flush_outbox(now)
         self._timers(now)
         if self.abort_reason:
             return
         if self._can_claim(now) and self._claim():
             return
+        self._flush_outbox(time.monotonic())
         self._wait(self._timeout(time.monotonic()))
 
     def _can_claim(self, now: float) -> bool:
         return (
             self.running is None
             and not self.stop_reason
-            and not self.outbox
+            and (not self.outbox or self._pending_success() is not None)
             and self.executor is not None
             and now >= self.db_retry_at
         )
 
+    def _pending_success(self) -> Success | None:
+        if len(self.outbox) == 1 and isinstance(self.outbox[0], Success):
+            return self.outbox[0]
+        return None
+
+    def _claim_after(self, done: Success) -> ClaimedTask | None | _DatabaseDown:
+        try:
+            claimed = self._db(
+                lambda: queue.succeed_and_claim(done.token, done.value, done.ending,
+                                                self.options.queues)
+            )
+        except LostAttempt as exc:
+            logger.warning("result discarded: %s", exc)
+            self.outbox.clear()
+            return self._db(lambda: queue.claim_next(self.worker_id, self.options.queues))
+        if not isinstance(claimed, _DatabaseDown):
+            self.outbox.clear()
+        return claimed
+
     def _claim(self) -> bool:
-        claimed = self._db(lambda: queue.claim_next(self.worker_id, self.options.queues))
+        done = self._pending_success()
+        if done is not None:
+            claimed = self._claim_after(done)
+        else:
+            claimed = self._db(lambda: queue.claim_next(self.worker_id, self.options.queues))
         if isinstance(claimed, ClaimedTask):
             self._hand_over(claimed)
             return True
@@ -404,8 +439,7 @@ class Supervisor:
             self._queue_write(lambda: self._last_progress(token, fraction, text))
         if message["ok"]:
             ending = queue.Ending(Outcome.SUCCEEDED, peak_rss_bytes=peak)
-            token, value = running.token, message["value"]
-            self._queue_write(lambda: queue.succeed(token, value, ending))
+            self._queue_write(Success(running.token, message["value"], ending))
             self.counts[0] += 1
             self._after_task()
         else:
@@ -447,7 +481,6 @@ class Supervisor:
         limit = self.options.max_tasks
         if limit is not None and self.finished >= limit and not self.stop_reason:
             self.stop_reason = f"max tasks reached ({limit})"
-        self._flush_outbox(time.monotonic())
 
     def _stop_task(self, ending: queue.Ending | None) -> None:
         """Kill the running task and its children now; record ``ending`` unless lost."""
