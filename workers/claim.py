@@ -41,6 +41,9 @@ class ClaimedTask:
 def _sql(queue_count: int) -> str:
     table = connection.ops.quote_name(Task._meta.db_table)
     placeholders = ", ".join(["%s"] * queue_count)
+    # The subquery's row is still QUEUED when the UPDATE runs: PostgreSQL holds its row
+    # lock, SQLite holds the database's write lock. Repeating the state test in the outer
+    # WHERE made PostgreSQL scan every queued row through the state index.
     lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
     return (
         f"UPDATE {table} SET state = 'RUNNING', worker_id = %s, attempt = attempt + 1,"
@@ -49,7 +52,7 @@ def _sql(queue_count: int) -> str:
         f" WHERE id = (SELECT id FROM {table} WHERE state = 'QUEUED'"
         f" AND queue IN ({placeholders}) AND (run_after IS NULL OR run_after <= %s)"
         f" ORDER BY priority DESC, id ASC LIMIT 1{lock})"
-        f" AND state = 'QUEUED' RETURNING {COLUMNS}"
+        f" RETURNING {COLUMNS}"
     )
 
 
@@ -57,14 +60,7 @@ def _loads(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def claim(worker_id: int, queues: list[str], now: datetime, lease_until: datetime) -> ClaimedTask | None:
-    adapt = connection.ops.adapt_datetimefield_value
-    params: list[Any] = [worker_id, adapt(lease_until), adapt(now), adapt(now), *queues, adapt(now)]
-    with connection.cursor() as cursor:
-        cursor.execute(_sql(len(queues)), params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
+def _claimed(row: tuple[Any, ...], worker_id: int, now: datetime) -> ClaimedTask:
     task_id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb, dependents = row
     return ClaimedTask(
         id=task_id,
@@ -81,36 +77,99 @@ def claim(worker_id: int, queues: list[str], now: datetime, lease_until: datetim
     )
 
 
+def claim(worker_id: int, queues: list[str], now: datetime, lease_until: datetime) -> ClaimedTask | None:
+    adapt = connection.ops.adapt_datetimefield_value
+    params: list[Any] = [worker_id, adapt(lease_until), adapt(now), adapt(now), *queues, adapt(now)]
+    with connection.cursor() as cursor:
+        cursor.execute(_sql(len(queues)), params)
+        row = cursor.fetchone()
+    return None if row is None else _claimed(row, worker_id, now)
+
+
 def _json_param(value: Any) -> str:
     return "CAST(%s AS jsonb)" if connection.vendor == "postgresql" else "%s"
 
 
 def record_success(token: ClaimedTask, result: Any, finished: datetime, peak: int | None,
                    log_tail: str) -> bool:
-    """The success write of the hot path: one fenced UPDATE and the attempt's row.
+    """The success write: one fenced UPDATE and the attempt's row, in the caller's transaction.
 
-    Runs inside the caller's transaction; False means the attempt was no longer ours.
+    False means the attempt was no longer this worker's.
     """
-    adapt = connection.ops.adapt_datetimefield_value
-    task_table = connection.ops.quote_name(Task._meta.db_table)
     attempt_table = connection.ops.quote_name(TaskAttempt._meta.db_table)
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {task_table} SET state = 'SUCCEEDED', result = {_json_param(result)},"
-            " finished_at = %s, lease_expires_at = NULL, progress = 1.0,"
-            " peak_rss_bytes = CASE WHEN peak_rss_bytes IS NULL OR peak_rss_bytes < %s"
-            " THEN %s ELSE peak_rss_bytes END"
-            " WHERE id = %s AND worker_id = %s AND attempt = %s AND state = 'RUNNING'",
-            [json.dumps(result), adapt(finished), peak, peak, token.id, token.worker_id,
-             token.attempt],
-        )
+        cursor.execute(_success_sql(result), _success_params(token, result, finished, peak))
         if cursor.rowcount != 1:
             return False
         cursor.execute(
-            f"INSERT INTO {attempt_table} (task_id, number, worker_id, worker_label, started_at,"
-            " finished_at, outcome, error, exception_class, traceback, peak_rss_bytes, log_tail)"
+            f"INSERT INTO {attempt_table} ({ATTEMPT_COLUMNS})"
             " VALUES (%s, %s, %s, %s, %s, %s, 'SUCCEEDED', '', '', '', %s, %s)",
-            [token.id, token.attempt, token.worker_id, f"worker {token.worker_id}",
-             adapt(token.started_at), adapt(finished), peak, log_tail],
+            _attempt_params(token, finished, peak, log_tail),
         )
     return True
+
+
+def _success_sql(result: Any) -> str:
+    task_table = connection.ops.quote_name(Task._meta.db_table)
+    return (
+        f"UPDATE {task_table} SET state = 'SUCCEEDED', result = {_json_param(result)},"
+        " finished_at = %s, lease_expires_at = NULL, progress = 1.0,"
+        " peak_rss_bytes = CASE WHEN peak_rss_bytes IS NULL OR peak_rss_bytes < %s"
+        " THEN %s ELSE peak_rss_bytes END"
+        " WHERE id = %s AND worker_id = %s AND attempt = %s AND state = 'RUNNING'"
+    )
+
+
+def _success_params(token: ClaimedTask, result: Any, finished: datetime,
+                    peak: int | None) -> list[Any]:
+    adapt = connection.ops.adapt_datetimefield_value
+    return [json.dumps(result), adapt(finished), peak, peak, token.id, token.worker_id,
+            token.attempt]
+
+
+ATTEMPT_COLUMNS = (
+    "task_id, number, worker_id, worker_label, started_at, finished_at, outcome, error,"
+    " exception_class, traceback, peak_rss_bytes, log_tail"
+)
+
+
+def _attempt_params(token: ClaimedTask, finished: datetime, peak: int | None,
+                    log_tail: str) -> list[Any]:
+    adapt = connection.ops.adapt_datetimefield_value
+    return [token.id, token.attempt, token.worker_id, f"worker {token.worker_id}",
+            adapt(token.started_at), adapt(finished), peak, log_tail]
+
+
+def succeed_and_claim_pg(token: ClaimedTask, result: Any, finished: datetime,
+                         peak: int | None, log_tail: str, queues: list[str],
+                         lease_until: datetime) -> tuple[bool, ClaimedTask | None]:
+    """PostgreSQL: record a success and claim the next task in one statement.
+
+    Data-modifying CTEs all run, referenced or not, in one implicit transaction: a busy
+    worker needs one round trip and one commit per task.
+    """
+    adapt = connection.ops.adapt_datetimefield_value
+    attempt_table = connection.ops.quote_name(TaskAttempt._meta.db_table)
+    sql = (
+        f"WITH done AS ({_success_sql(result)} RETURNING id),"
+        f" logged AS (INSERT INTO {attempt_table} ({ATTEMPT_COLUMNS})"
+        " SELECT %s, %s, %s, %s, %s, %s, 'SUCCEEDED', '', '', '', %s, %s FROM done"
+        " RETURNING task_id),"
+        f" next AS ({_sql(len(queues))})"
+        f" SELECT (SELECT count(*) FROM logged), {COLUMNS} FROM (SELECT 1) AS one"
+        " LEFT JOIN next ON true"
+    )
+    params = [
+        *_success_params(token, result, finished, peak),
+        *_attempt_params(token, finished, peak, log_tail),
+        token.worker_id, adapt(lease_until), adapt(finished), adapt(finished), *queues,
+        adapt(finished),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    assert row is not None
+    recorded = row[0] == 1
+    if row[1] is None:
+        return recorded, None
+    return recorded, _claimed(row[1:], token.worker_id, finished)

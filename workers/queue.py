@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from . import conf, dependencies, doorbell
-from .claim import ClaimedTask, claim, record_success
+from .claim import ClaimedTask, claim, record_success, succeed_and_claim_pg
 from .exceptions import LostAttempt, TaskNotFound
 from .models import Task, TaskAttempt, TaskQuerySet, Worker
 from .spec import TaskSpec, validate
@@ -148,6 +148,17 @@ def succeed(token: ClaimedTask, result: Any, ending: Ending) -> None:
 def succeed_and_claim(token: ClaimedTask, result: Any, ending: Ending,
                       queues: list[str]) -> ClaimedTask | None:
     """Store a result and claim the next task in one transaction: one commit per task."""
+    if connection.vendor == "postgresql" and not token.has_dependents:
+        now = timezone.now()
+        lease_until = now + timedelta(seconds=conf.get().lease_ttl)
+        recorded, claimed = succeed_and_claim_pg(
+            token, result, now, ending.peak_rss_bytes, ending.log_tail[-TAIL_CHARS:], queues,
+            lease_until,
+        )
+        if not recorded:
+            logger.warning("result of task %s attempt %s discarded: no longer ours",
+                           token.id, token.attempt)
+        return claimed
     with transaction.atomic():
         _succeed(token, result, ending)
         return claim_next(token.worker_id, queues)

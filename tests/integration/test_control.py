@@ -58,12 +58,13 @@ def test_a_second_sigterm_aborts_the_task_and_requeues_it(workers):
 
 
 def test_drain_from_the_operator_prefers_an_idle_worker(workers):
-    busy_job = enqueue("sleep_then_record", "busy", 1.5)
+    busy_job = enqueue("sleep_then_record", "busy", 4)
     workers.start()
     wait_for(lambda: Execution.objects.filter(key="busy:start").exists())
     workers.start()
     wait_for(lambda: len(running_workers()) == 2)
     busy = task(busy_job.pk).worker_id
+    assert task(busy_job.pk).state == TaskState.RUNNING
 
     drained = launcher.drain()
     assert drained.pk != busy

@@ -48,7 +48,14 @@ class Task(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     worker = models.ForeignKey(
-        "workers.Worker", null=True, blank=True, on_delete=models.SET_NULL, related_name="tasks"
+        "workers.Worker",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="tasks",
+        # Only running tasks need finding by worker (fenced writes, reclaims); an index over
+        # a worker's whole history misled PostgreSQL's planner on fenced writes.
+        db_index=False,
     )
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
@@ -79,6 +86,9 @@ class Task(models.Model):
                 fields=["lease_expires_at"], condition=Q(state="RUNNING"), name="task_lease_idx"
             ),
             models.Index(fields=["state", "queue"], name="task_state_idx"),
+            models.Index(
+                fields=["worker"], condition=Q(state="RUNNING"), name="task_running_worker_idx"
+            ),
         ]
         permissions = [
             ("submit_task", "Can submit tasks"),
