@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
 from django.db import connection
 
 from .. import doorbell
+
+if TYPE_CHECKING:
+    import psycopg
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +23,8 @@ class Listener:
         self.conn: psycopg.Connection[Any] | None = None
 
     def connect(self) -> bool:
+        import psycopg  # only PostgreSQL deployments pay for importing it
+
         settings = connection.settings_dict
         try:
             self.conn = psycopg.connect(
@@ -44,6 +48,8 @@ class Listener:
 
     def read(self) -> list[str]:
         """Messages waiting now; an empty list and a closed connection if it broke."""
+        import psycopg
+
         if self.conn is None:
             return []
         try:
@@ -54,6 +60,8 @@ class Listener:
             return []
 
     def close(self) -> None:
+        import psycopg
+
         if self.conn is not None:
             with contextlib.suppress(psycopg.Error):
                 self.conn.close()
