@@ -125,8 +125,21 @@ class Workers:
             proc.wait(timeout=10)
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
+
+
 @pytest.fixture
-def workers(crucible: Any, runtime_dir: Path) -> Iterator[Workers]:
+def workers(request: pytest.FixtureRequest, crucible: Any, runtime_dir: Path) -> Iterator[Workers]:
     pool = Workers(runtime_dir)
     yield pool
     pool.stop_all()
+    report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        for index in range(len(pool.procs)):
+            sys.stderr.write(f"--- worker process {index} ---\n{pool.output(index)[-4000:]}\n")
+        for log in sorted((runtime_dir / "logs").glob("*.log")):
+            sys.stderr.write(f"--- {log.name} ---\n{log.read_text(errors='replace')[-4000:]}\n")

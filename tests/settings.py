@@ -16,7 +16,10 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
-# Worker processes started by the tests need a database file they can open too.
+# Worker processes started by the tests need a database file they can open too, and
+# test runs side by side (developers, CI) must never share or drop each other's database.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     _dir = Path(os.environ.get("CRUCIBLE_TEST_DB_DIR", tempfile.gettempdir()))
     DATABASES["default"]["TEST"] = {"NAME": str(_dir / f"crucible-test-{os.getpid()}.sqlite3")}
+else:
+    DATABASES["default"]["TEST"] = {"NAME": f"test_crucible_{os.getpid()}"}

@@ -83,3 +83,10 @@ def crash_process() -> None:
     """Die the way a segfault or the OOM killer would end a task's process."""
     _record("crash")
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def sleep_then_return(key: str, seconds: float) -> str:
+    """Record the start, then compute without touching the database."""
+    _record(f"{key}:start")
+    time.sleep(seconds)
+    return f"{key} done"

@@ -145,6 +145,14 @@ class Supervisor:
         if self.listener is not None and self.listener.conn is not None:
             self.selector.register(self.listener, selectors.EVENT_READ, self._on_listener)
 
+    def _relisten(self) -> None:
+        """After a lost LISTEN connection, try again (polling covers the gap)."""
+        if self.listener is None or self.listener.conn is not None:
+            return
+        if self.listener.connect():
+            self.selector.register(self.listener, selectors.EVENT_READ, self._on_listener)
+            logger.info("listening for wake-ups again")
+
     def _trap_signals(self) -> None:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -259,6 +267,8 @@ class Supervisor:
         if now >= self.timers.control:
             self.timers.control = now + settings.poll_interval
             self._check_control()
+            if now >= self.db_retry_at:
+                self._relisten()
         if now >= self.timers.tick:
             self.timers.tick = now + settings.tick_interval
             self._db(lambda: monitor.maybe_tick(self.holder))
@@ -323,6 +333,7 @@ class Supervisor:
         messages = self.listener.read()
         if self.listener.conn is None:
             self.selector.unregister(self.listener)
+            self.db_retry_at = max(self.db_retry_at, time.monotonic() + 0.5)
         self._on_messages(messages)
 
     def _on_messages(self, messages: list[str]) -> None:

@@ -21,6 +21,7 @@ class Listener:
 
     def __init__(self) -> None:
         self.conn: psycopg.Connection[Any] | None = None
+        self.fd = -1  # kept after a loss, so the selector can still unregister it
 
     def connect(self) -> bool:
         import psycopg  # only PostgreSQL deployments pay for importing it
@@ -36,6 +37,7 @@ class Listener:
                 autocommit=True,
             )
             self.conn.execute(f"LISTEN {doorbell.CHANNEL}")
+            self.fd = self.conn.fileno()
         except psycopg.Error as exc:
             logger.warning("cannot LISTEN for wake-ups (polling meanwhile): %s", exc)
             self.close()
@@ -43,8 +45,7 @@ class Listener:
         return True
 
     def fileno(self) -> int:
-        assert self.conn is not None
-        return self.conn.fileno()
+        return self.fd
 
     def read(self) -> list[str]:
         """Messages waiting now; an empty list and a closed connection if it broke."""
