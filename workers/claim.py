@@ -77,7 +77,9 @@ def _claimed(row: tuple[Any, ...], worker_id: int, now: datetime) -> ClaimedTask
     )
 
 
-def claim(worker_id: int, queues: list[str], now: datetime, lease_until: datetime) -> ClaimedTask | None:
+def claim(
+    worker_id: int, queues: list[str], now: datetime, lease_until: datetime
+) -> ClaimedTask | None:
     adapt = connection.ops.adapt_datetimefield_value
     params: list[Any] = [worker_id, adapt(lease_until), adapt(now), adapt(now), *queues, adapt(now)]
     with connection.cursor() as cursor:
@@ -140,9 +142,16 @@ def _attempt_params(token: ClaimedTask, finished: datetime, peak: int | None,
             adapt(token.started_at), adapt(finished), peak, log_tail]
 
 
-def succeed_and_claim_pg(token: ClaimedTask, result: Any, finished: datetime,
-                         peak: int | None, log_tail: str, queues: list[str],
-                         lease_until: datetime) -> tuple[bool, ClaimedTask | None]:
+def succeed_and_claim_pg(
+    token: ClaimedTask,
+    result: Any,
+    *,
+    finished: datetime,
+    peak: int | None,
+    log_tail: str,
+    queues: list[str],
+    lease_until: datetime,
+) -> tuple[bool, ClaimedTask | None]:
     """PostgreSQL: record a success and claim the next task in one statement.
 
     Data-modifying CTEs all run, referenced or not, in one implicit transaction: a busy

@@ -7,13 +7,11 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import environ
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +70,7 @@ def _non_negative(value: int) -> int:
     return value
 
 
-def _read(
+def _read[T](
     env: environ.Env,
     name: str,
     cast: Callable[[str], T],

@@ -152,8 +152,13 @@ def succeed_and_claim(token: ClaimedTask, result: Any, ending: Ending,
         now = timezone.now()
         lease_until = now + timedelta(seconds=conf.get().lease_ttl)
         recorded, claimed = succeed_and_claim_pg(
-            token, result, now, ending.peak_rss_bytes, ending.log_tail[-TAIL_CHARS:], queues,
-            lease_until,
+            token,
+            result,
+            finished=now,
+            peak=ending.peak_rss_bytes,
+            log_tail=ending.log_tail[-TAIL_CHARS:],
+            queues=queues,
+            lease_until=lease_until,
         )
         if not recorded:
             logger.warning("result of task %s attempt %s discarded: no longer ours",
@@ -174,8 +179,8 @@ def _succeed(token: ClaimedTask, result: Any, ending: Ending) -> None:
 
 def backoff(attempt: int, base: float, cap: float) -> float:
     """Exponential delay with equal jitter: each retry waits at least as long as the last."""
-    delay = min(base * 2 ** max(attempt - 1, 0), cap)
-    return delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter, not security
+    delay = min(base * 2.0 ** max(attempt - 1, 0), cap)
+    return delay / 2 + random.uniform(0, delay / 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +228,8 @@ def _end(task: Task, ending: Ending, started_at: datetime | None) -> str:
             f"Quarantined: took its worker down {conf.get().quarantine_after} times. "
             f"Last: {ending.error}"
         )
+    if task.worker_id is None:
+        raise LostAttempt(f"task {task.pk} has no worker")
     fenced = Task.objects.filter(
         pk=task.pk, worker_id=task.worker_id, attempt=task.attempt, state=TaskState.RUNNING
     )
@@ -296,7 +303,7 @@ def cancel(task_id: int) -> Task:
             dependencies.halt(task_id)
         return get(task_id)
     if Task.objects.running().filter(pk=task_id).update(cancel_requested_at=now):
-        worker = Worker.objects.filter(pk=task.worker_id).first()
+        worker = task.worker
         if worker is not None:
             transaction.on_commit(lambda: wake(worker))
     return get(task_id)
@@ -330,5 +337,5 @@ def wake(worker: Worker) -> None:
     """Ask one worker to look at its control flags now."""
     message = f"w:{worker.pk}"
     doorbell.ring(worker.doorbell, message)
-    if worker.node and doorbell.connection.vendor == "postgresql":
+    if worker.node and connection.vendor == "postgresql":
         doorbell.notify(message)

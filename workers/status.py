@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import Count, Q
@@ -107,8 +107,8 @@ def queue_counts(now: datetime) -> dict[str, dict[str, int]]:
     for row in live:
         counts[row["queue"]][str(row["state"]).lower()] = row["n"]
     failed = Task.objects.filter(Q(state=TaskState.FAILED) & Q(finished_at__gte=now - RECENT))
-    for row in failed.values("queue").annotate(n=Count("id")):
-        counts[row["queue"]]["failed_last_hour"] = row["n"]
+    for failures in failed.values("queue").annotate(n=Count("id")):
+        counts[failures["queue"]]["failed_last_hour"] = failures["n"]
     return dict(sorted(counts.items()))
 
 
@@ -122,7 +122,7 @@ def _warnings(worker: Worker, age: float | None, local: str) -> list[str]:
             worker.pid, worker.process_started_at
         ):
             found.append("Process gone")
-    if worker.state == WorkerState.DRAINING or worker.drain_requested_at and worker.is_active:
+    if worker.state == WorkerState.DRAINING or (worker.drain_requested_at and worker.is_active):
         found.append("Draining: finishes its task, then stops")
     if worker.abort_requested_at and worker.is_active:
         found.append("Abort requested")
@@ -185,7 +185,7 @@ def snapshot() -> Snapshot:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(timezone.UTC).isoformat().replace("+00:00", "Z") if moment else None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
 
 
 def task_json(view: TaskView | None) -> dict[str, Any] | None:

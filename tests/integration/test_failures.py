@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
@@ -68,7 +69,7 @@ def test_retries_wait_longer_each_time_and_keep_every_error(workers):
     assert all("ValueError: boom" in a.error and "Traceback" in a.traceback for a in attempts)
     gaps = [
         (later.started_at - earlier.finished_at).total_seconds()
-        for earlier, later in zip(attempts, attempts[1:], strict=False)
+        for earlier, later in itertools.pairwise(attempts)
     ]
     # base 0.2 s doubling, with equal jitter: at least half of each step
     for number, gap in enumerate(gaps, start=1):

@@ -51,7 +51,7 @@ def test_values_are_read_and_typed(monkeypatch):
     [
         ("WORKER_MAX_COUNT", "four", "WORKER_MAX_COUNT='four' is invalid: expected a whole number"),
         ("WORKER_MAX_COUNT", "0", "WORKER_MAX_COUNT='0' is invalid: must be at least 1"),
-        ("WORKER_TASK_TIMEOUT", "-5", "WORKER_TASK_TIMEOUT='-5' is invalid: must be greater than 0"),
+        ("WORKER_TASK_TIMEOUT", "-5", "WORKER_TASK_TIMEOUT='-5' is invalid: must be greater"),
         ("WORKER_HEARTBEAT_INTERVAL", "soon", "WORKER_HEARTBEAT_INTERVAL='soon' is invalid"),
         ("WORKER_NODE_LABELS", "zone", "WORKER_NODE_LABELS='zone' is invalid: expected key=value"),
         ("WORKER_QUEUE_NAME", " ", "WORKER_QUEUE_NAME=' ' is invalid: must not be empty"),

@@ -26,6 +26,7 @@ from ..claim import ClaimedTask
 from ..doorbell import Doorbell
 from ..exceptions import LostAttempt
 from ..lifecycle import Control
+from ..models import Task
 from ..states import Outcome, TaskState, WorkerState
 from . import executor as executor_mod
 from . import logs
@@ -208,7 +209,7 @@ class Supervisor:
             return self.outbox[0]
         return None
 
-    def _claim_after(self, done: Success) -> ClaimedTask | None | _DatabaseDown:
+    def _claim_after(self, done: Success) -> ClaimedTask | _DatabaseDown | None:
         try:
             claimed = self._db(
                 lambda: queue.succeed_and_claim(done.token, done.value, done.ending,
@@ -237,7 +238,7 @@ class Supervisor:
 
     def _nothing_left(self) -> bool:
         waiting = self._db(
-            lambda: queue.Task.objects.filter(
+            lambda: Task.objects.filter(
                 queue__in=self.options.queues, state=TaskState.QUEUED
             ).exists()
         )

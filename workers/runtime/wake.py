@@ -73,4 +73,5 @@ def listener_for_database() -> Listener | None:
     if connection.vendor != "postgresql":
         return None
     listener = Listener()
-    return listener if listener.connect() else listener
+    listener.connect()  # on failure the supervisor polls, and tries again later
+    return listener

@@ -5,11 +5,10 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
-
-from django.conf import settings
 
 
 class Command(BaseCommand):

@@ -20,7 +20,9 @@ class Command(BaseCommand):
     help = "Add, drain, abort and list workers, or run the monitor tick once."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        sub = parser.add_subparsers(dest="action", required=True, parser_class=argparse.ArgumentParser)
+        sub = parser.add_subparsers(
+            dest="action", required=True, parser_class=argparse.ArgumentParser
+        )
         add = sub.add_parser("add", help="Start workers on this machine.")
         add.add_argument("--count", type=positive_int, default=1)
         add.add_argument("--force", action="store_true", help="Start beyond capacity.")
@@ -59,10 +61,14 @@ class Command(BaseCommand):
     def do_list(self, options: dict[str, Any]) -> None:
         running = dict(Task.objects.filter(state=TaskState.RUNNING).values_list("worker_id", "id"))
         now = timezone.now()
-        header = f"{'ID':>5} {'STATE':<9} {'PID':>7} {'NODE':<16} {'HEARTBEAT':>9} {'RSS MB':>7} TASK"
+        header = (
+            f"{'ID':>5} {'STATE':<9} {'PID':>7} {'NODE':<16} {'HEARTBEAT':>9} {'RSS MB':>7} TASK"
+        )
         self.stdout.write(header)
         for worker in Worker.objects.order_by("id"):
-            beat = f"{(now - worker.last_heartbeat).total_seconds():.0f}s" if worker.last_heartbeat else "-"
+            beat = "-"
+            if worker.last_heartbeat:
+                beat = f"{(now - worker.last_heartbeat).total_seconds():.0f}s"
             rss = f"{worker.rss_bytes / 2**20:.0f}" if worker.rss_bytes else "-"
             task = running.get(worker.pk, "-")
             self.stdout.write(
