@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -40,7 +40,8 @@ def acquire(name: str, holder: str, interval: float) -> bool:
     if taken.update(holder=holder, ran_at=now):
         return True
     try:
-        TickGuard.objects.create(name=name, holder=holder, ran_at=now)
+        with transaction.atomic():  # a savepoint: losing the race must not spoil the caller
+            TickGuard.objects.create(name=name, holder=holder, ran_at=now)
     except IntegrityError:
         return False
     return True

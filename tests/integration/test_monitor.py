@@ -1,0 +1,60 @@
+"""The monitor prunes by age, and worker logs rotate; both without a cron job."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from logging.handlers import RotatingFileHandler
+
+import pytest
+from django.utils import timezone
+
+from workers import monitor
+from workers.models import Heartbeat, TickGuard, Worker
+from workers.runtime import logs
+from workers.states import WorkerState
+
+pytestmark = pytest.mark.django_db
+
+
+def test_old_ended_workers_and_old_samples_are_pruned(crucible):
+    now = timezone.now()
+    old = now - timedelta(seconds=crucible.cleanup_age + 60)
+    gone = Worker.objects.create(node="n", state=WorkerState.DEAD, stopped_at=old)
+    recent = Worker.objects.create(node="n", state=WorkerState.FAILED, stopped_at=now)
+    alive = Worker.objects.create(node="n", state=WorkerState.RUNNING)
+    stale_at = now - timedelta(seconds=crucible.heartbeat_retention + 60)
+    Heartbeat.objects.create(worker=alive, at=stale_at, rss_bytes=1, cpu_percent=0)
+    fresh = Heartbeat.objects.create(worker=alive, at=now, rss_bytes=1, cpu_percent=0)
+
+    report = monitor.tick()
+
+    assert report.pruned_workers >= 1
+    assert set(Worker.objects.values_list("pk", flat=True)) == {recent.pk, alive.pk}
+    assert list(Heartbeat.objects.values_list("pk", flat=True)) == [fresh.pk]
+    assert not Worker.objects.filter(pk=gone.pk).exists()
+
+
+def test_the_tick_guard_lets_one_process_per_interval_run_it(crucible):
+    assert monitor.acquire("tick:n", "first", interval=60) is True
+    assert monitor.acquire("tick:n", "second", interval=60) is False
+    assert TickGuard.objects.get(name="tick:n").holder == "first"
+    assert monitor.acquire("tick:n", "third", interval=0) is True
+
+
+def test_worker_logs_rotate_at_10_mb_keeping_3_backups(tmp_path):
+    root = logging.getLogger()
+    before = list(root.handlers)
+    try:
+        path = logs.to_file(tmp_path, 7, keep_console=True)
+        added = [h for h in root.handlers if h not in before]
+        assert path == tmp_path / "worker_7.log"
+        assert len(added) == 1 and isinstance(added[0], RotatingFileHandler)
+        assert (added[0].maxBytes, added[0].backupCount) == (10 * 1024 * 1024, 3)
+        logging.getLogger("workers.test").warning("written to the worker log")
+        added[0].flush()
+        assert "written to the worker log" in logs.tail(path)
+    finally:
+        for handler in root.handlers[len(before):]:
+            root.removeHandler(handler)
+            handler.close()
