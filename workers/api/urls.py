@@ -1,5 +1,21 @@
-"""Routes of the JSON API (filled in by the panel issue)."""
+"""Routes of the JSON API, at the paths the operators' runbooks name (see docs/api.md)."""
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-urlpatterns: list[URLPattern] = []
+from . import views
+from .routing import Route
+
+urlpatterns: list[URLPattern] = [
+    path("api/workers/status/", Route(views.worker_status), name="api-worker-status"),
+    path("api/workers/add/", Route(views.worker_add), name="api-worker-add"),
+    path("api/workers/drain/", Route(views.worker_drain), name="api-worker-drain"),
+    path(
+        "api/workers/<int:worker_id>/abort/", Route(views.worker_abort), name="api-worker-abort"
+    ),
+    path("workers/tick/", Route(views.tick), name="api-tick"),
+    path("api/tasks/", Route(views.task_list, views.task_submit), name="api-tasks"),
+    path("api/tasks/<int:task_id>/", Route(views.task_detail), name="api-task"),
+    path("api/tasks/<int:task_id>/cancel/", Route(views.task_cancel), name="api-task-cancel"),
+    path("api/tasks/<int:task_id>/retry/", Route(views.task_retry), name="api-task-retry"),
+    path("api/schema/", Route(views.openapi), name="api-schema"),
+]

@@ -1,0 +1,89 @@
+"""The inputs of the task endpoints: a task to submit, and the filters of the task list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.http import QueryDict
+
+from ..models.task import MAX_PRIORITY, MIN_PRIORITY
+from ..spec import TaskSpec
+from ..states import TaskState
+from .errors import BadRequest
+from .parsing import MAX_ID, MAX_INT32, Fields
+
+SUBMIT_FIELDS = (
+    "func_path", "args", "kwargs", "priority", "queue", "max_attempts", "timeout",
+    "memory_mb", "run_after", "retry_backoff", "depends_on",
+)
+LIST_PARAMS = (
+    "state", "queue", "priority", "worker", "func_path", "func_path_prefix", "page", "page_size",
+)
+MAX_ADD_COUNT = 32  # workers per request, forced or not: a typo must not fork a hundred
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 200
+FUNC_PATH_LENGTH = 255
+QUEUE_LENGTH = 100
+
+
+def task_spec(fields: Fields) -> TaskSpec:
+    """A task to enqueue, with the same fields as ``manage.py enqueue`` plus ``depends_on``."""
+    func_path = fields.string("func_path", max_length=FUNC_PATH_LENGTH)
+    if not func_path:
+        raise BadRequest("func_path", "is required")
+    args = fields.raw("args") if "args" in fields else []
+    kwargs = fields.raw("kwargs") if "kwargs" in fields else {}
+    if not isinstance(args, list):
+        raise BadRequest("args", "must be a JSON array")
+    if not isinstance(kwargs, dict):
+        raise BadRequest("kwargs", "must be a JSON object")
+    return TaskSpec(
+        func_path=func_path,
+        args=args,
+        kwargs=kwargs,
+        queue=fields.string("queue", max_length=QUEUE_LENGTH) or "",
+        priority=fields.integer("priority", minimum=MIN_PRIORITY, maximum=MAX_PRIORITY) or 0,
+        max_attempts=fields.integer("max_attempts", minimum=1, maximum=MAX_INT32),
+        timeout=fields.number("timeout", minimum=0),
+        memory_mb=fields.integer("memory_mb", minimum=1, maximum=MAX_INT32),
+        run_after=fields.moment("run_after"),
+        retry_backoff=fields.number("retry_backoff", minimum=0),
+        depends_on=fields.ids("depends_on"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class TaskQuery:
+    """Which tasks to list: queryset lookups, and which page of them."""
+
+    filters: dict[str, Any]
+    page: int
+    page_size: int
+
+
+def _states(query: QueryDict) -> list[str]:
+    """``?state=QUEUED&state=running`` or ``?state=QUEUED,RUNNING``: any case."""
+    names = [name.strip().upper() for raw in query.getlist("state") for name in raw.split(",")]
+    for name in names:
+        if name not in TaskState.values:
+            raise BadRequest("state", f"{name!r} is not one of {', '.join(TaskState.values)}")
+    return names
+
+
+def task_query(query: QueryDict) -> TaskQuery:
+    fields = Fields(query, LIST_PARAMS, textual=True)
+    lookups: dict[str, Any] = {
+        "state__in": _states(query) or None,
+        "queue": fields.string("queue", max_length=QUEUE_LENGTH),
+        "priority": fields.integer("priority", minimum=MIN_PRIORITY, maximum=MAX_PRIORITY),
+        "worker_id": fields.integer("worker", minimum=1, maximum=MAX_ID),
+        "func_path": fields.string("func_path", max_length=FUNC_PATH_LENGTH),
+        "func_path__startswith": fields.string("func_path_prefix", max_length=FUNC_PATH_LENGTH),
+    }
+    size = fields.integer("page_size", minimum=1, maximum=MAX_INT32) or PAGE_SIZE
+    return TaskQuery(
+        filters={key: value for key, value in lookups.items() if value is not None},
+        page=fields.integer("page", minimum=1, maximum=MAX_INT32) or 1,
+        page_size=min(size, MAX_PAGE_SIZE),
+    )
