@@ -28,6 +28,10 @@ class LaunchRefused(CrucibleError):
     """A spawned worker could not prove its launch token."""
 
 
+class LaunchFailed(CrucibleError):
+    """The operating system would not start a worker process."""
+
+
 class AdmissionRefused(CrucibleError):
     """Starting another worker would exceed capacity (and force was not given)."""
 

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import admission, conf, lifecycle, processes, queue
-from .exceptions import AdmissionRefused, WorkerNotFound
+from .exceptions import AdmissionRefused, LaunchFailed, WorkerNotFound
 from .models import Task, Worker
 from .states import ACTIVE_WORKER_STATES, TaskState, WorkerState
 
@@ -45,7 +45,11 @@ def spawn(queues: list[str]) -> Worker:
         spawned=True,
         launch_token_hash=token_hash,
     )
-    pid = _start_process(worker.pk, token, queues)
+    try:
+        pid = _start_process(worker.pk, token, queues)
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        lifecycle.finish(worker.pk, WorkerState.FAILED, reason=f"Could not start: {exc}")
+        raise LaunchFailed(f"could not start worker {worker.pk}: {exc}") from exc
     Worker.objects.filter(pk=worker.pk).update(pid=pid)
     worker.refresh_from_db()
     logger.info("spawned worker %s as pid %s", worker.pk, pid)

@@ -53,6 +53,16 @@ def resolve(func_path: str) -> Callable[..., Any]:
     return target
 
 
+MAX_ATTEMPTS = 1000
+MAX_MEMORY_MB = 16 * 1024 * 1024  # 16 TB
+MAX_TIMEOUT = 10 * 365 * 86400.0
+
+
+def _within(fieldname: str, value: int | None, low: int, high: int) -> None:
+    if value is not None and not low <= value <= high:
+        raise InvalidTaskSpec(fieldname, f"{value} is outside {low}..{high}")
+
+
 def _json(fieldname: str, value: object) -> None:
     try:
         json.dumps(value, allow_nan=False)
@@ -73,15 +83,13 @@ def validate(spec: TaskSpec) -> None:
         raise InvalidTaskSpec(
             "priority", f"{spec.priority} is outside {MIN_PRIORITY}..{MAX_PRIORITY}"
         )
-    if spec.max_attempts is not None and spec.max_attempts < 1:
-        raise InvalidTaskSpec("max_attempts", "must be at least 1")
-    if spec.timeout is not None and spec.timeout <= 0:
-        raise InvalidTaskSpec("timeout", "must be greater than 0 seconds")
-    if spec.memory_mb is not None and spec.memory_mb < 1:
-        raise InvalidTaskSpec("memory_mb", "must be at least 1")
+    _within("max_attempts", spec.max_attempts, 1, MAX_ATTEMPTS)
+    _within("memory_mb", spec.memory_mb, 1, MAX_MEMORY_MB)
+    if spec.timeout is not None and not 0 < spec.timeout <= MAX_TIMEOUT:
+        raise InvalidTaskSpec("timeout", f"must be within 0..{MAX_TIMEOUT:g} seconds")
     if spec.retry_backoff is not None and spec.retry_backoff < 0:
         raise InvalidTaskSpec("retry_backoff", "must not be negative")
     if spec.run_after is not None and spec.run_after.tzinfo is None:
         raise InvalidTaskSpec("run_after", "must include a time zone (e.g. 2026-01-01T10:00Z)")
-    if spec.queue is not None and len(spec.queue) > 100:
-        raise InvalidTaskSpec("queue", "must be at most 100 characters")
+    if len(spec.queue) > 100 or "\x00" in spec.queue:
+        raise InvalidTaskSpec("queue", "must be at most 100 printable characters")

@@ -16,6 +16,7 @@ from django.core.management import call_command
 from tests.conftest import wait_for, worker_env
 from tests.testapp.models import Execution
 from workers import launcher, lifecycle, monitor, queue
+from workers.exceptions import LaunchFailed
 from workers.models import Task, Worker
 from workers.states import Outcome, TaskState, WorkerState
 
@@ -197,3 +198,15 @@ def test_worker_logs_to_its_own_file_and_keeps_the_tail_of_a_failure(workers, cr
     attempt = task(job.pk).attempts.get()
     assert "visible in the log" in attempt.log_tail or "visible in the log" in attempt.error
     assert Task.objects.get(pk=job.pk).state == TaskState.FAILED
+
+
+def test_a_worker_the_os_will_not_start_is_failed_with_the_reason(crucible, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise OSError(11, "Resource temporarily unavailable")  # e.g. out of process slots
+
+    monkeypatch.setattr(launcher.subprocess, "run", refuse)
+    with pytest.raises(LaunchFailed, match="Resource temporarily unavailable"):
+        launcher.add(1)
+    failed = Worker.objects.get()
+    assert failed.state == WorkerState.FAILED
+    assert "Could not start" in failed.failure_reason

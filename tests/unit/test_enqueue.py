@@ -39,6 +39,8 @@ def test_enqueue_prints_the_new_id_with_every_field(crucible):
         (["tests.testapp.tasks.NOT_A_FUNCTION"], "is an int, not a function"),
         (["tests.testapp.models.Execution"], "not a function"),
         (["tests.testapp.tasks.add", "--priority", "101"], "priority: 101 is outside -100..100"),
+        (["tests.testapp.tasks.add", "--max-attempts", "5000"],
+         "max_attempts: 5000 is outside 1..1000"),
         (["tests.testapp.tasks.add", "--kwargs", "[1]"], "kwargs: must be a JSON object"),
         (["tests.testapp.tasks.add", "--run-after", "2030-01-01T00:00:00"],
          "run_after: must include a time zone"),
@@ -57,6 +59,7 @@ def test_bad_input_is_refused_and_nothing_is_written(crucible, args, message):
         (["--priority", "high"], "argument --priority: 'high' is not a whole number"),
         (["--timeout", "0"], "argument --timeout: must be greater than 0"),
         (["--max-attempts", "0"], "argument --max-attempts: 0 must be at least 1"),
+        (["--memory-mb", "x"], "argument --memory-mb: 'x' is not a whole number"),
     ],
 )
 def test_malformed_options_are_refused_by_the_parser(crucible, args, message):
