@@ -140,4 +140,19 @@ LOGGING = {
 # `make run` creates the "admin" superuser with this password (generated when empty).
 SUPERUSER_PASSWORD: str = env.str("DJANGO_SUPERUSER_PASSWORD", default="")
 
+# Django's tasks framework: `@task` functions are enqueued into Crucible and run by its
+# workers (docs/tasks-backend.md). QUEUES empty: any queue name, as for Crucible's own
+# tasks; list names to refuse others. OPTIONS: defaults for max_attempts, timeout,
+# memory_mb, retry_backoff (else the WORKER_* settings).
+TASKS = {
+    "default": {
+        "BACKEND": "workers.backends.CrucibleBackend",
+        "QUEUES": [],
+        "OPTIONS": {},
+    },
+}
+
+# Dotted paths the JSON API may enqueue besides the apps' `@task` functions (comma-separated).
+CRUCIBLE_TASK_ALLOWLIST: list[str] = env.list("CRUCIBLE_TASK_ALLOWLIST", default=[])
+
 CRUCIBLE = worker_conf.from_env(env, BASE_DIR)

@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, Pipe
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 from django.db import connections
 
 from .. import context, processes
+from ..backends import execution
 from ..spec import resolve
 
 logger = logging.getLogger(__name__)
@@ -150,9 +152,21 @@ def _children_peak() -> int:
 
 def _call(func_path: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
     func = resolve(func_path)
+    django_task = execution.django_task(func_path)
+    if django_task is not None:
+        return execution.run(django_task, args, kwargs, _invoke)
+    return _invoke(func, args, kwargs)
+
+
+def _invoke(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """Call the task's function (a coroutine function in its own event loop); the result
+    must be JSON."""
     if inspect.iscoroutinefunction(func):
-        return asyncio.run(func(*args, **kwargs))
-    return func(*args, **kwargs)
+        value = asyncio.run(func(*args, **kwargs))
+    else:
+        value = func(*args, **kwargs)
+    json.dumps(value, allow_nan=False)
+    return value
 
 
 def _run(conn: Connection, message: dict[str, Any]) -> dict[str, Any]:
@@ -167,7 +181,6 @@ def _run(conn: Connection, message: dict[str, Any]) -> dict[str, Any]:
     reply: dict[str, Any]
     try:
         value = _call(task["func_path"], task["args"], task["kwargs"])
-        json.dumps(value, allow_nan=False)
         reply = {"ok": True, "value": value}
     except BaseException as exc:  # noqa: BLE001 - any failure of task code is recorded
         reply = _failure(exc)

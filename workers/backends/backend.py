@@ -1,0 +1,121 @@
+"""CrucibleBackend: Django's tasks framework (``@task``, ``enqueue``, ``get_result``) on Crucible.
+
+Configured as ``TASKS = {"default": {"BACKEND": "workers.backends.CrucibleBackend", ...}}``.
+This module is imported while Django loads apps (by ``@task`` decorators), so it reaches
+the models only inside methods.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from django.core.checks import CheckMessage
+from django.tasks import Task as DjangoTask
+from django.tasks import TaskResult
+from django.tasks.backends.base import BaseTaskBackend
+from django.tasks.exceptions import InvalidTask, InvalidTaskBackend
+from django.tasks.signals import task_enqueued
+from django.utils.json import normalize_json
+from django.utils.module_loading import import_string
+
+from . import limits
+from .task import CrucibleTask
+
+if TYPE_CHECKING:
+    from ..models import Task
+    from ..spec import TaskSpec
+
+
+class CrucibleBackend(BaseTaskBackend):
+    task_class = CrucibleTask
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = True
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        super().__init__(alias, params)
+        self.declared_queues: object = params.get("QUEUES")
+        self.defaults, self.option_problems = limits.from_options(self.options)
+
+    def validate_task(self, task: DjangoTask[..., Any]) -> None:
+        super().validate_task(task)
+        if len(task.queue_name) > limits.MAX_QUEUE_LENGTH:
+            raise InvalidTask(f"queue_name must be at most {limits.MAX_QUEUE_LENGTH} characters.")
+        for name in limits.RULES:
+            found = limits.problem(name, getattr(task, name, None))
+            if found:
+                raise InvalidTask(f"{found}.")
+
+    def enqueue[**P, R](self, task: DjangoTask[P, R], args: list[Any],
+                        kwargs: dict[str, Any]) -> TaskResult[P, R]:
+        from . import results
+
+        self.validate_task(task)
+        if self.option_problems:
+            raise InvalidTaskBackend(f"TASKS[{self.alias!r}]: {self.option_problems[0]}")
+        _refuse_unreachable(task)
+        row = _submit(self._spec(task, args, kwargs))
+        result = results.build(task, row, [], self.alias)
+        task_enqueued.send(type(self), task_result=result)
+        return result
+
+    def _spec(self, task: DjangoTask[..., Any], args: list[Any],
+              kwargs: dict[str, Any]) -> TaskSpec:
+        from ..spec import TaskSpec
+
+        chosen = limits.of(task).over(self.defaults)
+        return TaskSpec(
+            func_path=task.module_path,
+            args=cast(list[Any], normalize_json(list(args))),
+            kwargs=cast(dict[str, Any], normalize_json(dict(kwargs))),
+            queue=task.queue_name,
+            priority=task.priority,
+            run_after=task.run_after,
+            max_attempts=chosen.max_attempts,
+            timeout=chosen.timeout,
+            memory_mb=chosen.memory_mb,
+            retry_backoff=chosen.retry_backoff,
+        )
+
+    def get_result(self, result_id: str) -> TaskResult[..., Any]:
+        from . import results
+
+        row, attempts = results.load(results.parse_id(result_id))
+        return results.build(results.task_for(row, self.alias), row, attempts, self.alias)
+
+    async def aget_result(self, result_id: str) -> TaskResult[..., Any]:
+        from . import results
+
+        row, attempts = await results.aload(results.parse_id(result_id))
+        return results.build(results.task_for(row, self.alias), row, attempts, self.alias)
+
+    def check(self, **kwargs: Any) -> list[CheckMessage]:
+        from .checks import check_backend
+
+        return [*super().check(**kwargs), *check_backend(self)]
+
+
+def _refuse_unreachable(task: DjangoTask[..., Any]) -> None:
+    """The worker imports the task by its path: it must find this very task there."""
+    try:
+        found = import_string(task.module_path)
+    except ImportError as exc:
+        raise InvalidTask(f"Cannot import {task.module_path!r}: {exc}") from exc
+    if not isinstance(found, DjangoTask) or found.func is not task.func:
+        raise InvalidTask(
+            f"{task.module_path!r} is not this task: decorate the function where it is defined."
+        )
+
+
+def _submit(spec: TaskSpec) -> Task:
+    """Enqueue through Crucible's queue; translate its refusals into Django's exceptions."""
+    from .. import queue
+    from ..exceptions import InvalidTaskSpec
+
+    try:
+        return queue.enqueue(spec)
+    except InvalidTaskSpec as exc:
+        if exc.field in ("args", "kwargs"):
+            raise ValueError(str(exc)) from exc
+        raise InvalidTask(str(exc)) from exc

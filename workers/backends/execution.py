@@ -1,0 +1,83 @@
+"""A Django ``@task`` in the executor: its TaskContext, and Django's task_started/finished.
+
+The signals are sent in the executor process, around the call, with the TaskResult of the
+attempt being run. A receiver that raises is logged by Django and does not fail the task.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from django.dispatch import Signal
+from django.tasks import Task as DjangoTask
+from django.tasks import TaskContext, TaskResult, TaskResultStatus, task_backends
+from django.tasks.backends.base import BaseTaskBackend
+from django.tasks.base import TaskError
+from django.tasks.signals import task_finished, task_started
+from django.utils import timezone
+from django.utils.json import normalize_json
+from django.utils.module_loading import import_string
+
+from .. import context
+from . import results
+from .backend import CrucibleBackend
+
+Invoke = Callable[[Callable[..., Any], list[Any], dict[str, Any]], Any]
+
+
+def django_task(func_path: str) -> DjangoTask[..., Any] | None:
+    """The ``@task`` at ``func_path``; None for a plain function."""
+    target = import_string(func_path)
+    return target if isinstance(target, DjangoTask) else None
+
+
+def run(task: DjangoTask[..., Any], args: list[Any], kwargs: dict[str, Any],
+        invoke: Invoke) -> Any:
+    """Run one attempt of ``task`` through ``invoke``, between Django's task signals."""
+    backend = _backend_for(task)
+    result = _attempt_result(task, backend.alias)
+    _send(task_started, backend, result)
+    call_args = [TaskContext(task_result=result), *args] if task.takes_context else args
+    try:
+        value = normalize_json(invoke(task.func, call_args, kwargs))
+    except BaseException as exc:
+        _finish(result, TaskResultStatus.FAILED)
+        result.errors.append(_error(exc))
+        _send(task_finished, backend, result)  # within `except`: receivers see exc_info
+        raise
+    _finish(result, TaskResultStatus.SUCCESSFUL)
+    object.__setattr__(result, "_return_value", value)
+    _send(task_finished, backend, result)
+    return value
+
+
+def _backend_for(task: DjangoTask[..., Any]) -> BaseTaskBackend:
+    """The task's own backend if it is Crucible's (a task may be enqueued ``.using`` one)."""
+    own = task.get_backend()
+    if isinstance(own, CrucibleBackend):
+        return own
+    return next((b for b in task_backends.all() if isinstance(b, CrucibleBackend)), own)
+
+
+def _attempt_result(task: DjangoTask[..., Any], alias: str) -> TaskResult[..., Any]:
+    current = context.current()
+    row, attempts = results.load(current.task_id)
+    as_enqueued = task.using(priority=row.priority, queue_name=row.queue, backend=alias)
+    return results.build(as_enqueued, row, attempts, alias)
+
+
+def _finish(result: TaskResult[..., Any], status: TaskResultStatus) -> None:
+    object.__setattr__(result, "status", status)
+    object.__setattr__(result, "finished_at", timezone.now())
+
+
+def _error(exc: BaseException) -> TaskError:
+    kind = type(exc)
+    return TaskError(exception_class_path=f"{kind.__module__}.{kind.__qualname__}",
+                     traceback="".join(traceback.format_exception(exc)))
+
+
+def _send(signal: Signal, backend: BaseTaskBackend, result: TaskResult[..., Any]) -> None:
+    signal.send_robust(type(backend), task_result=result)
