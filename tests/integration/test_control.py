@@ -83,9 +83,9 @@ def test_abort_stops_the_task_and_its_children_and_requeues_it(workers, runtime_
     target = task(job.pk).worker_id
 
     launcher.abort(target)
-    wait_for(lambda: worker(target).state == WorkerState.DEAD, timeout=3)
+    wait_for(lambda: worker(target).state == WorkerState.DEAD, timeout=10)
     assert worker(target).failure_reason == "aborted by operator"
-    wait_for(lambda: not psutil.pid_exists(grandchild), timeout=2)
+    wait_for(lambda: not psutil.pid_exists(grandchild), timeout=5)
     requeued = task(job.pk)
     assert requeued.state == TaskState.QUEUED
     assert requeued.attempts.get().outcome == Outcome.ABORTED
