@@ -45,7 +45,7 @@ CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 INSTALLED_APPS = [
     # SimpleAdminConfig: admin modules are discovered by config.urls, so worker
     # processes never import the admin (smaller, faster workers).
-    "django.contrib.admin.apps.SimpleAdminConfig",
+    "workers.panel.apps.CrucibleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

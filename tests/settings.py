@@ -11,7 +11,11 @@ from config.settings import DATABASES, INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-WHITENOISE_AUTOREFRESH = True  # no collected static files in tests: serve from the finders
+# No collected static files in tests: serve from the finders, from an empty root that
+# exists (WhiteNoise warns about a missing one, and warnings are errors here).
+WHITENOISE_AUTOREFRESH = True
+STATIC_ROOT = Path(tempfile.gettempdir()) / "crucible-test-static"
+STATIC_ROOT.mkdir(exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -42,6 +42,8 @@ def hash_key(key: str) -> str:
 
 def create(user: User, name: str = "") -> NewToken:
     key = secrets.token_urlsafe(32)
+    while key.startswith("-"):  # a leading dash would read as an option: `--revoke -x...`
+        key = secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user, name=name, key_hash=hash_key(key), prefix=key[:PREFIX_LENGTH]
     )

@@ -1,5 +1,13 @@
-"""Routes of the HTMX panel fragments (filled in by the panel issue)."""
+"""Routes of the panel's HTMX fragments (included at the site root)."""
 
-from django.urls import URLPattern
+from __future__ import annotations
 
-urlpatterns: list[URLPattern] = []
+from django.urls import path
+
+from . import views
+
+app_name = "panel"
+
+urlpatterns = [
+    path("htmx/workers/status/", views.status_fragment, name="status_fragment"),
+]

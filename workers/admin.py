@@ -1,0 +1,482 @@
+"""The admin of workers and tasks: rows are read-only, every change goes through the services."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin, messages
+from django.contrib.admin import ActionLocation
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import HttpRequest
+from django.template.defaultfilters import filesizeformat
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.timezone import localtime
+
+from . import audit, launcher, monitor, queue
+from .exceptions import CrucibleError
+from .models import Task, TaskAttempt, Worker
+from .panel.cards import duration
+from .spec import TaskSpec
+from .states import ACTIVE_WORKER_STATES, FINISHED_TASK_STATES, TaskState
+
+DASH = "\u2013"  # shown for a missing value
+if TYPE_CHECKING:
+    WorkerAdminBase = admin.ModelAdmin[Worker]
+    TaskAdminBase = admin.ModelAdmin[Task]
+    AttemptInlineBase = admin.TabularInline[TaskAttempt, Task]
+else:  # the admin classes are not subscriptable at run time
+    WorkerAdminBase = TaskAdminBase = admin.ModelAdmin
+    AttemptInlineBase = admin.TabularInline
+
+BOTH = [ActionLocation.CHANGE_LIST, ActionLocation.CHANGE_FORM]
+ERROR_SUMMARY_CHARS = 120
+
+
+class ReadOnlyMixin:
+    """No add, change or delete through forms: operators act through the services."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def badge(state: str) -> SafeString:
+    return format_html('<span class="cr-badge cr-badge--{}">{}</span>', state.lower(), state)
+
+
+def size(value: int | None) -> str:
+    return DASH if value is None else str(filesizeformat(value))
+
+
+def moment(value: datetime | None) -> str:
+    """A compact local date and time for list columns; the full one on hover."""
+    if value is None:
+        return DASH
+    local = localtime(value)
+    return format_html(
+        '<time class="cr-nowrap" datetime="{}" title="{}">{}</time>',
+        local.isoformat(),
+        date_format(local, "Y-m-d H:i:s"),
+        date_format(local, "M j, H:i"),
+    )
+
+
+def worker_link(worker_id: int | None) -> str:
+    if worker_id is None:
+        return DASH
+    url = reverse("admin:workers_worker_change", args=[worker_id])
+    return format_html('<a class="cr-nowrap" href="{}">worker {}</a>', url, worker_id)
+
+
+def task_link(task_id: int | None) -> str:
+    if task_id is None:
+        return DASH
+    url = reverse("admin:workers_task_change", args=[task_id])
+    return format_html('<a href="{}">task {}</a>', url, task_id)
+
+
+def _none(_: object) -> None:
+    return None
+
+
+def pre(text: str) -> str:
+    return format_html('<pre class="cr-pre">{}</pre>', text) if text else DASH
+
+
+def apply(
+    modeladmin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    rows: QuerySet[Any],
+    verb: str,
+    service: Callable[[Any], str | None],
+) -> int:
+    """Call a service for each row and log it (with the detail it returns); report refusals."""
+    done = 0
+    for row in rows:
+        try:
+            detail = service(row)
+        except CrucibleError as exc:
+            modeladmin.message_user(request, f"{row}: {exc}", messages.ERROR)
+            continue
+        audit.record(request.user, row, verb, detail=detail or "")
+        done += 1
+    return done
+
+
+# --- Workers ---
+
+
+@admin.register(Worker)
+class WorkerAdmin(ReadOnlyMixin, WorkerAdminBase):
+    list_display = (
+        "id",
+        "state_badge",
+        "node",
+        "pid",
+        "memory",
+        "cpu",
+        "heartbeat",
+        "running_task",
+        "tasks_succeeded",
+        "tasks_failed",
+        "started_at",
+        "stopped_at",
+    )
+    list_display_links = ("id",)
+    list_filter = ("state", "node", "spawned")
+    search_fields = ("=id", "node", "=pid")
+    actions = ("drain_workers", "abort_workers")
+    fieldsets = (
+        (None, {"fields": (("state_badge", "node", "pid", "spawned"), ("queues", "labels"))}),
+        (
+            "Resources",
+            {
+                "fields": (
+                    ("memory", "task_memory", "cpu"),
+                    ("heartbeat", "running_task"),
+                    ("tasks_succeeded", "tasks_failed"),
+                )
+            },
+        ),
+        ("End", {"fields": (("exit_code", "stopped_at"), "failure_reason", "log")}),
+        (
+            "Times",
+            {
+                "fields": (
+                    ("created_at", "started_at"),
+                    ("drain_requested_at", "abort_requested_at"),
+                ),
+                "classes": ("collapse",),
+            },
+        ),
+    )
+    readonly_fields = (
+        "state_badge",
+        "memory",
+        "cpu",
+        "task_memory",
+        "heartbeat",
+        "running_task",
+        "log",
+    )
+
+    class Media:
+        css = {"all": ("crucible/crucible.css",)}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Worker]:
+        running = Task.objects.running().filter(worker=OuterRef("pk")).values("pk")[:1]
+        return super().get_queryset(request).annotate(running_task_id=Subquery(running))
+
+    def has_manage_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("workers.manage_workers")
+
+    @admin.display(description="State", ordering="state")
+    def state_badge(self, obj: Worker) -> SafeString:
+        return badge(obj.state)
+
+    @admin.display(description="Memory", ordering="rss_bytes")
+    def memory(self, obj: Worker) -> str:
+        return size(obj.rss_bytes)
+
+    @admin.display(description="Task memory")
+    def task_memory(self, obj: Worker) -> str:
+        return size(obj.task_rss_bytes)
+
+    @admin.display(description="CPU", ordering="cpu_percent")
+    def cpu(self, obj: Worker) -> str:
+        return DASH if obj.cpu_percent is None else f"{obj.cpu_percent:.0f} %"
+
+    @admin.display(description="Last heartbeat", ordering="last_heartbeat")
+    def heartbeat(self, obj: Worker) -> Any:
+        return obj.last_heartbeat or "never"
+
+    @admin.display(description="Running task")
+    def running_task(self, obj: Worker) -> str:
+        return task_link(getattr(obj, "running_task_id", None))
+
+    @admin.display(description="Log tail")
+    def log(self, obj: Worker) -> str:
+        return pre(obj.log_tail)
+
+    @admin.action(
+        permissions=["manage"], description="Drain: finish the task, then stop", location=BOTH
+    )
+    def drain_workers(self, request: HttpRequest, queryset: QuerySet[Worker]) -> None:
+        active = queryset.filter(state__in=ACTIVE_WORKER_STATES)
+        done = apply(self, request, active, "drain", lambda w: _none(launcher.drain(w.pk)))
+        self.message_user(request, f"Draining {done} worker(s).", messages.SUCCESS)
+
+    @admin.action(
+        permissions=["manage"], description="Abort: stop now, requeue the task", location=BOTH
+    )
+    def abort_workers(self, request: HttpRequest, queryset: QuerySet[Worker]) -> None:
+        active = queryset.filter(state__in=ACTIVE_WORKER_STATES)
+        done = apply(self, request, active, "abort", lambda w: _none(launcher.abort(w.pk)))
+        self.message_user(request, f"Aborting {done} worker(s).", messages.WARNING)
+
+
+# --- Tasks ---
+
+
+class TaskAttemptInline(ReadOnlyMixin, AttemptInlineBase):
+    model = TaskAttempt
+    verbose_name_plural = "Attempts"
+    extra = 0
+    can_delete = False
+    show_change_link = False
+    fields = (
+        "number",
+        "worker_cell",
+        "started_at",
+        "finished_at",
+        "took",
+        "outcome_badge",
+        "error_summary",
+        "peak_memory",
+        "details",
+    )
+    readonly_fields = fields
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("workers.view_task")
+
+    @admin.display(description="Worker")
+    def worker_cell(self, obj: TaskAttempt) -> str:
+        return worker_link(obj.worker_id) if obj.worker_id else obj.worker_label or DASH
+
+    @admin.display(description="Took")
+    def took(self, obj: TaskAttempt) -> str:
+        if obj.started_at is None:
+            return DASH
+        return duration((obj.finished_at - obj.started_at).total_seconds())
+
+    @admin.display(description="Outcome")
+    def outcome_badge(self, obj: TaskAttempt) -> SafeString:
+        css = "succeeded" if obj.outcome == "SUCCEEDED" else "failed"
+        return format_html(
+            '<span class="cr-badge cr-badge--{}">{}</span>', css, obj.get_outcome_display()
+        )
+
+    @admin.display(description="Error")
+    def error_summary(self, obj: TaskAttempt) -> str:
+        text = obj.error.strip().splitlines()[-1] if obj.error.strip() else ""
+        return text[:ERROR_SUMMARY_CHARS] or DASH
+
+    @admin.display(description="Peak memory")
+    def peak_memory(self, obj: TaskAttempt) -> str:
+        return size(obj.peak_rss_bytes)
+
+    @admin.display(description="Traceback and log")
+    def details(self, obj: TaskAttempt) -> str:
+        text = "\n\n".join(part for part in (obj.traceback, obj.log_tail) if part)
+        if not text:
+            return DASH
+        return format_html(
+            '<details><summary>show</summary><pre class="cr-pre">{}</pre></details>', text
+        )
+
+
+@admin.register(Task)
+class TaskAdmin(ReadOnlyMixin, TaskAdminBase):
+    list_display = (
+        "id",
+        "func_path",
+        "state_badge",
+        "queue",
+        "priority",
+        "attempts",
+        "progress_bar",
+        "worker_cell",
+        "created",
+        "finished",
+    )
+    list_filter = ("state", "queue", "priority", ("worker", admin.RelatedOnlyFieldListFilter))
+    search_fields = ("func_path", "=id")
+    actions = ("retry_tasks", "cancel_tasks", "duplicate_tasks")
+    inlines = (TaskAttemptInline,)
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    ("state_badge", "queue", "priority", "worker_cell"),
+                    "func_path",
+                    ("progress_bar", "progress_message"),
+                    ("attempts", "elapsed", "peak_memory"),
+                )
+            },
+        ),
+        ("Call", {"fields": (("args", "kwargs"), "result_text")}),
+        ("Log tail", {"fields": ("log_tail",)}),
+        (
+            "Limits and schedule",
+            {
+                "fields": (
+                    ("timeout", "memory_mb", "max_attempts"),
+                    ("retry_backoff", "run_after", "pending_dependencies"),
+                ),
+                "classes": ("collapse",),
+            },
+        ),
+        (
+            "Times",
+            {
+                "fields": (
+                    ("created_at", "started_at", "last_attempted_at"),
+                    ("finished_at", "lease_expires_at", "cancel_requested_at"),
+                ),
+                "classes": ("collapse",),
+            },
+        ),
+    )
+    failure_fieldset: Any = (
+        "Failure",
+        {"fields": ("error_text", ("crash_count", "quarantined_at"))},
+    )
+    readonly_fields = (
+        "state_badge",
+        "worker_cell",
+        "progress_bar",
+        "attempts",
+        "elapsed",
+        "result_text",
+        "error_text",
+        "peak_memory",
+        "log_tail",
+    )
+
+    class Media:
+        css = {"all": ("crucible/crucible.css",)}
+
+    def get_fieldsets(self, request: HttpRequest, obj: Task | None = None) -> Any:
+        """The failure section only for a task that has failed or crashed."""
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is not None and (obj.error or obj.crash_count or obj.quarantined_at):
+            fieldsets.insert(1, self.failure_fieldset)
+        return fieldsets
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("workers.retry_task")
+
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("workers.cancel_task")
+
+    def has_submit_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("workers.submit_task")
+
+    @admin.display(description="State", ordering="state")
+    def state_badge(self, obj: Task) -> SafeString:
+        return badge(obj.state)
+
+    @admin.display(description="Worker", ordering="worker")
+    def worker_cell(self, obj: Task) -> str:
+        return worker_link(obj.worker_id)
+
+    @admin.display(description="Attempts")
+    def attempts(self, obj: Task) -> str:
+        return f"{obj.attempt - obj.attempt_base}/{obj.max_attempts}"
+
+    @admin.display(description="Progress", ordering="progress")
+    def progress_bar(self, obj: Task) -> str:
+        if obj.progress is None:
+            return DASH
+        percent = round(obj.progress * 100)
+        return format_html(
+            '<span class="cr-nowrap" title="{}"><span class="cr-bar"><span style="width: {}%">'
+            '</span></span><span class="cr-bar-label">{} %</span></span>',
+            obj.progress_message,
+            percent,
+            percent,
+        )
+
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, obj: Task) -> str:
+        return moment(obj.created_at)
+
+    @admin.display(description="Finished", ordering="finished_at")
+    def finished(self, obj: Task) -> str:
+        return moment(obj.finished_at)
+
+    @admin.display(description="Elapsed")
+    def elapsed(self, obj: Task) -> str:
+        if obj.started_at is None:
+            return DASH
+        return duration(((obj.finished_at or timezone.now()) - obj.started_at).total_seconds())
+
+    @admin.display(description="Result")
+    def result_text(self, obj: Task) -> str:
+        return DASH if obj.result is None else pre(repr(obj.result))
+
+    @admin.display(description="Error")
+    def error_text(self, obj: Task) -> str:
+        return pre(obj.error)
+
+    @admin.display(description="Peak memory")
+    def peak_memory(self, obj: Task) -> str:
+        return size(obj.peak_rss_bytes)
+
+    @admin.display(description="Log tail")
+    def log_tail(self, obj: Task) -> str:
+        if obj.state == TaskState.RUNNING and obj.worker_id is not None:
+            return pre(monitor.log_tail(obj.worker_id))
+        last = obj.attempts.order_by("-number").values_list("log_tail", flat=True).first()
+        return pre(last or "")
+
+    @admin.action(
+        permissions=["retry"], description="Retry (a fresh budget of attempts)", location=BOTH
+    )
+    def retry_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        finished = queryset.filter(state__in=FINISHED_TASK_STATES)
+        skipped = queryset.count() - finished.count()
+        done = apply(self, request, finished, "retry", lambda t: _none(queue.retry(t.pk)))
+        self.message_user(request, f"Retrying {done} task(s).", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"{skipped} not finished, left alone.", messages.WARNING)
+
+    @admin.action(permissions=["cancel"], description="Cancel", location=BOTH)
+    def cancel_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        live = queryset.exclude(state__in=FINISHED_TASK_STATES)
+        skipped = queryset.count() - live.count()
+        done = apply(self, request, live, "cancel", lambda t: _none(queue.cancel(t.pk)))
+        self.message_user(
+            request,
+            f"Cancelled {done} task(s); running ones stop within a second.",
+            messages.SUCCESS,
+        )
+        if skipped:
+            self.message_user(request, f"{skipped} already finished, left alone.", messages.WARNING)
+
+    @admin.action(permissions=["submit"], description="Duplicate (enqueue a copy)", location=BOTH)
+    def duplicate_tasks(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
+        done = apply(self, request, queryset, "duplicate", duplicate)
+        self.message_user(request, f"Enqueued {done} copy(ies).", messages.SUCCESS)
+
+
+def spec_of(task: Task) -> TaskSpec:
+    """What a copy of ``task`` is enqueued with (not its dependencies or its schedule)."""
+    return TaskSpec(
+        func_path=task.func_path,
+        args=list(task.args),
+        kwargs=dict(task.kwargs),
+        queue=task.queue,
+        priority=task.priority,
+        max_attempts=task.max_attempts,
+        timeout=task.timeout,
+        memory_mb=task.memory_mb,
+        retry_backoff=task.retry_backoff,
+    )
+
+
+def duplicate(task: Task) -> str:
+    return f"enqueued as task {queue.enqueue(spec_of(task)).pk}"

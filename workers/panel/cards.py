@@ -1,0 +1,266 @@
+"""What the panel shows, computed from a status snapshot: no queries, no I/O, easy to test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.template.defaultfilters import filesizeformat
+
+from ..admission import Admission
+from ..states import WorkerState
+from ..status import Snapshot, TaskView, WorkerView
+
+DASH = "\u2013"  # shown for a missing value
+SPARK_WIDTH = 160
+SPARK_HEIGHT = 36
+SPARK_PAD = 2
+MIN_SPAN_OF_PEAK = 0.1
+MEMORY_WARN_PERCENT = 75.0
+MEMORY_CRIT_PERCENT = 90.0
+
+LIMIT_LABELS = {"max_count": "max count", "cores": "cores", "memory": "memory"}
+QUEUE_COLUMNS = ("waiting", "queued", "running", "failed_last_hour")
+
+
+def duration(seconds: float) -> str:
+    """A short human duration: ``42 s``, ``3 min 05 s``, ``2 h 03 min``, ``3 d 4 h``."""
+    whole = max(int(seconds), 0)
+    minutes, secs = divmod(whole, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"
+
+
+def age(seconds: float | None) -> str:
+    return "never" if seconds is None else f"{duration(seconds)} ago"
+
+
+@dataclass(frozen=True, slots=True)
+class Sparkline:
+    """An inline SVG polyline of memory samples."""
+
+    line: str
+    area: str
+    peak: int
+    low: int
+    last: int
+    count: int
+    width: int = SPARK_WIDTH
+    height: int = SPARK_HEIGHT
+
+
+def sparkline(samples: list[int]) -> Sparkline | None:
+    """Scaled to the samples' range, but never narrower than a tenth of the peak, so a
+    steady worker draws a flat line while growth (a leak, a filling grid) stands out."""
+    if len(samples) < 2:
+        return None
+    low, peak = min(samples), max(*samples, 1)
+    span = max(peak - low, peak * MIN_SPAN_OF_PEAK)
+    base = peak - span
+    step = (SPARK_WIDTH - 2 * SPARK_PAD) / (len(samples) - 1)
+    usable = SPARK_HEIGHT - 2 * SPARK_PAD
+    points = [
+        (SPARK_PAD + i * step, SPARK_HEIGHT - SPARK_PAD - usable * (value - base) / span)
+        for i, value in enumerate(samples)
+    ]
+    line = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+    bottom = SPARK_HEIGHT - SPARK_PAD
+    area = f"{points[0][0]:.1f},{bottom} {line} {points[-1][0]:.1f},{bottom}"
+    return Sparkline(line=line, area=area, peak=peak, low=low, last=samples[-1], count=len(samples))
+
+
+def task_fate(task: TaskView) -> str:
+    """What an abort does to the task a worker runs (the queue's rule: attempts remain?)."""
+    ran = duration(task.elapsed)
+    attempt = f"attempt {task.attempt} of {task.max_attempts}"
+    if task.attempt < task.max_attempts:
+        return (
+            f"Task {task.id} ({task.func_path}) has run for {ran} ({attempt}). "
+            f"It will be requeued and start again from the beginning; "
+            f"the {ran} of work are lost."
+        )
+    return (
+        f"Task {task.id} ({task.func_path}) has run for {ran} on its last attempt "
+        f"({attempt}). It will be marked FAILED and not retried."
+    )
+
+
+def abort_question(worker: WorkerView) -> str:
+    if worker.task is None:
+        return f"Worker {worker.id} is idle: it stops at once, no task is affected."
+    return f"Worker {worker.id} is stopped at once. {task_fate(worker.task)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    worker: WorkerView
+    badge: str
+    heartbeat: str
+    memory: str
+    cpu: str
+    elapsed: str
+    progress_percent: int | None
+    sparkline: Sparkline | None
+    abort_question: str
+    uptime: str
+    stopped: str
+
+    @property
+    def can_drain(self) -> bool:
+        w = self.worker
+        return w.state in (WorkerState.RUNNING, WorkerState.STARTING) and not w.draining
+
+    @property
+    def can_abort(self) -> bool:
+        return self.worker.is_active and not self.worker.aborting
+
+
+def _bytes(value: int | None) -> str:
+    return DASH if value is None else str(filesizeformat(value))
+
+
+def _progress(task: TaskView | None) -> int | None:
+    if task is None or task.progress is None:
+        return None
+    return round(task.progress * 100)
+
+
+def _uptime(worker: WorkerView, now: datetime) -> str:
+    if worker.started_at is None:
+        return "not started"
+    end = worker.stopped_at or now
+    return duration((end - worker.started_at).total_seconds())
+
+
+def card(worker: WorkerView, now: datetime) -> Card:
+    return Card(
+        worker=worker,
+        badge=worker.state.lower(),
+        heartbeat=age(worker.heartbeat_age),
+        memory=_bytes(worker.rss_bytes),
+        cpu=DASH if worker.cpu_percent is None else f"{worker.cpu_percent:.0f} %",
+        elapsed=duration(worker.task.elapsed) if worker.task else "",
+        progress_percent=_progress(worker.task),
+        sparkline=sparkline(worker.samples),
+        abort_question=abort_question(worker),
+        uptime=_uptime(worker, now),
+        stopped=age((now - worker.stopped_at).total_seconds()) if worker.stopped_at else "",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    key: str
+    label: str
+    value: int
+    binding: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryBar:
+    total: str
+    available: str
+    used: str
+    percent: float
+    level: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    name: str
+    waiting: int
+    queued: int
+    running: int
+    failed_last_hour: int
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    active: int
+    admissible: int
+    can_add: bool
+    reason: str
+    limits: list[Limit]
+    memory: MemoryBar
+    queues: list[QueueRow]
+
+    @property
+    def room(self) -> int:
+        return max(self.admissible - self.active, 0)
+
+    @property
+    def totals(self) -> QueueRow:
+        return QueueRow(
+            "all",
+            *(sum(getattr(row, column) for row in self.queues) for column in QUEUE_COLUMNS),
+        )
+
+
+def limits(by: dict[str, int]) -> list[Limit]:
+    binding = min(by, key=by.__getitem__) if by else ""  # ties as admission breaks them
+    return [
+        Limit(key, LIMIT_LABELS.get(key, key), value, key == binding) for key, value in by.items()
+    ]
+
+
+def memory_bar(adm: Admission) -> MemoryBar:
+    mem = adm.memory
+    percent = mem.percent
+    if percent >= MEMORY_CRIT_PERCENT:
+        level = "crit"
+    elif percent >= MEMORY_WARN_PERCENT:
+        level = "warn"
+    else:
+        level = "ok"
+    return MemoryBar(
+        total=_bytes(mem.total),
+        available=_bytes(mem.available),
+        used=_bytes(max(mem.total - mem.available, 0)),
+        percent=percent,
+        level=level,
+    )
+
+
+def queue_rows(queues: dict[str, dict[str, int]]) -> list[QueueRow]:
+    return [
+        QueueRow(name, *(counts.get(column, 0) for column in QUEUE_COLUMNS))
+        for name, counts in queues.items()
+    ]
+
+
+def overview(snap: Snapshot) -> Overview:
+    adm = snap.admission
+    return Overview(
+        active=adm.active,
+        admissible=adm.admissible,
+        can_add=adm.can_add,
+        reason=adm.reason,
+        limits=limits(adm.limits),
+        memory=memory_bar(adm),
+        queues=queue_rows(snap.queues),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Panel:
+    generated_at: datetime
+    overview: Overview
+    active: list[Card]
+    ended: list[Card]
+
+
+def build(snap: Snapshot) -> Panel:
+    now = snap.generated_at
+    return Panel(
+        generated_at=now,
+        overview=overview(snap),
+        active=[card(view, now) for view in snap.workers if view.is_active],
+        ended=[card(view, now) for view in snap.workers if not view.is_active],
+    )
