@@ -50,5 +50,12 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
 
+screenshots: $(VENV)/.installed
+	$(PY) docs/screenshots.py
+
+bench: $(VENV)/.installed
+	$(PY) bench/core.py --db sqlite
+	$(PY) bench/core.py --db postgres
+
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .mypy_cache .ruff_cache
