@@ -15,12 +15,25 @@ from .models import Heartbeat, Task, Worker
 from .states import ACTIVE_WORKER_STATES, TaskState, WorkerState
 
 RECENT = timedelta(hours=1)
+
+
+class Readable:
+    """Lets Django templates read attributes by subscription.
+
+    The template engine tries ``obj[name]`` before ``getattr``; for a plain dataclass that
+    raises and is caught for every variable, which made the 64-card panel twice as slow.
+    """
+
+    __slots__ = ()
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
 SPARKLINE_SAMPLES = 30
 MAX_ENDED_SHOWN = 16
 
 
 @dataclass(frozen=True, slots=True)
-class TaskView:
+class TaskView(Readable):
     id: int
     func_path: str
     attempt: int
@@ -32,7 +45,7 @@ class TaskView:
 
 
 @dataclass(frozen=True, slots=True)
-class WorkerView:
+class WorkerView(Readable):
     id: int
     state: str
     pid: int | None
