@@ -155,4 +155,7 @@ TASKS = {
 # Dotted paths the JSON API may enqueue besides the apps' `@task` functions (comma-separated).
 CRUCIBLE_TASK_ALLOWLIST: list[str] = env.list("CRUCIBLE_TASK_ALLOWLIST", default=[])
 
+# Keep each simulation's work directory (results, plots, logs) after the row is deleted.
+SIMULATIONS_KEEP_WORK_DIRS = _bool("SIMULATIONS_KEEP_WORK_DIRS", True)
+
 CRUCIBLE = worker_conf.from_env(env, BASE_DIR)

@@ -54,6 +54,7 @@ class SlabResult:
     initial_temp: float
     ambient_temp: float
     target_temp: float | None = None
+    history: FloatArray | None = None  # (samples, n): the full field at every sample time
 
     def time_to_target(self, target_core_temp: float) -> float | None:
         """First time (s) the core reaches the target, linearly interpolated; None if never."""
@@ -113,12 +114,14 @@ def stability_limit(
     return min(interior, surface)
 
 
-def memory_estimate_mb(n: int, samples: int = 200) -> int:
+def memory_estimate_mb(n: int, samples: int = 200, *, history: bool = False) -> int:
     """Rough size in MB (at least 1) of the arrays a run with these sizes allocates."""
     _check_int_at_least("n", n, 3)
     _check_int_at_least("samples", samples, 2)
     state_floats = 2 * (n + 2) + n  # ping-pong state with ghosts + scratch
     output_floats = 2 * n + 3 * samples  # x, final profile, times/core/surface
+    if history:
+        output_floats += n * samples  # the field at every sample
     index_ints = 2 * (samples + PROGRESS_UPDATES + 1)  # checkpoint step tables
     total_bytes = 8 * (state_floats + output_floats + index_ints)
     return max(1, math.ceil(total_bytes / _BYTES_PER_MB))
@@ -139,11 +142,13 @@ def simulate(
     samples: int = 200,
     progress: ProgressCallback | None = None,
     dt: float | None = None,
+    history: bool = False,
 ) -> SlabResult:
     """Cool a slab of total ``thickness`` (m) from ``initial_temp`` for ``t_end`` seconds.
 
     Without ``dt`` the step is SAFETY_FACTOR times the stability limit; either way it is
     then shortened slightly so that an integer number of steps ends exactly at ``t_end``.
+    With ``history`` the whole field is kept at every sample: ``samples * n`` floats.
     """
     _validate(
         thickness=thickness,
@@ -165,7 +170,7 @@ def simulate(
     fo = diffusivity(conductivity, density, specific_heat) * step / (dx * dx)
     bi_cell = h * dx / conductivity
     stepper = _Stepper(n, initial_temp, ambient_temp, fo, bi_cell)
-    times, core, surface = _run(stepper, steps, step, samples, progress)
+    times, core, surface, field = _run(stepper, steps, step, samples, progress, keep_field=history)
     return SlabResult(
         times=_frozen(times),
         core_temps=_frozen(core),
@@ -178,6 +183,7 @@ def simulate(
         initial_temp=float(initial_temp),
         ambient_temp=float(ambient_temp),
         target_temp=None if target_temp is None else float(target_temp),
+        history=None if field is None else _frozen(field),
     )
 
 
@@ -192,6 +198,7 @@ class _Stepper:
         self._mid_weight = (1.0 - 2.0 * fo) / fo
         self._ghost_gain = 2.0 * bi_cell
         self._ambient = float(ambient)
+        self.size = n
 
     def advance(self, count: int) -> None:
         """March ``count`` explicit steps; buffers and slice views are reused throughout."""
@@ -222,6 +229,9 @@ class _Stepper:
     def profile(self) -> FloatArray:
         return self._src[1:-1].copy()
 
+    def copy_profile(self, out: FloatArray) -> None:
+        out[:] = self._src[1:-1]
+
 
 def _run(
     stepper: _Stepper,
@@ -229,9 +239,12 @@ def _run(
     dt: float,
     samples: int,
     progress: ProgressCallback | None,
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Advance between checkpoints, recording samples and reporting progress."""
+    *,
+    keep_field: bool = False,
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray | None]:
+    """Advance between checkpoints, recording samples (and the field) and reporting progress."""
     sample_steps = _even_steps(steps, samples, include_zero=True)
+    field = np.empty((sample_steps.size, stepper.size)) if keep_field else None
     report_steps = _even_steps(steps, PROGRESS_UPDATES + 1, include_zero=False)
     checkpoints = np.union1d(sample_steps, report_steps if progress is not None else sample_steps)
     sample_set = {int(s) for s in sample_steps}
@@ -244,10 +257,12 @@ def _run(
         done = checkpoint
         if checkpoint in sample_set:
             core[recorded], surface[recorded] = stepper.core(), stepper.surface()
+            if field is not None:
+                stepper.copy_profile(field[recorded])
             recorded += 1
         if progress is not None and checkpoint in report_set:
             progress(checkpoint / steps, f"step {checkpoint}/{steps}, t = {checkpoint * dt:.1f} s")
-    return sample_steps.astype(np.float64) * dt, core, surface
+    return sample_steps.astype(np.float64) * dt, core, surface, field
 
 
 def _even_steps(steps: int, count: int, *, include_zero: bool) -> npt.NDArray[np.int64]:
