@@ -203,11 +203,15 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    result = run(args.db, args.tasks, args.samples)
+    emit(run(args.db, args.tasks, args.samples), args.json)
+
+
+def emit(result: dict[str, Any], path: Path | None) -> None:
+    """Print the figures, and keep them as JSON when asked."""
     text = json.dumps(result, indent=2)
     print(text)
-    if args.json:
-        args.json.write_text(text)
+    if path:
+        path.write_text(text)
 
 
 if __name__ == "__main__":

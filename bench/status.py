@@ -10,7 +10,6 @@ samples, then times the two views in-process (no network) and counts their queri
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -20,7 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.core import _django, database
+from bench.core import _django, database, emit
 
 WORKERS = 64
 SAMPLES = 30
@@ -147,11 +146,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    result = run(args.db, args.tasks, args.requests)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        args.json.write_text(text)
+    emit(run(args.db, args.tasks, args.requests), args.json)
 
 
 if __name__ == "__main__":

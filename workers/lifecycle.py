@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import secrets
@@ -44,18 +45,13 @@ class Identity:
     process_started_at: float
     max_tasks: int | None = None
 
+    def fields(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
 
 def register(identity: Identity) -> Worker:
     """A worker started by hand makes its own row."""
-    return Worker.objects.create(
-        state=WorkerState.STARTING,
-        node=identity.node,
-        labels=identity.labels,
-        queues=identity.queues,
-        pid=identity.pid,
-        process_started_at=identity.process_started_at,
-        max_tasks=identity.max_tasks,
-    )
+    return Worker.objects.create(state=WorkerState.STARTING, **identity.fields())
 
 
 def handshake(worker_id: int, token: str, identity: Identity) -> Worker:
@@ -72,12 +68,7 @@ def handshake(worker_id: int, token: str, identity: Identity) -> Worker:
         raise LaunchRefused(f"launch token rejected for worker {worker_id}")
     Worker.objects.filter(pk=worker_id).update(
         launch_token_hash="",  # one-time: a second process cannot reuse it
-        node=identity.node,
-        labels=identity.labels,
-        queues=identity.queues,
-        pid=identity.pid,
-        process_started_at=identity.process_started_at,
-        max_tasks=identity.max_tasks,
+        **identity.fields(),
     )
     worker.refresh_from_db()
     return worker

@@ -11,6 +11,7 @@ from simulations import display, follow, grid, registry, services
 from simulations.exceptions import InvalidParameters, UnknownKind
 from simulations.models import Simulation, Sweep
 from simulations.registry import Kind
+from workers.cli import seconds
 
 
 def assignment(raw: str) -> tuple[str, str]:
@@ -25,16 +26,6 @@ def axis(raw: str) -> tuple[str, list[str]]:
         return grid.parse_axis(raw)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def poll_seconds(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
 
 
 class Command(BaseCommand):
@@ -53,7 +44,7 @@ class Command(BaseCommand):
         parser.add_argument("--priority", default="0", help="-100..100, higher runs first")
         parser.add_argument("--timeout", default=None, help="seconds one attempt may run")
         parser.add_argument("--wait", action="store_true", help="Follow it to the end.")
-        parser.add_argument("--poll", type=poll_seconds, default=0.5, help=argparse.SUPPRESS)
+        parser.add_argument("--poll", type=seconds, default=0.5, help=argparse.SUPPRESS)
         parser.add_argument("--describe", action="store_true",
                             help="List KIND's parameters and exit.")
 

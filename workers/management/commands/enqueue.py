@@ -2,49 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from workers import queue
+from workers.cli import json_value, moment, positive_int, seconds, whole_number
 from workers.exceptions import InvalidTaskSpec
 from workers.spec import TaskSpec
-
-from .runworker import positive_int
-
-
-def json_value(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise argparse.ArgumentTypeError(f"not valid JSON ({exc})") from None
-
-
-def priority(raw: str) -> int:
-    try:
-        return int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
-
-
-def seconds(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be greater than 0")
-    return value
-
-
-def moment(raw: str) -> datetime:
-    try:
-        return datetime.fromisoformat(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not an ISO 8601 time") from None
 
 
 class Command(BaseCommand):
@@ -56,7 +21,7 @@ class Command(BaseCommand):
                             help="JSON array")
         parser.add_argument("--kwargs", dest="task_kwargs", type=json_value, default={},
                             help="JSON object")
-        parser.add_argument("--priority", type=priority, default=0, help="-100..100")
+        parser.add_argument("--priority", type=whole_number, default=0, help="-100..100")
         parser.add_argument("--queue", default="")
         parser.add_argument("--max-attempts", type=positive_int)
         parser.add_argument("--timeout", type=seconds, help="seconds")

@@ -8,20 +8,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from workers import conf
+from workers.cli import positive_int
 from workers.conf import parse_labels
 from workers.exceptions import LaunchRefused
 from workers.runtime.process import Launch, identify, serve
 from workers.runtime.supervisor import Options
-
-
-def positive_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
 
 
 def labels(raw: str) -> dict[str, str]:

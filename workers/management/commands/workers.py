@@ -9,11 +9,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from workers import launcher, monitor
+from workers.cli import positive_int
 from workers.exceptions import AdmissionRefused, CrucibleError
 from workers.models import Task, Worker
 from workers.states import TaskState
-
-from .runworker import positive_int
 
 
 class Command(BaseCommand):
