@@ -67,3 +67,15 @@ def test_idle_worker_is_woken_without_waiting_for_a_poll(workers, crucible):
     started = wait_for(lambda: Execution.objects.filter(key="woken").first(), timeout=5)
     latency = started.at - created.created_at.timestamp()
     assert latency < crucible.poll_interval, f"picked up after {latency:.3f} s"
+
+
+def test_the_next_task_starts_at_once_after_one_that_reported_progress(workers):
+    first = enqueue("report_progress", 2, 0.01, priority=1)
+    second = enqueue("record", "next")
+    workers.start("--batch")
+    assert workers.wait_all() == [0]
+    ended = task(first.pk).finished_at
+    started = Execution.objects.get(key="next").at
+    gap = started - ended.timestamp()
+    assert task(second.pk).state == TaskState.SUCCEEDED
+    assert gap < 0.2, f"the next task waited {gap:.3f} s for a timer"

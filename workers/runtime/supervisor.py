@@ -192,7 +192,10 @@ class Supervisor:
             return
         if self._can_claim(now) and self._claim():
             return
-        self._flush_outbox(time.monotonic())
+        if self.outbox:
+            self._flush_outbox(time.monotonic())
+            if not self.outbox and self._can_claim(time.monotonic()):
+                return  # written: claim the next task now, not at the next timer
         self._wait(self._timeout(time.monotonic()))
 
     def _can_claim(self, now: float) -> bool:
