@@ -26,8 +26,8 @@ SAMPLES = 30
 
 # state by row number: 0.5% queued, 0.1% waiting, 0.1% failed (last hour), the rest done
 STATE = (
-    "CASE WHEN x % 200 = 0 THEN 'QUEUED' WHEN x % 1000 = 1 THEN 'WAITING'"
-    " WHEN x % 1000 = 2 THEN 'FAILED' ELSE 'SUCCEEDED' END"
+    "CASE WHEN x %% 200 = 0 THEN 'QUEUED' WHEN x %% 1000 = 1 THEN 'WAITING'"
+    " WHEN x %% 1000 = 2 THEN 'FAILED' ELSE 'SUCCEEDED' END"
 )
 COLUMNS = (
     "func_path, args, kwargs, queue, priority, state, max_attempts, attempt, attempt_base,"
@@ -38,8 +38,8 @@ COLUMNS = (
 
 def _values(now: str) -> str:
     return (
-        f"'bench.tasks.noop', '[]', '{{}}', CASE WHEN x % 3 = 0 THEN 'big' ELSE 'default' END,"
-        f" x % 7, {STATE}, 3, 1, 0, 60.0, {now}, {now}, '', '', 0, 0, false"
+        f"'bench.tasks.noop', '[]', '{{}}', CASE WHEN x %% 3 = 0 THEN 'big' ELSE 'default' END,"
+        f" x %% 7, {STATE}, 3, 1, 0, 60.0, {now}, {now}, '', '', 0, 0, false"
     )
 
 
@@ -53,7 +53,7 @@ def fill_tasks(count: int) -> None:
                 " FROM generate_series(1, %s) AS x",
                 [count],
             )
-            cursor.execute("ANALYZE")
+            cursor.execute("VACUUM ANALYZE")  # what autovacuum does to a table this size
         else:
             now = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
             cursor.execute(

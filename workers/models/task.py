@@ -89,6 +89,10 @@ class Task(models.Model):
             models.Index(
                 fields=["worker"], condition=Q(state="RUNNING"), name="task_running_worker_idx"
             ),
+            # admission's "largest queued memory estimate": an index lookup, not a scan
+            models.Index(
+                fields=["memory_mb"], condition=Q(state="QUEUED"), name="task_queued_memory_idx"
+            ),
         ]
         permissions = [
             ("submit_task", "Can submit tasks"),
