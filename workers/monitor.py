@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -16,6 +15,7 @@ from django.utils import timezone
 
 from . import conf, launcher, lifecycle, processes, queue
 from .models import Heartbeat, TickGuard, Worker
+from .runtime import logs
 from .states import ACTIVE_WORKER_STATES, Outcome, WorkerState
 
 logger = logging.getLogger(__name__)
@@ -67,14 +67,7 @@ def tick() -> TickReport:
 
 
 def log_tail(worker_id: int) -> str:
-    path = Path(conf.get().log_dir) / f"worker_{worker_id}.log"
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, 2)
-            handle.seek(max(handle.tell() - queue.TAIL_CHARS * 4, 0))
-            return handle.read().decode(errors="replace")[-queue.TAIL_CHARS:]
-    except OSError:
-        return ""
+    return logs.tail(logs.log_path(conf.get().log_dir, worker_id), queue.TAIL_CHARS)
 
 
 def fail_worker(worker: Worker, reason: str, outcome: str = Outcome.WORKER_LOST) -> list[int]:

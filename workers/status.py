@@ -197,7 +197,7 @@ def snapshot() -> Snapshot:
     )
 
 
-def _iso(moment: datetime | None) -> str | None:
+def iso(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
 
 
@@ -209,7 +209,7 @@ def task_json(view: TaskView | None) -> dict[str, Any] | None:
         "func_path": view.func_path,
         "attempt": view.attempt,
         "max_attempts": view.max_attempts,
-        "started_at": _iso(view.started_at),
+        "started_at": iso(view.started_at),
         "elapsed": round(view.elapsed, 3),
         "progress": view.progress,
         "progress_message": view.progress_message,
@@ -223,13 +223,13 @@ def worker_json(view: WorkerView) -> dict[str, Any]:
         "state": view.state,
         "node": view.node,
         "queues": view.queues,
-        "heartbeat": _iso(view.last_heartbeat),
+        "heartbeat": iso(view.last_heartbeat),
         "heartbeat_age": view.heartbeat_age,
         "memory": view.rss_bytes,
         "cpu": view.cpu_percent,
         "task_memory": view.task_rss_bytes,
-        "started_at": _iso(view.started_at),
-        "stopped_at": _iso(view.stopped_at),
+        "started_at": iso(view.started_at),
+        "stopped_at": iso(view.stopped_at),
         "task": task_json(view.task),
         "memory_samples": view.samples,
         "warnings": view.warnings,
@@ -242,7 +242,7 @@ def to_json(snap: Snapshot) -> dict[str, Any]:
     """The body of GET /api/workers/status/: bytes for memory, ISO 8601 UTC for times."""
     adm = snap.admission
     return {
-        "generated_at": _iso(snap.generated_at),
+        "generated_at": iso(snap.generated_at),
         "workers": [worker_json(view) for view in snap.workers],
         "limits": {
             "admissible": adm.admissible,

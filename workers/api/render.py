@@ -6,7 +6,6 @@ Memory is in bytes and times are ISO 8601 in UTC, as in the status document.
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, datetime
 from typing import Any
 
 from django.http import HttpRequest
@@ -14,12 +13,9 @@ from django.http import HttpRequest
 from .. import status
 from ..models import Task, TaskAttempt, Worker
 from ..monitor import TickReport
+from ..status import iso
 from .errors import NotFound
 from .queries import TaskHistory, TaskPage
-
-
-def iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
 
 
 def task_summary(task: Task) -> dict[str, Any]:
