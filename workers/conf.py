@@ -38,6 +38,7 @@ class WorkerSettings:
     heartbeat_retention: float = 86400.0
     work_dir: Path = field(default_factory=lambda: Path("data") / "work")
     doorbell_dir: Path | None = None
+    prepared_statements: bool = True
     launch_token: str = field(default="", repr=False)
 
 
@@ -101,6 +102,15 @@ def _number(raw: str) -> float:
         raise ValueError("expected a number") from None
 
 
+def _flag(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
 def _text(raw: str) -> str:
     if not raw.strip():
         raise ValueError("must not be empty")
@@ -147,6 +157,9 @@ def from_env(env: environ.Env, base_dir: Path) -> WorkerSettings:
         ),
         "work_dir": _read(env, "WORKER_WORK_DIR", Path, base_dir / "data" / "work"),
         "doorbell_dir": _read(env, "WORKER_DOORBELL_DIR", Path, None),
+        "prepared_statements": _read(
+            env, "WORKER_PREPARED_STATEMENTS", _flag, d.prepared_statements
+        ),
         "launch_token": env.str("WORKER_LAUNCH_TOKEN", default=""),
     }
     return WorkerSettings(**values)

@@ -28,6 +28,7 @@ def test_defaults_are_the_documented_ones(monkeypatch):
     assert conf.stalled_after == 180
     assert conf.memory_per_task_mb == 8192
     assert conf.work_dir == Path("/srv/crucible/data/work")
+    assert conf.prepared_statements is True
 
 
 def test_values_are_read_and_typed(monkeypatch):
@@ -38,12 +39,14 @@ def test_values_are_read_and_typed(monkeypatch):
         WORKER_QUEUE_NAME="gpu",
         WORKER_NODE_LABELS="zone=a, gpu=yes",
         WORKER_LOG_DIR="/var/log/crucible",
+        WORKER_PREPARED_STATEMENTS="off",
     )
     assert conf.max_count == 8
     assert conf.heartbeat_interval == 2.5
     assert conf.queue_name == "gpu"
     assert conf.node_labels == {"zone": "a", "gpu": "yes"}
     assert conf.log_dir == Path("/var/log/crucible")
+    assert conf.prepared_statements is False
 
 
 @pytest.mark.parametrize(
@@ -55,6 +58,8 @@ def test_values_are_read_and_typed(monkeypatch):
         ("WORKER_HEARTBEAT_INTERVAL", "soon", "WORKER_HEARTBEAT_INTERVAL='soon' is invalid"),
         ("WORKER_NODE_LABELS", "zone", "WORKER_NODE_LABELS='zone' is invalid: expected key=value"),
         ("WORKER_QUEUE_NAME", " ", "WORKER_QUEUE_NAME=' ' is invalid: must not be empty"),
+        ("WORKER_PREPARED_STATEMENTS", "maybe",
+         "WORKER_PREPARED_STATEMENTS='maybe' is invalid: expected true or false"),
     ],
 )
 def test_a_bad_value_names_its_variable(monkeypatch, name, value, message):

@@ -1,0 +1,49 @@
+"""Server-side prepared statements on Django's PostgreSQL connection (psycopg 3).
+
+Imported only on PostgreSQL, so SQLite workers never load psycopg.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
+
+
+class PreparedCursor(psycopg.Cursor[Any]):
+    """Binds parameters on the server and prepares every statement it runs.
+
+    psycopg keeps the prepared statements per connection (up to `prepared_max`) and
+    prepares them again on a new connection.
+    """
+
+    def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None,
+                binary: bool | None = None) -> PreparedCursor:
+        super().execute(query, params, prepare=True, binary=binary)
+        return self
+
+
+@contextmanager
+def prepared_cursor(connection: BaseDatabaseWrapper) -> Iterator[CursorWrapper]:
+    """Like ``connection.cursor()`` (logged, errors wrapped), but prepared on the server."""
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    raw_connection = connection.connection
+    if raw_connection.prepare_threshold is None:
+        # Django turns preparation off, and psycopg then ignores prepare=True. A threshold
+        # nothing reaches leaves every other statement unprepared, as Django wants.
+        raw_connection.prepare_threshold = sys.maxsize
+    with connection.wrap_database_errors:
+        raw: Any = PreparedCursor(raw_connection)
+    cursor = connection.make_debug_cursor(raw) if connection.queries_logged else (
+        connection.make_cursor(raw))
+    try:
+        yield cursor
+    finally:
+        cursor.close()
