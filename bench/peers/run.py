@@ -360,7 +360,7 @@ def measure_pickup(scenario: Scenario, opts: Options, procs: Processes) -> dict[
     run_driver(procs, "reset", ["reset"], timeout=60)
     jitter = phase_jitter(scenario, opts)
     budget = 90 + opts.samples * (0.25 + jitter + 2.0)
-    procs.start("pickup-worker", worker_command(scenario, opts))
+    worker = procs.start("pickup-worker", worker_command(scenario, opts))
     try:
         quiet = settle(opts)
         with ForeignLoad() as load:
@@ -372,10 +372,21 @@ def measure_pickup(scenario: Scenario, opts: Options, procs: Processes) -> dict[
             )
         if procs.exited(["pickup-worker"]):
             raise BenchError(f"pickup worker exited:\n{procs.log_tail('pickup-worker')}")
+        time.sleep(2.0)  # idle, as Crucible's idle worker is measured
+        idle_rss = rss_mb(worker.pid)
     finally:
         procs.stop("pickup-worker")
     summary = pickup_summary(result, jitter)
-    return {**summary, "machine_was_quiet": quiet, "foreign_load": load.report()}
+    return {**summary, "idle_rss_mb": idle_rss, "machine_was_quiet": quiet,
+            "foreign_load": load.report()}
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of one process (Linux), in MiB, as `ps` and psutil report it."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise BenchError(f"no VmRSS for process {pid}")
 
 
 def settle(opts: Options) -> bool:
@@ -517,6 +528,7 @@ def render_table(results: list[dict[str, Any]]) -> str:
         "drain/s active",
         "pickup p50",
         "pickup p99",
+        "idle RSS",
         "foreign CPU",
         "notes",
     )
@@ -536,6 +548,7 @@ def render_table(results: list[dict[str, Any]]) -> str:
                 fmt(drain.get("rate_active")),
                 fmt(pickup.get("p50_ms"), " ms"),
                 fmt(pickup.get("p99_ms"), " ms"),
+                fmt(pickup.get("idle_rss_mb"), " MB"),
                 f"{foreign_pct(drain)} / {foreign_pct(pickup)}",
                 notes,
             )
