@@ -65,6 +65,7 @@ def test_drain_from_the_operator_prefers_an_idle_worker(workers):
     workers.start()
     wait_for(lambda: len(running_workers()) == 2)
     busy = task(busy_job.pk).worker_id
+    assert busy is not None
     assert task(busy_job.pk).state == TaskState.RUNNING
 
     drained = launcher.drain()
@@ -81,6 +82,7 @@ def test_abort_stops_the_task_and_its_children_and_requeues_it(workers, runtime_
     wait_for(pid_file.exists)
     grandchild = int(pid_file.read_text())
     target = task(job.pk).worker_id
+    assert target is not None
 
     launcher.abort(target)
     wait_for(lambda: worker(target).state == WorkerState.DEAD, timeout=10)
@@ -121,6 +123,7 @@ def test_spawned_worker_proves_its_token_and_keeps_it_off_the_command_line(
     started = launcher.add(1)[0]
     wait_for(lambda: worker(started.pk).state == WorkerState.RUNNING, timeout=10)
     running = worker(started.pk)
+    assert running.pid is not None
     proc = psutil.Process(running.pid)
     assert "runworker" in " ".join(proc.cmdline())
     assert all("TOKEN" not in part for part in proc.cmdline())
@@ -204,7 +207,7 @@ def test_a_worker_the_os_will_not_start_is_failed_with_the_reason(crucible, monk
     def refuse(*args, **kwargs):
         raise OSError(11, "Resource temporarily unavailable")  # e.g. out of process slots
 
-    monkeypatch.setattr(launcher.subprocess, "run", refuse)
+    monkeypatch.setattr("workers.launcher.subprocess.run", refuse)
     with pytest.raises(LaunchFailed, match="Resource temporarily unavailable"):
         launcher.add(1)
     failed = Worker.objects.get()

@@ -75,6 +75,7 @@ def test_the_next_task_starts_at_once_after_one_that_reported_progress(workers):
     workers.start("--batch")
     assert workers.wait_all() == [0]
     ended = task(first.pk).finished_at
+    assert ended is not None
     started = Execution.objects.get(key="next").at
     gap = started - ended.timestamp()
     assert task(second.pk).state == TaskState.SUCCEEDED

@@ -26,6 +26,7 @@ def test_sigkill_mid_task_finishes_on_another_worker_within_5s(workers):
     job = enqueue("sleep_then_record", "k", 1.0)
     wait_for(lambda: Execution.objects.filter(key="k:start").exists())
     victim = task(job.pk).worker
+    assert victim is not None and victim.pid is not None
     os.kill(victim.pid, signal.SIGKILL)
     killed_at = time.monotonic()
 
@@ -50,6 +51,7 @@ def test_timeout_stops_the_task_within_1s_and_the_worker_goes_on(workers):
     attempt = stopped.attempts.get()
     assert attempt.outcome == Outcome.TIMED_OUT
     assert "Timed out after 1 s" in attempt.error
+    assert attempt.finished_at is not None and attempt.started_at is not None
     ran_for = (attempt.finished_at - attempt.started_at).total_seconds()
     assert 1.0 <= ran_for < 2.0, f"stopped {ran_for - 1:.2f} s after the deadline"
     assert not Execution.objects.filter(key="slow").exists()
@@ -70,7 +72,9 @@ def test_retries_wait_longer_each_time_and_keep_every_error(workers):
     gaps = [
         (later.started_at - earlier.finished_at).total_seconds()
         for earlier, later in itertools.pairwise(attempts)
+        if later.started_at and earlier.finished_at
     ]
+    assert len(gaps) == 3
     # base 0.2 s doubling, with equal jitter: at least half of each step
     for number, gap in enumerate(gaps, start=1):
         assert gap >= 0.2 * 2 ** (number - 1) / 2 - 0.02

@@ -8,10 +8,10 @@ import environ
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from workers.conf import from_env, parse_labels
+from workers.conf import WorkerSettings, from_env, parse_labels
 
 
-def settings_from(monkeypatch: pytest.MonkeyPatch, **values: str):
+def settings_from(monkeypatch: pytest.MonkeyPatch, **values: str) -> WorkerSettings:
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     return from_env(environ.Env(), Path("/srv/crucible"))

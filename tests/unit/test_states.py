@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,7 @@ def test_backoff_grows_and_never_exceeds_the_cap():
     assert max(max(samples) for samples in delays) <= 60.0
 
 
-def task(**fields) -> Task:
+def task(**fields: Any) -> Task:
     defaults = {"attempt": 1, "attempt_base": 0, "max_attempts": 3, "crash_count": 0,
                 "retry_backoff": 1.0, "timeout": 10.0}
     return Task(**{**defaults, **fields})
