@@ -133,7 +133,7 @@ def test_spawned_worker_proves_its_token_and_keeps_it_off_the_command_line(
 
     launcher.abort(started.pk)
     wait_for(lambda: worker(started.pk).state == WorkerState.DEAD, timeout=5)
-    wait_for(lambda: not psutil.pid_exists(running.pid), timeout=5)
+    wait_for(lambda: not psutil.pid_exists(proc.pid), timeout=5)
 
 
 def test_add_refuses_beyond_max_count_without_force(crucible, settings):
