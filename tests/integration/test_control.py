@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -75,12 +76,17 @@ def test_drain_from_the_operator_prefers_an_idle_worker(workers):
     assert worker(busy).state == WorkerState.RUNNING
 
 
-def test_abort_stops_the_task_and_its_children_and_requeues_it(workers, runtime_dir):
+def _running_sleeper(workers: Any, runtime_dir: Path) -> tuple[Task, int]:
+    """A worker running a task that started a grandchild process; the task and that pid."""
     pid_file = runtime_dir / "grandchild.pid"
     job = enqueue("spawn_sleeper", str(pid_file), 60)
     workers.start()
     wait_for(pid_file.exists)
-    grandchild = int(pid_file.read_text())
+    return job, int(pid_file.read_text())
+
+
+def test_abort_stops_the_task_and_its_children_and_requeues_it(workers, runtime_dir):
+    job, grandchild = _running_sleeper(workers, runtime_dir)
     target = task(job.pk).worker_id
     assert target is not None
 
@@ -94,11 +100,7 @@ def test_abort_stops_the_task_and_its_children_and_requeues_it(workers, runtime_
 
 
 def test_cancel_stops_a_running_task_within_a_second(workers, runtime_dir):
-    pid_file = runtime_dir / "grandchild.pid"
-    job = enqueue("spawn_sleeper", str(pid_file), 60)
-    workers.start()
-    wait_for(pid_file.exists)
-    grandchild = int(pid_file.read_text())
+    job, grandchild = _running_sleeper(workers, runtime_dir)
 
     asked = time.monotonic()
     queue.cancel(job.pk)
