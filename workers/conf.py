@@ -24,6 +24,7 @@ class WorkerSettings:
     queue_name: str = "default"
     cleanup_age: float = 7 * 86400.0
     lease_ttl: float = 120.0
+    lease_renew_interval: float | None = None  # None: a third of lease_ttl
     poll_interval: float = 2.0
     tick_interval: float = 1.0
     node_address: str = field(default_factory=socket.gethostname)
@@ -36,10 +37,26 @@ class WorkerSettings:
     quarantine_after: int = 3
     stalled_after: float = 180.0
     heartbeat_retention: float = 86400.0
+    result_retention: float = 7 * 86400.0  # 0 keeps finished tasks for ever
     work_dir: Path = field(default_factory=lambda: Path("data") / "work")
     doorbell_dir: Path | None = None
     prepared_statements: bool = True
     launch_token: str = field(default="", repr=False)
+
+    @property
+    def renew_every(self) -> float:
+        """Seconds between lease renewals of a running task."""
+        return self.lease_renew_interval or self.lease_ttl / 3
+
+    @property
+    def lease_margin(self) -> float:
+        """How long before its lease runs out a worker that could not renew stops its task.
+
+        Measured on the worker's monotonic clock from the moment the renewal (or claim) was
+        sent: the database's deadline is at least a TTL after that moment, as long as the
+        two clocks run at about the same rate (their offset does not matter).
+        """
+        return max(0.5, 0.1 * self.lease_ttl)
 
 
 def parse_labels(raw: str) -> dict[str, str]:
@@ -88,6 +105,12 @@ def _read[T](
         raise ImproperlyConfigured(f"{name}={raw!r} is invalid: {exc}") from exc
 
 
+def _non_negative_number(value: float) -> float:
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
 def _integer(raw: str) -> int:
     try:
         return int(raw)
@@ -133,6 +156,9 @@ def from_env(env: environ.Env, base_dir: Path) -> WorkerSettings:
         "queue_name": _read(env, "WORKER_QUEUE_NAME", _text, d.queue_name),
         "cleanup_age": _read(env, "WORKER_CLEANUP_AGE", _number, d.cleanup_age, _positive),
         "lease_ttl": _read(env, "WORKER_LEASE_TTL", _number, d.lease_ttl, _positive),
+        "lease_renew_interval": _read(
+            env, "WORKER_LEASE_RENEW_INTERVAL", _number, d.lease_renew_interval, _positive
+        ),
         "poll_interval": _read(env, "WORKER_POLL_INTERVAL", _number, d.poll_interval, _positive),
         "tick_interval": _read(env, "WORKER_TICK_INTERVAL", _number, d.tick_interval, _positive),
         "node_address": _read(env, "WORKER_NODE_ADDRESS", _text, d.node_address),
@@ -155,6 +181,9 @@ def from_env(env: environ.Env, base_dir: Path) -> WorkerSettings:
         "heartbeat_retention": _read(
             env, "WORKER_HEARTBEAT_RETENTION", _number, d.heartbeat_retention, _positive
         ),
+        "result_retention": _read(
+            env, "WORKER_RESULT_RETENTION", _number, d.result_retention, _non_negative_number
+        ),
         "work_dir": _read(env, "WORKER_WORK_DIR", Path, base_dir / "data" / "work"),
         "doorbell_dir": _read(env, "WORKER_DOORBELL_DIR", Path, None),
         "prepared_statements": _read(
@@ -162,7 +191,23 @@ def from_env(env: environ.Env, base_dir: Path) -> WorkerSettings:
         ),
         "launch_token": env.str("WORKER_LAUNCH_TOKEN", default=""),
     }
-    return WorkerSettings(**values)
+    return _checked(WorkerSettings(**values))
+
+
+def _checked(settings: WorkerSettings) -> WorkerSettings:
+    """Refuse timings that leave a running task no room to renew its lease."""
+    renew, ttl = settings.renew_every, settings.lease_ttl
+    if renew > ttl / 3:
+        raise ImproperlyConfigured(
+            f"WORKER_LEASE_RENEW_INTERVAL ({renew:g} s) must be at most a third of "
+            f"WORKER_LEASE_TTL ({ttl:g} s), so that two renewals can fail before the lease ends."
+        )
+    if ttl < 3.0:
+        raise ImproperlyConfigured(
+            f"WORKER_LEASE_TTL ({ttl:g} s) leaves no room for renewals: it must be at least 3 s "
+            "(renewed every WORKER_LEASE_RENEW_INTERVAL, by default a third of it)."
+        )
+    return settings
 
 
 def get() -> WorkerSettings:

@@ -18,7 +18,10 @@ class Heartbeat(models.Model):
 
     class Meta:
         ordering = ["worker", "at"]
-        indexes = [models.Index(fields=["worker", "at"], name="heartbeat_worker_at_idx")]
+        indexes = [
+            models.Index(fields=["worker", "at"], name="heartbeat_worker_at_idx"),
+            models.Index(fields=["at"], name="heartbeat_at_idx"),  # pruning by age
+        ]
 
     def __str__(self) -> str:
         return f"sample of worker {self.worker_id} at {self.at:%H:%M:%S}"

@@ -93,6 +93,12 @@ class Task(models.Model):
             models.Index(
                 fields=["memory_mb"], condition=Q(state="QUEUED"), name="task_queued_memory_idx"
             ),
+            # retention pruning and "failed in the last hour": a range of finished tasks
+            models.Index(
+                fields=["finished_at"],
+                condition=Q(state__in=["SUCCEEDED", "FAILED", "CANCELLED"]),
+                name="task_finished_idx",
+            ),
         ]
         permissions = [
             ("submit_task", "Can submit tasks"),
@@ -141,6 +147,9 @@ class TaskDependency(models.Model):
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="dependencies")
     depends_on = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="dependents")
+    satisfied = models.BooleanField(
+        default=False, help_text="Counted off once when depends_on succeeded; never twice."
+    )
 
     class Meta:
         constraints = [

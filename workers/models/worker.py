@@ -3,6 +3,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Now
 
 from ..states import ACTIVE_WORKER_STATES, WorkerState
 
@@ -36,7 +38,14 @@ class Worker(models.Model):
     doorbell = models.CharField(max_length=255, blank=True)
     max_tasks = models.PositiveIntegerField(null=True, blank=True)
 
-    created_at = models.DateTimeField(auto_now_add=True)
+    host_id = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The machine's identity, to catch two nodes sharing one address.",
+    )
+
+    # Set by the database's clock: every deadline is judged by the database, never a node.
+    created_at = models.DateTimeField(db_default=Now())
     started_at = models.DateTimeField(null=True, blank=True)
     stopped_at = models.DateTimeField(null=True, blank=True)
     last_heartbeat = models.DateTimeField(null=True, blank=True)
@@ -61,6 +70,14 @@ class Worker(models.Model):
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            # pruning of ended workers: an index range, not a scan
+            models.Index(
+                fields=["stopped_at"],
+                condition=Q(state__in=["DEAD", "FAILED"]),
+                name="worker_ended_idx",
+            ),
+        ]
         permissions = [("manage_workers", "Can add, drain and abort workers")]
 
     def __str__(self) -> str:
