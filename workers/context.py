@@ -7,6 +7,8 @@
         for i in range(steps):
             ...
             ctx.progress((i + 1) / steps, f"step {i + 1} of {steps}")
+
+``ctx.attempt`` counts from 1; ``ctx.idempotency_key`` is stable across attempts.
 """
 
 from __future__ import annotations
@@ -24,6 +26,12 @@ class TaskContext:
     attempt: int
     worker_id: int
     _report: Callable[[float | None, str], None] = field(repr=False)
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same for every attempt of this task (and operator retries of it): a key to
+        make side effects idempotent, since a task may run again after a worker dies."""
+        return f"crucible-task-{self.task_id}"
 
     def progress(self, fraction: float | None, message: str = "") -> None:
         """Report how far the task is (0.0 to 1.0) and what it is doing."""
