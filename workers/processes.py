@@ -9,18 +9,42 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import psutil
 
 logger = logging.getLogger(__name__)
 CREATE_TIME_SLACK = 0.05
 PR_SET_CHILD_SUBREAPER = 36
+STAT_STARTTIME = 22  # field number in /proc/<pid>/stat, counted from 1
 
 
 def identity() -> tuple[int, float]:
     """This process's PID and create time (which tells a reused PID apart)."""
-    me = psutil.Process()
-    return me.pid, me.create_time()
+    pid = os.getpid()
+    return pid, create_time(pid)
+
+
+def create_time(pid: int) -> float:
+    """When ``pid`` started, on a clock that stepping the wall clock does not move.
+
+    On Linux: seconds since boot. Elsewhere psutil's create time (wall clock) is the best
+    there is. A node only compares values it wrote itself, so the two never meet.
+    """
+    if sys.platform.startswith("linux"):
+        return _seconds_since_boot(pid)
+    return psutil.Process(pid).create_time()
+
+
+def _seconds_since_boot(pid: int) -> float:
+    # psutil adds the boot time from /proc/stat's btime, which moves with the wall clock;
+    # the start time in clock ticks since boot (field 22 of /proc/<pid>/stat) does not.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except (FileNotFoundError, ProcessLookupError) as exc:
+        raise psutil.NoSuchProcess(pid) from exc
+    after_name = stat.rpartition(b")")[2].split()  # the name may hold spaces and ")"
+    return int(after_name[STAT_STARTTIME - 3]) / os.sysconf("SC_CLK_TCK")
 
 
 def is_worker_process(pid: int | None, started_at: float | None) -> bool:
@@ -29,7 +53,7 @@ def is_worker_process(pid: int | None, started_at: float | None) -> bool:
         return False
     try:
         proc = psutil.Process(pid)
-        if abs(proc.create_time() - started_at) > CREATE_TIME_SLACK:
+        if abs(create_time(pid) - started_at) > CREATE_TIME_SLACK:
             return False
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False

@@ -16,7 +16,7 @@ from django.core.management import call_command
 
 from tests.conftest import wait_for, worker_env
 from tests.testapp.models import Execution
-from workers import launcher, lifecycle, monitor, queue
+from workers import launcher, lifecycle, monitor, processes, queue
 from workers.exceptions import LaunchFailed
 from workers.models import Task, Worker
 from workers.states import Outcome, TaskState, WorkerState
@@ -164,7 +164,7 @@ def test_a_wrong_launch_token_is_refused_and_the_row_failed(workers, runtime_dir
 def test_abort_never_signals_a_pid_that_now_belongs_to_another_process(crucible):
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        created = psutil.Process(bystander.pid).create_time()
+        created = processes.create_time(bystander.pid)
         stale = Worker.objects.create(
             node=crucible.node_address, state=WorkerState.RUNNING, pid=bystander.pid,
             process_started_at=created - 100.0,
