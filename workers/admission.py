@@ -12,6 +12,9 @@ Capacity is the smallest of three limits:
 
 The machine is read only through the small ``_``-prefixed boundary functions, so tests
 replace them; :func:`compute` does the arithmetic and :func:`check` gathers the inputs.
+
+:func:`admit` decides a request to start workers: ``force`` goes past the memory and core
+limits (the operator takes the risk), never past ``WORKER_MAX_COUNT``, the hard cap.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from django.db.models import Max
 
 from . import conf
 from .conf import WorkerSettings
+from .exceptions import AdmissionRefused
 from .models import Task, Worker
 
 logger = logging.getLogger(__name__)
@@ -41,6 +45,7 @@ __all__ = [
     "Admission",
     "Machine",
     "MachineMemory",
+    "admit",
     "check",
     "compute",
     "machine_memory",
@@ -197,6 +202,20 @@ def compute(
         limits=limits,
         memory=machine.memory,
     )
+
+
+def admit(room: Admission, count: int, *, force: bool) -> None:
+    """Refuse ``count`` more workers beyond capacity; ``force`` never passes WORKER_MAX_COUNT."""
+    cap = room.limits["max_count"]
+    if room.active + count > cap:
+        reason = f"WORKER_MAX_COUNT allows {_count(cap, 'worker')}; {_active_phrase(room.active)}."
+        raise AdmissionRefused(
+            f"Cannot add {count}: {reason} Force does not go past WORKER_MAX_COUNT.",
+            reason=reason, forceable=False,
+        )
+    if not force and room.active + count > room.admissible:
+        raise AdmissionRefused(f"Cannot add {count}: {room.reason}", reason=room.reason,
+                               forceable=True)
 
 
 def _guard_mb(settings: WorkerSettings, machine: Machine) -> int:

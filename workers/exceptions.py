@@ -33,7 +33,16 @@ class LaunchFailed(CrucibleError):
 
 
 class AdmissionRefused(CrucibleError):
-    """Starting another worker would exceed capacity (and force was not given)."""
+    """Starting more workers would exceed capacity.
+
+    ``reason`` is the limit's sentence as the panel shows it; ``forceable`` is False when the
+    limit is WORKER_MAX_COUNT, which force never passes (memory and cores it does).
+    """
+
+    def __init__(self, message: str, *, reason: str, forceable: bool) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.forceable = forceable
 
 
 class WorkerNotFound(CrucibleError):

@@ -7,14 +7,15 @@ import os
 import signal
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 from django.conf import settings as django_settings
-from django.db import transaction
-from django.utils import timezone
+from django.db import connection, transaction
 
 from . import admission, conf, lifecycle, processes, queue
-from .exceptions import AdmissionRefused, LaunchFailed, WorkerNotFound
+from .clock import Now
+from .exceptions import LaunchFailed, WorkerNotFound
 from .models import Task, Worker
 from .states import ACTIVE_WORKER_STATES, TaskState, WorkerState
 
@@ -26,15 +27,37 @@ _DETACH = 'exec 0</dev/null; "$@" >>"$CRUCIBLE_SPAWN_LOG" 2>&1 & echo $!'
 
 
 def add(count: int = 1, *, force: bool = False, queues: list[str] | None = None) -> list[Worker]:
-    """Admit and start ``count`` workers; refuse beyond capacity unless forced."""
-    room = admission.check()
-    if not force and room.active + count > room.admissible:
-        raise AdmissionRefused(f"Cannot add {count}: {room.reason}")
-    return [spawn(queues or [conf.get().queue_name]) for _ in range(count)]
+    """Admit and start ``count`` workers: beyond capacity only when forced, and never beyond
+    WORKER_MAX_COUNT.
+
+    The decision and the STARTING rows are one transaction under a per-node lock, so two
+    requests at once cannot both take the last place; the processes start after it commits.
+    """
+    names = queues or [conf.get().queue_name]
+    with transaction.atomic():
+        _lock_admission(conf.get().node_address)
+        admission.admit(admission.check(), count, force=force)
+        reserved = [_reserve(names) for _ in range(count)]
+    return _launch_all(reserved, names)
 
 
-def spawn(queues: list[str]) -> Worker:
-    """Create a STARTING row with a one-time token, then start ``manage.py runworker``."""
+def _lock_admission(node: str) -> None:
+    """Hold this node's admission lock until the transaction ends.
+
+    SQLite's IMMEDIATE transactions already hold the database's write lock; PostgreSQL
+    takes a transaction-scoped advisory lock named after the node.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(node)])
+
+
+def _lock_key(node: str) -> int:
+    return zlib.crc32(f"crucible.admission:{node}".encode())
+
+
+def _reserve(queues: list[str]) -> tuple[Worker, str]:
+    """A STARTING row with the hash of a one-time launch token; the token itself."""
     settings = conf.get()
     token, token_hash = lifecycle.new_token()
     worker = Worker.objects.create(
@@ -45,6 +68,25 @@ def spawn(queues: list[str]) -> Worker:
         spawned=True,
         launch_token_hash=token_hash,
     )
+    return worker, token
+
+
+def _launch_all(reserved: list[tuple[Worker, str]], queues: list[str]) -> list[Worker]:
+    """Start a process for each reserved row; after a failure, fail the rows not started."""
+    started = []
+    for index, (worker, token) in enumerate(reserved):
+        try:
+            started.append(_launch(worker, token, queues))
+        except LaunchFailed:
+            for rest, _ in reserved[index + 1 :]:
+                lifecycle.finish(rest.pk, WorkerState.FAILED,
+                                 reason=f"Not started: worker {worker.pk} could not start")
+            raise
+    return started
+
+
+def _launch(worker: Worker, token: str, queues: list[str]) -> Worker:
+    """Start ``manage.py runworker`` for a reserved row."""
     try:
         pid = _start_process(worker.pk, token, queues)
     except (OSError, ValueError, subprocess.SubprocessError) as exc:
@@ -52,7 +94,8 @@ def spawn(queues: list[str]) -> Worker:
         raise LaunchFailed(f"could not start worker {worker.pk}: {exc}") from exc
     Worker.objects.filter(pk=worker.pk).update(pid=pid)
     worker.refresh_from_db()
-    logger.info("spawned worker %s as pid %s", worker.pk, pid)
+    logger.info("spawned worker %s as pid %s", worker.pk, pid,
+                extra={"worker": worker.pk, "pid": pid})
     return worker
 
 
@@ -97,9 +140,8 @@ def drain(worker_id: int | None = None) -> Worker:
     worker = lifecycle.get(worker_id) if worker_id is not None else _pick_for_drain()
     if worker is None:
         raise WorkerNotFound("no running worker to drain")
-    now = timezone.now()
     updated = Worker.objects.filter(pk=worker.pk, state__in=ACTIVE_WORKER_STATES).update(
-        drain_requested_at=now
+        drain_requested_at=Now()
     )
     if updated:
         transaction.on_commit(lambda: queue.wake(worker))
@@ -114,7 +156,7 @@ def abort(worker_id: int) -> Worker:
     """
     worker = lifecycle.get(worker_id)
     if worker.is_active:
-        Worker.objects.filter(pk=worker.pk).update(abort_requested_at=timezone.now())
+        Worker.objects.filter(pk=worker.pk).update(abort_requested_at=Now())
         transaction.on_commit(lambda: queue.wake(worker))
     return lifecycle.get(worker.pk)
 

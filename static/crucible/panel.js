@@ -104,6 +104,8 @@
     const memory = /^memory/i.test(reason);
     byId("cr-memory-title").textContent = memory ? "Insufficient memory" : "At capacity";
     byId("cr-memory-reason").textContent = reason;
+    /* Force passes the memory and core limits, never WORKER_MAX_COUNT. */
+    byId("cr-force-add").hidden = detail.forceable === false;
     openDialog("cr-memory");
   }
 

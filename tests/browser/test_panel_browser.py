@@ -3,6 +3,7 @@ and no polling while the panel is collapsed or the tab hidden."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 
@@ -125,6 +126,24 @@ def test_insufficient_memory_warns_and_start_anyway_starts_one(page, spawning, m
     expect(page.locator("#cr-flash")).to_contain_text("beyond capacity")
     worker = only_worker()
     expect(badge(page, worker.pk)).to_have_text("RUNNING", timeout=20_000)
+
+
+def test_at_worker_max_count_the_panel_does_not_offer_to_force(page, settings, monkeypatch):
+    settings.CRUCIBLE = dataclasses.replace(settings.CRUCIBLE, max_count=0)
+    monkeypatch.setattr(launcher, "_start_process", refuse_to_start)
+    log_in(page, STATUS)
+
+    page.click("#cr-add")
+    dialog = page.locator("#cr-memory")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("h2")).to_have_text("At capacity")
+    expect(dialog).to_contain_text("WORKER_MAX_COUNT allows 0 workers")
+    expect(dialog.get_by_role("button", name="Start anyway")).to_be_hidden()
+    assert not Worker.objects.exists()
+
+
+def refuse_to_start(*args: object) -> int:
+    raise AssertionError("no process may start in this test")
 
 
 def test_polling_stops_while_collapsed_or_hidden(page):

@@ -6,8 +6,9 @@ import pytest
 from pytest_django import Settings
 
 from workers import admission, conf
-from workers.admission import Admission, Machine, MachineMemory, compute
+from workers.admission import Admission, Machine, MachineMemory, admit, compute
 from workers.conf import WorkerSettings
+from workers.exceptions import AdmissionRefused
 from workers.models import Task, Worker
 from workers.states import TaskState, WorkerState
 
@@ -185,6 +186,58 @@ def test_singular_wording() -> None:
     result = compute(settings_(max_count=1), machine(100 * GB), active=1)
 
     assert result.reason == "WORKER_MAX_COUNT allows 1 worker; 1 is active."
+
+
+# --- admit: what force passes, and what it never does ---
+
+
+def test_force_passes_the_memory_limit() -> None:
+    room = compute(settings_(max_count=4), machine(2 * GB + 8 * GB), active=1)  # memory: 2
+
+    with pytest.raises(AdmissionRefused) as refused:
+        admit(room, 3, force=False)
+    assert refused.value.forceable
+    assert refused.value.reason == room.reason
+    assert str(refused.value) == f"Cannot add 3: {room.reason}"
+    admit(room, 3, force=True)  # 4 with the active one: the cap, not beyond
+
+
+def test_force_passes_the_core_limit() -> None:
+    room = compute(settings_(max_count=8), machine(100 * GB, cores=2), active=2)
+
+    admit(room, 6, force=True)
+    with pytest.raises(AdmissionRefused, match="Physical cores"):
+        admit(room, 1, force=False)
+
+
+@pytest.mark.parametrize("force", [False, True])
+@pytest.mark.parametrize(("active", "count"), [(0, 5), (0, 32), (3, 2), (4, 1)])
+def test_nothing_passes_worker_max_count(force: bool, active: int, count: int) -> None:
+    room = compute(settings_(max_count=4, memory_per_task_mb=1), machine(100 * GB), active=active)
+
+    with pytest.raises(AdmissionRefused) as refused:
+        admit(room, count, force=force)
+
+    assert not refused.value.forceable
+    assert refused.value.reason.startswith("WORKER_MAX_COUNT allows 4 workers; ")
+    assert str(refused.value).startswith(f"Cannot add {count}: WORKER_MAX_COUNT allows 4 workers")
+    assert str(refused.value).endswith("Force does not go past WORKER_MAX_COUNT.")
+
+
+def test_the_cap_is_named_even_when_memory_is_tighter() -> None:
+    room = compute(settings_(max_count=4), machine(2 * GB + 8 * GB), active=0)  # memory: 1
+
+    with pytest.raises(AdmissionRefused) as refused:
+        admit(room, 6, force=False)
+
+    assert refused.value.reason == "WORKER_MAX_COUNT allows 4 workers; none are active."
+    assert not refused.value.forceable, "forcing would not help: say so, not 'memory'"
+
+
+def test_up_to_the_cap_is_admitted() -> None:
+    room = compute(settings_(max_count=4, memory_per_task_mb=1), machine(100 * GB), active=1)
+
+    admit(room, 3, force=False)
 
 
 # --- reading the machine at its boundary ---

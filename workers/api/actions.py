@@ -28,13 +28,15 @@ def _log(user: Operator, action: str, obj: Worker | Task, *, forced: bool = Fals
 
 
 def add_workers(user: Operator, count: int, *, force: bool) -> list[Worker]:
-    """Start ``count`` workers; a refusal carries the admission figures the panel shows."""
+    """Start ``count`` workers; a refusal carries the admission figures the panel shows, and
+    whether force would start them (never past WORKER_MAX_COUNT)."""
     try:
         added = launcher.add(count, force=force)
     except AdmissionRefused as exc:
         room = admission.check()
         raise Conflict(str(exc), {
-            "reason": room.reason,
+            "reason": exc.reason,
+            "forceable": exc.forceable,
             "admissible": room.admissible,
             "active": room.active,
             "requested": count,

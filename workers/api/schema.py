@@ -181,7 +181,8 @@ TICK_REPORT = _object({
 
 ADD_BODY = _object({
     "count": {**INTEGER, "minimum": 1, "maximum": MAX_ADD_COUNT, "default": 1},
-    "force": {**BOOLEAN, "default": False, "description": "Start beyond capacity."},
+    "force": {**BOOLEAN, "default": False,
+              "description": "Start beyond the memory and core limits, never WORKER_MAX_COUNT."},
 }, required=[])
 
 SUBMIT_BODY = _object({
@@ -216,12 +217,15 @@ ERRORS = {
     "AdmissionRefused": _error(
         _object({
             "reason": {**STRING, "description": "Why, as the panel shows it."},
+            "forceable": {**BOOLEAN, "description": "Whether force would start them: false "
+                          "when WORKER_MAX_COUNT refuses, which force never passes."},
             "admissible": INTEGER,
             "active": INTEGER,
             "requested": INTEGER,
             "limits": _object({"max_count": INTEGER, "cores": INTEGER, "memory": INTEGER}),
         }),
-        "Starting more workers would exceed capacity; send force to start anyway.",
+        "Starting more workers would exceed capacity; force starts them anyway beyond the "
+        "memory and core limits, never beyond WORKER_MAX_COUNT.",
     ),
 }
 
@@ -312,7 +316,8 @@ PATHS: dict[str, Schema] = {
         ("201", _ref("WorkerAdded"), "The first new worker; `workers` lists all of them."),
         ("400", "401", "403"),
         conflict=_json(_ref("AdmissionRefused"), "Beyond capacity and not forced."),
-        parameters=[_query("force", BOOLEAN, "Start beyond capacity (as the panel sends it).")],
+        parameters=[_query("force", BOOLEAN,
+                           "As force in the body (how the panel sends it).")],
         requestBody=_body(ADD_BODY, "Optional.", form=True),
     )},
     "/api/workers/drain/": {"post": _operation(

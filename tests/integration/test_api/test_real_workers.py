@@ -8,6 +8,7 @@ import pytest
 from django.contrib.admin.models import LogEntry
 
 from tests.conftest import wait_for
+from workers import admission
 from workers.models import Worker
 from workers.states import WorkerState
 
@@ -25,7 +26,13 @@ def is_dead(api: Api, worker_id: int) -> bool:
     return state_of(api, worker_id) == WorkerState.DEAD
 
 
-def test_add_a_worker_see_it_run_refuse_one_more_force_it_and_abort_both(capacity, spawning):
+def test_add_a_worker_see_it_run_refuse_one_more_force_it_and_abort_both(
+    capacity, spawning, monkeypatch
+):
+    capacity(2)
+    memory = {"available": 3 * 2**19}  # room for one worker of 1 MB, then none
+    monkeypatch.setattr(admission, "_virtual_memory", lambda: admission.MachineMemory(
+        total=2**34, available=memory["available"], percent=99.0))
     api = token_api("workers.manage_workers", "workers.view_worker")
     try:
         first = api.post("/api/workers/add/")
@@ -35,16 +42,24 @@ def test_add_a_worker_see_it_run_refuse_one_more_force_it_and_abort_both(capacit
         assert [w["worker_id"] for w in first.json()["workers"]] == [first_id]
         wait_for(lambda: state_of(api, first_id) == WorkerState.RUNNING, timeout=15)
 
+        memory["available"] = 2**19  # what the running worker took
         refused = api.post("/api/workers/add/")
         assert refused.status_code == 409
-        assert refused.json()["detail"]["reason"] == (
-            "WORKER_MAX_COUNT allows 1 worker; 1 is active."
-        )
+        assert refused.json()["detail"]["reason"].startswith("Memory allows 1 worker")
+        assert refused.json()["detail"]["forceable"] is True
 
         forced = api.post("/api/workers/add/?force=true")
         assert forced.status_code == 201
         second_id = forced.json()["worker_id"]
         wait_for(lambda: state_of(api, second_id) == WorkerState.RUNNING, timeout=15)
+
+        capped = api.post("/api/workers/add/?force=true")
+        assert capped.status_code == 409
+        assert capped.json()["detail"]["reason"] == (
+            "WORKER_MAX_COUNT allows 2 workers; 2 are active."
+        )
+        assert capped.json()["detail"]["forceable"] is False
+        assert Worker.objects.count() == 2, "force never passes WORKER_MAX_COUNT"
 
         pids = [Worker.objects.get(pk=pk).pid or 0 for pk in (first_id, second_id)]
         for worker_id in (first_id, second_id):

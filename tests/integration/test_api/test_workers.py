@@ -13,6 +13,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from workers import admission, launcher
 from workers.models import Heartbeat, Task, Worker
 from workers.states import TaskState, WorkerState
 
@@ -112,10 +113,51 @@ def test_add_counts_the_workers_asked_for(admin_api, crucible, capacity):
 
     assert response.status_code == 409
     assert response.json()["detail"] == {
-        "reason": "WORKER_MAX_COUNT allows 3 workers; 1 is active.",
+        "reason": "WORKER_MAX_COUNT allows 3 workers; 1 is active.", "forceable": False,
         "admissible": 3, "active": 1, "requested": 3,
         "limits": response.json()["detail"]["limits"],
     }
+
+
+@pytest.mark.parametrize(("body", "query"), [
+    ({"count": 6, "force": True}, ""),
+    ({"count": 32, "force": True}, ""),
+    ({"count": 5}, "?force=true"),
+])
+def test_force_never_goes_past_worker_max_count(admin_api, crucible, capacity, monkeypatch,
+                                                body, query):
+    capacity(4)
+    monkeypatch.setattr(launcher, "_start_process", refuse_to_start)
+
+    response = admin_api.post(f"/api/workers/add/{query}", body)
+
+    assert response.status_code == 409
+    assert response.json()["error"].startswith(
+        f"Cannot add {body['count']}: WORKER_MAX_COUNT allows 4 workers"
+    )
+    assert response.json()["detail"]["reason"] == (
+        "WORKER_MAX_COUNT allows 4 workers; none are active."
+    )
+    assert response.json()["detail"]["forceable"] is False
+    assert Worker.objects.count() == 0, "nothing was started"
+    assert messages() == []
+
+
+def test_a_refusal_force_would_pass_says_so(admin_api, crucible, capacity, monkeypatch):
+    capacity(4)
+    low = admission.MachineMemory(total=2**34, available=3 * 2**19, percent=99.0)
+    monkeypatch.setattr(admission, "_virtual_memory", lambda: low)  # room for one more
+    worker_row(crucible.node_address)
+
+    response = admin_api.post("/api/workers/add/", {"count": 2})
+
+    assert response.status_code == 409
+    assert response.json()["detail"]["reason"].startswith("Memory allows 2 workers")
+    assert response.json()["detail"]["forceable"] is True
+
+
+def refuse_to_start(*args: object) -> int:
+    raise AssertionError("no process may start in this test")
 
 
 @pytest.mark.parametrize(("body", "field"), [

@@ -24,7 +24,10 @@ class Command(BaseCommand):
         )
         add = sub.add_parser("add", help="Start workers on this machine.")
         add.add_argument("--count", type=positive_int, default=1)
-        add.add_argument("--force", action="store_true", help="Start beyond capacity.")
+        add.add_argument(
+            "--force", action="store_true",
+            help="Start beyond the memory and core limits (never beyond WORKER_MAX_COUNT).",
+        )
         add.add_argument("--queue", action="append", dest="queues")
         drain = sub.add_parser("drain", help="Let a worker finish its task and stop.")
         drain.add_argument("worker_id", nargs="?", type=positive_int)
@@ -38,7 +41,8 @@ class Command(BaseCommand):
         try:
             getattr(self, f"do_{action}")(options)
         except AdmissionRefused as exc:
-            raise CommandError(f"{exc} Use --force to start anyway.") from exc
+            hint = " Use --force to start anyway." if exc.forceable else ""
+            raise CommandError(f"{exc}{hint}") from exc
         except CrucibleError as exc:
             raise CommandError(str(exc)) from exc
 
