@@ -64,9 +64,13 @@ def serve_file(directory: Path, name: str, *, inline: bool) -> FileResponse:
         target = workdir.resolve(directory, name)
     except FileRefused as exc:
         raise Http404(str(exc)) from exc
+    try:
+        stream = target.open("rb")
+    except OSError as exc:  # removed or unreadable since it was found
+        raise Http404(f"cannot read {name!r}") from exc
     # Pictures may show in the page; everything else is a download, never rendered.
     show = inline and target.suffix.lower() in INLINE_TYPES
-    return FileResponse(target.open("rb"), as_attachment=not show, filename=target.name)
+    return FileResponse(stream, as_attachment=not show, filename=target.name)
 
 
 def _detail(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:

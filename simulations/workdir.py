@@ -85,8 +85,12 @@ def resolve(directory: Path, name: str) -> Path:
     if not name or relative.is_absolute() or ".." in relative.parts or "\\" in name:
         raise FileRefused(f"{name!r} is not a file name inside the work directory")
     base = directory.resolve()
-    target = (base / relative).resolve()
-    if not target.is_relative_to(base) or not target.is_file():
+    try:
+        target = (base / relative).resolve()
+        found = target.is_relative_to(base) and target.is_file()
+    except (OSError, ValueError) as exc:  # a NUL byte, a name over 255 bytes, too many links
+        raise FileRefused(f"no file {name!r} in the work directory") from exc
+    if not found:
         raise FileRefused(f"no file {name!r} in the work directory")
     return target
 

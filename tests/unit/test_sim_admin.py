@@ -200,6 +200,20 @@ def test_files_download_only_from_inside_the_work_directory(admin_client, finish
         assert admin_client.get(base + name).status_code == 404, name
 
 
+@pytest.mark.parametrize("name", ["%00", "a%00b.csv", "x" * 256, "d/" + "x" * 300, "é" * 128])
+@pytest.mark.parametrize("owner", ["simulation", "sweep"])
+def test_a_name_no_file_system_takes_is_a_404(admin_client, finished, crucible, name, owner):
+    """A NUL byte or a name over 255 bytes made the file system raise: a 500."""
+    sweep = services.submit_sweep("slab", SMALL, [("h", ["100", "1000"])])
+    (crucible.work_dir / "sweep" / str(sweep.pk)).mkdir(parents=True)
+    row_id = finished.pk if owner == "simulation" else sweep.pk
+    base = url(f"{owner}_file", row_id, "x")[:-1]
+
+    response = admin_client.get(base + name)
+
+    assert response.status_code == 404
+
+
 def test_downloads_need_staff_and_the_view_permission(client, finished):
     link = url("simulation_file", finished.pk, "curves.csv")
     user = User.objects.create_user("modeller", password="pw", is_staff=False)
