@@ -44,6 +44,7 @@ class Identity:
     pid: int
     process_started_at: float
     max_tasks: int | None = None
+    host_id: str = ""
 
     def fields(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

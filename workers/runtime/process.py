@@ -27,7 +27,12 @@ class Launch:
 
 
 def identify(launch: Launch) -> int:
-    """Register (by hand) or prove the launch token (spawned); return the worker id."""
+    """Register (by hand) or prove the launch token (spawned); return the worker id.
+
+    Either way, refuse to start if another machine is running workers under our node address.
+    """
+    from .. import nodes
+
     pid, created = processes.identity()
     identity = lifecycle.Identity(
         node=launch.node,
@@ -36,12 +41,16 @@ def identify(launch: Launch) -> int:
         pid=pid,
         process_started_at=created,
         max_tasks=launch.options.max_tasks,
+        host_id=nodes.host_id(),
     )
     if launch.worker_id is None:
+        nodes.check_address(identity.node, identity.host_id)
         return lifecycle.register(identity).pk
     if os.getpgid(0) != os.getpid():
         os.setsid()  # lead a process group, so abort can stop the worker and its children
-    return lifecycle.handshake(launch.worker_id, launch.token, identity).pk
+    worker_id = lifecycle.handshake(launch.worker_id, launch.token, identity).pk
+    nodes.check_address(identity.node, identity.host_id, worker_id)
+    return worker_id
 
 
 def serve(launch: Launch, worker_id: int) -> str:
