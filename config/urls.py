@@ -10,3 +10,7 @@ urlpatterns = [
     path("", include("workers.urls")),
     path("", include("simulations.urls")),
 ]
+
+# JSON under the API's paths, Django's own pages elsewhere.
+handler400 = "workers.api.fallback.bad_request"
+handler500 = "workers.api.fallback.server_error"

@@ -9,11 +9,17 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Collection, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
-from django.http import HttpRequest
+from django.core.exceptions import (
+    RequestDataTooBig,
+    SuspiciousMultipartForm,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
+from django.http import HttpRequest, UnreadablePostError
+from django.http.multipartparser import MultiPartParserError
 
 from .errors import BadRequest, NotFound
 
@@ -26,22 +32,33 @@ TRUE = frozenset({"true", "1", "yes", "on"})
 FALSE = frozenset({"false", "0", "no", "off", ""})
 
 
+# What Django raises while reading a request body (ours, or the CSRF check's, which reads
+# form fields first): each is the client's fault, answered as a 400 naming the body.
+UNREADABLE = (
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+    SuspiciousMultipartForm,
+    MultiPartParserError,
+    UnreadablePostError,
+)
+
+
+def unreadable(exc: Exception) -> BadRequest:
+    """The 400 for a body Django could not read (one of :data:`UNREADABLE`)."""
+    if isinstance(exc, RequestDataTooBig):
+        return BadRequest("body", "is larger than the server accepts")
+    if isinstance(exc, UnreadablePostError):
+        return BadRequest("body", "could not be read to its end")
+    return BadRequest("body", f"is not a readable form: {exc}")
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
 
-def _raw_body(request: HttpRequest) -> bytes:
-    try:
-        return request.body
-    except RequestDataTooBig as exc:
-        raise BadRequest("body", "is larger than the server accepts") from exc
-
-
 def _form(request: HttpRequest) -> dict[str, Any]:
-    try:
-        return request.POST.dict()
-    except (RequestDataTooBig, TooManyFieldsSent) as exc:
-        raise BadRequest("body", str(exc)) from exc
+    return request.POST.dict()
 
 
 def _json(raw: bytes) -> dict[str, Any]:
@@ -89,7 +106,7 @@ def body(request: HttpRequest) -> tuple[dict[str, Any], bool]:
     """The body as a dict, and whether its values are text (a form) rather than JSON."""
     if request.content_type in FORM_TYPES:
         return _form(request), True
-    raw = _raw_body(request)
+    raw = request.body
     if not raw.strip():
         return {}, False
     data = _json(raw)
@@ -124,7 +141,8 @@ class Fields:
             return None
         if self.textual and isinstance(value, str):
             value = _text_int(name, value)
-        if isinstance(value, bool) or not isinstance(value, int):
+        value = _whole(value)
+        if value is None:
             raise BadRequest(name, "must be a whole number")
         if not minimum <= value <= maximum:
             raise BadRequest(name, f"must be between {minimum} and {maximum}")
@@ -163,13 +181,20 @@ class Fields:
         return check_text(name, value)
 
     def moment(self, name: str) -> datetime | None:
+        """An ISO 8601 time with a zone, within what a datetime holds once in UTC."""
         value = self.string(name, max_length=64)
         if value is None:
             return None
         try:
-            return datetime.fromisoformat(value)
+            moment = datetime.fromisoformat(value)
         except ValueError as exc:
             raise BadRequest(name, f"{value!r} is not an ISO 8601 time") from exc
+        if moment.tzinfo is None:
+            raise BadRequest(name, f"{value!r} has no time zone (e.g. 2026-01-01T10:00:00Z)")
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError as exc:  # 0001-01-01T00:00+14:00 is before year 1 in UTC
+            raise BadRequest(name, f"{value!r} is out of range: years 1 to 9999 in UTC") from exc
 
     def ids(self, name: str) -> list[int]:
         value = self.data.get(name)
@@ -177,10 +202,20 @@ class Fields:
             return []
         if not isinstance(value, list):
             raise BadRequest(name, "must be a list of ids")
-        for item in value:
-            if isinstance(item, bool) or not isinstance(item, int) or not 1 <= item <= MAX_ID:
+        ids = [_whole(item) for item in value]
+        for item, whole in zip(value, ids, strict=True):
+            if whole is None or not 1 <= whole <= MAX_ID:
                 raise BadRequest(name, f"{item!r} is not a task id")
-        return list(dict.fromkeys(value))
+        return list(dict.fromkeys(whole for whole in ids if whole is not None))
+
+
+def _whole(value: Any) -> int | None:
+    """An integer as JSON Schema counts them (``3.0`` is 3), or None; booleans are not."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
 
 
 def _text_int(name: str, value: str) -> int:

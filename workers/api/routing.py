@@ -10,7 +10,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 
 from ..exceptions import CrucibleError
-from . import auth, errors
+from . import auth, errors, parsing
 from .errors import ApiError, MethodNotAllowed
 
 Handler = Callable[..., HttpResponse]
@@ -52,6 +52,8 @@ class Route:
             return errors.response(errors.from_engine(exc))
         except ApiError as exc:
             return errors.response(exc)
+        except parsing.UNREADABLE as exc:  # raised by whoever reads the body first
+            return errors.response(parsing.unreadable(exc))
 
     def _dispatch(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:
         op = self.operations.get(request.method or "")
