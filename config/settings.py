@@ -87,6 +87,21 @@ TEMPLATES = [
 ]
 
 
+# libpq parameters so that an unreachable server fails a connection within seconds instead
+# of blocking a worker: give up connecting after 5 s; probe an idle connection after 10 s,
+# every 5 s, 3 times; drop one whose sent data goes unacknowledged for 25 s (keepalives stop
+# while data is in flight). DATABASE_URL query options override each, e.g.
+# ?connect_timeout=10&keepalives_idle=30.
+POSTGRES_FAIL_FAST = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 25_000,  # milliseconds
+}
+
+
 def _database() -> dict[str, object]:
     default_url = f"sqlite:///{DATA_DIR / 'crucible.sqlite3'}"
     try:
@@ -102,6 +117,8 @@ def _database() -> dict[str, object]:
         }
     elif db["ENGINE"] == "django.db.backends.postgresql":
         db.setdefault("CONN_HEALTH_CHECKS", True)
+        given = db.get("OPTIONS")
+        db["OPTIONS"] = {**POSTGRES_FAIL_FAST, **(given if isinstance(given, dict) else {})}
     else:
         raise ImproperlyConfigured(
             f"DATABASE_URL names {db['ENGINE']}: Crucible supports SQLite and PostgreSQL"
