@@ -22,9 +22,19 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
 from . import conf
+from .clock import parse, sql_later, sql_now
 from .models import Task, TaskAttempt
+from .states import TASK_TRANSITIONS, TaskState, moves
 
-COLUMNS = "id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb, has_dependents"
+QUEUED, RUNNING, SUCCEEDED = (
+    TaskState.QUEUED.value, TaskState.RUNNING.value, TaskState.SUCCEEDED.value
+)
+# The raw statements below make these moves; refuse them here if the state machine does not.
+moves(TASK_TRANSITIONS, (QUEUED, RUNNING), (RUNNING, SUCCEEDED))
+
+COLUMNS = (
+    "id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb, last_attempted_at"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,24 +50,25 @@ class ClaimedTask:
     timeout: float
     max_attempts: int
     memory_mb: int | None
-    started_at: datetime
-    has_dependents: bool = False
+    started_at: datetime  # by the database's clock
 
 
 @functools.cache
 def _sql(vendor: str, queue_count: int) -> str:
     table = connection.ops.quote_name(Task._meta.db_table)
     placeholders = ", ".join(["%s"] * queue_count)
+    now = sql_now(vendor)
     # The subquery's row is still QUEUED when the UPDATE runs: PostgreSQL holds its row
     # lock, SQLite holds the database's write lock. Repeating the state test in the outer
     # WHERE made PostgreSQL scan every queued row through the state index.
     lock = " FOR UPDATE SKIP LOCKED" if vendor == "postgresql" else ""
     return (
-        f"UPDATE {table} SET state = 'RUNNING', worker_id = %s, attempt = attempt + 1,"
-        " lease_expires_at = %s, last_attempted_at = %s, started_at = COALESCE(started_at, %s),"
+        f"UPDATE {table} SET state = '{RUNNING}', worker_id = %s, attempt = attempt + 1,"
+        f" lease_expires_at = {sql_later(vendor)}, last_attempted_at = {now},"
+        f" started_at = COALESCE(started_at, {now}),"
         " progress = NULL, progress_message = '', cancel_requested_at = NULL"
-        f" WHERE id = (SELECT id FROM {table} WHERE state = 'QUEUED'"
-        f" AND queue IN ({placeholders}) AND (run_after IS NULL OR run_after <= %s)"
+        f" WHERE id = (SELECT id FROM {table} WHERE state = '{QUEUED}'"
+        f" AND queue IN ({placeholders}) AND (run_after IS NULL OR run_after <= {now})"
         f" ORDER BY priority DESC, id ASC LIMIT 1{lock})"
         f" RETURNING {COLUMNS}"
     )
@@ -87,8 +98,8 @@ def _loads(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def _claimed(row: tuple[Any, ...], worker_id: int, now: datetime) -> ClaimedTask:
-    task_id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb, dependents = row
+def _claimed(row: tuple[Any, ...], worker_id: int) -> ClaimedTask:
+    task_id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb, started = row
     return ClaimedTask(
         id=task_id,
         attempt=attempt,
@@ -99,8 +110,7 @@ def _claimed(row: tuple[Any, ...], worker_id: int, now: datetime) -> ClaimedTask
         timeout=timeout,
         max_attempts=max_attempts,
         memory_mb=memory_mb,
-        started_at=now,
-        has_dependents=bool(dependents),
+        started_at=parse(started),
     )
 
 
@@ -110,28 +120,28 @@ def _db() -> BaseDatabaseWrapper:
     return connections[DEFAULT_DB_ALIAS]
 
 
-def claim(
-    worker_id: int, queues: list[str], now: datetime, lease_until: datetime
-) -> ClaimedTask | None:
+def claim(worker_id: int, queues: list[str], lease_ttl: float) -> ClaimedTask | None:
+    """Hand the best due task of ``queues`` to the worker, leased until the database's
+    now + ``lease_ttl``."""
     db = _db()
-    adapt = db.ops.adapt_datetimefield_value
-    params: list[Any] = [worker_id, adapt(lease_until), adapt(now), adapt(now), *queues, adapt(now)]
     with _cursor(db) as cursor:
-        cursor.execute(_sql(db.vendor, len(queues)), params)
+        cursor.execute(_sql(db.vendor, len(queues)), [worker_id, lease_ttl, *queues])
         row = cursor.fetchone()
-    return None if row is None else _claimed(row, worker_id, now)
+    return None if row is None else _claimed(row, worker_id)
 
 
 @functools.cache
-def _success_sql(vendor: str) -> str:
+def _success_sql(vendor: str, *, without_dependents: bool = False) -> str:
     task_table = connection.ops.quote_name(Task._meta.db_table)
     result = "CAST(%s AS jsonb)" if vendor == "postgresql" else "%s"
+    only = " AND NOT has_dependents" if without_dependents else ""
     return (
-        f"UPDATE {task_table} SET state = 'SUCCEEDED', result = {result},"
-        " finished_at = %s, lease_expires_at = NULL, progress = 1.0,"
+        f"UPDATE {task_table} SET state = '{SUCCEEDED}', result = {result},"
+        f" finished_at = {sql_now(vendor)}, lease_expires_at = NULL, progress = 1.0,"
         " peak_rss_bytes = CASE WHEN peak_rss_bytes IS NULL OR peak_rss_bytes < %s"
         " THEN %s ELSE peak_rss_bytes END"
-        " WHERE id = %s AND worker_id = %s AND attempt = %s AND state = 'RUNNING'"
+        f" WHERE id = %s AND worker_id = %s AND attempt = %s AND state = '{RUNNING}'{only}"
+        " RETURNING has_dependents, finished_at"
     )
 
 
@@ -146,51 +156,63 @@ def _attempt_sql() -> str:
     attempt_table = connection.ops.quote_name(TaskAttempt._meta.db_table)
     return (
         f"INSERT INTO {attempt_table} ({ATTEMPT_COLUMNS})"
-        " VALUES (%s, %s, %s, %s, %s, %s, 'SUCCEEDED', '', '', '', %s, %s)"
+        f" VALUES (%s, %s, %s, %s, %s, %s, '{SUCCEEDED}', '', '', '', %s, %s)"
     )
 
 
-def record_success(token: ClaimedTask, result: Any, finished: datetime, peak: int | None,
-                   log_tail: str) -> bool:
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """A success written: whether other tasks wait on this one (to be released)."""
+
+    has_dependents: bool
+
+
+def record_success(token: ClaimedTask, result: Any, peak: int | None,
+                   log_tail: str) -> Recorded | None:
     """The success write: one fenced UPDATE and the attempt's row, in the caller's transaction.
 
-    False means the attempt was no longer this worker's.
+    None means the attempt was no longer this worker's. ``has_dependents`` is read under
+    the row's lock, so a dependent linked while this task ran is never missed.
     """
     db = _db()
     adapt = db.ops.adapt_datetimefield_value
     with _cursor(db) as cursor:
-        cursor.execute(_success_sql(db.vendor), _success_params(token, result, finished, peak,
-                                                               adapt))
-        if cursor.rowcount != 1:
-            return False
+        cursor.execute(_success_sql(db.vendor), _success_params(token, result, peak))
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        has_dependents, finished = row
         cursor.execute(_attempt_sql(), _attempt_params(token, finished, peak, log_tail, adapt))
-    return True
+    return Recorded(has_dependents=bool(has_dependents))
 
 
 type Adapt = Callable[[datetime | None], Any]  # the backend's adapt_datetimefield_value
 
 
-def _success_params(token: ClaimedTask, result: Any, finished: datetime,
-                    peak: int | None, adapt: Adapt) -> list[Any]:
-    return [json.dumps(result), adapt(finished), peak, peak, token.id, token.worker_id,
-            token.attempt]
+def _success_params(token: ClaimedTask, result: Any, peak: int | None) -> list[Any]:
+    return [json.dumps(result), peak, peak, token.id, token.worker_id, token.attempt]
 
 
-def _attempt_params(token: ClaimedTask, finished: datetime, peak: int | None,
+def _attempt_params(token: ClaimedTask, finished: Any, peak: int | None,
                     log_tail: str, adapt: Adapt) -> list[Any]:
+    if isinstance(finished, datetime):
+        finished = adapt(finished)
     return [token.id, token.attempt, token.worker_id, f"worker {token.worker_id}",
-            adapt(token.started_at), adapt(finished), peak, log_tail]
+            adapt(token.started_at), finished, peak, log_tail]
 
 
 @functools.cache
 def _succeed_and_claim_sql(queue_count: int) -> str:
     attempt_table = connection.ops.quote_name(TaskAttempt._meta.db_table)
+    claim_sql = _sql("postgresql", queue_count).replace(
+        " ORDER BY", " AND EXISTS (SELECT 1 FROM done) ORDER BY", 1
+    )
     return (
-        f"WITH done AS ({_success_sql('postgresql')} RETURNING id),"
+        f"WITH done AS ({_success_sql('postgresql', without_dependents=True)}),"
         f" logged AS (INSERT INTO {attempt_table} ({ATTEMPT_COLUMNS})"
-        " SELECT %s, %s, %s, %s, %s, %s, 'SUCCEEDED', '', '', '', %s, %s FROM done"
+        f" SELECT %s, %s, %s, %s, %s, finished_at, '{SUCCEEDED}', '', '', '', %s, %s FROM done"
         " RETURNING task_id),"
-        f" next AS ({_sql('postgresql', queue_count)})"
+        f" next AS ({claim_sql})"
         f" SELECT (SELECT count(*) FROM logged), {COLUMNS} FROM (SELECT 1) AS one"
         " LEFT JOIN next ON true"
     )
@@ -200,24 +222,25 @@ def succeed_and_claim_pg(
     token: ClaimedTask,
     result: Any,
     *,
-    finished: datetime,
     peak: int | None,
     log_tail: str,
     queues: list[str],
-    lease_until: datetime,
+    lease_ttl: float,
 ) -> tuple[bool, ClaimedTask | None]:
     """PostgreSQL: record a success and claim the next task in one statement.
 
     Data-modifying CTEs all run, referenced or not, in one implicit transaction: a busy
-    worker needs one round trip and one commit per task.
+    worker needs one round trip and one commit per task. A task others depend on is not
+    recorded here (False, and nothing claimed): its dependents are released in the same
+    transaction as its success, by the caller's slower path.
     """
     db = _db()
     adapt = db.ops.adapt_datetimefield_value
     params = [
-        *_success_params(token, result, finished, peak, adapt),
-        *_attempt_params(token, finished, peak, log_tail, adapt),
-        token.worker_id, adapt(lease_until), adapt(finished), adapt(finished), *queues,
-        adapt(finished),
+        *_success_params(token, result, peak),
+        token.id, token.attempt, token.worker_id, f"worker {token.worker_id}",
+        adapt(token.started_at), peak, log_tail,
+        token.worker_id, lease_ttl, *queues,
     ]
     with _cursor(db) as cursor:
         cursor.execute(_succeed_and_claim_sql(len(queues)), params)
@@ -226,4 +249,4 @@ def succeed_and_claim_pg(
     recorded = row[0] == 1
     if row[1] is None:
         return recorded, None
-    return recorded, _claimed(row[1:], token.worker_id, finished)
+    return recorded, _claimed(row[1:], token.worker_id)

@@ -105,6 +105,14 @@ def _read[T](
         raise ImproperlyConfigured(f"{name}={raw!r} is invalid: {exc}") from exc
 
 
+def _optional_number(raw: str) -> float | None:
+    return _number(raw)
+
+
+def _optional_positive(value: float | None) -> float | None:
+    return None if value is None else _positive(value)
+
+
 def _non_negative_number(value: float) -> float:
     if value < 0:
         raise ValueError("must not be negative")
@@ -157,7 +165,7 @@ def from_env(env: environ.Env, base_dir: Path) -> WorkerSettings:
         "cleanup_age": _read(env, "WORKER_CLEANUP_AGE", _number, d.cleanup_age, _positive),
         "lease_ttl": _read(env, "WORKER_LEASE_TTL", _number, d.lease_ttl, _positive),
         "lease_renew_interval": _read(
-            env, "WORKER_LEASE_RENEW_INTERVAL", _number, d.lease_renew_interval, _positive
+            env, "WORKER_LEASE_RENEW_INTERVAL", _optional_number, None, _optional_positive
         ),
         "poll_interval": _read(env, "WORKER_POLL_INTERVAL", _number, d.poll_interval, _positive),
         "tick_interval": _read(env, "WORKER_TICK_INTERVAL", _number, d.tick_interval, _positive),

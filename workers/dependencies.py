@@ -3,21 +3,25 @@
 A task with predecessors is WAITING until every one has succeeded; when one fails or is
 cancelled for good, its dependents fail with a reason naming it (the "halt" policy).
 Runs of dependent tasks build their policies on this.
+
+The count is exact: each edge is counted off once (``satisfied``), in the transaction that
+records the predecessor's success, however often that predecessor runs or is retried.
 """
 
 from __future__ import annotations
 
+import functools
+
+from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
 
 from . import doorbell
+from .clock import Now
 from .exceptions import InvalidTaskSpec
 from .models import Task, TaskDependency
-from .states import TASK_TRANSITIONS, TaskState
+from .states import TaskState, move
 
 BROKEN = (TaskState.FAILED, TaskState.CANCELLED)
-assert TaskState.FAILED in TASK_TRANSITIONS[TaskState.WAITING]
-assert TaskState.QUEUED in TASK_TRANSITIONS[TaskState.WAITING]
 
 
 def check_predecessors(ids: list[int]) -> list[Task]:
@@ -33,8 +37,11 @@ def check_predecessors(ids: list[int]) -> list[Task]:
 
 
 def link(task: Task, predecessors: list[Task]) -> None:
+    """Record the edges; one whose predecessor already succeeded is satisfied from the start."""
     TaskDependency.objects.bulk_create(
-        TaskDependency(task=task, depends_on=before) for before in predecessors
+        TaskDependency(task=task, depends_on=before,
+                       satisfied=before.state == TaskState.SUCCEEDED)
+        for before in predecessors
     )
     Task.objects.filter(pk__in=[before.pk for before in predecessors]).update(has_dependents=True)
 
@@ -43,17 +50,24 @@ def unfinished(predecessors: list[Task]) -> int:
     return sum(1 for before in predecessors if before.state != TaskState.SUCCEEDED)
 
 
-def release(task_id: int) -> None:
-    """``task_id`` succeeded: count it off its dependents, queue those now free."""
-    dependents = Task.objects.filter(dependencies__depends_on_id=task_id)
-    dependents.update(pending_dependencies=F("pending_dependencies") - 1)
-    ready = Task.objects.filter(
-        dependencies__depends_on_id=task_id, pending_dependencies=0, state=TaskState.WAITING
+def release(task_id: int) -> int:
+    """``task_id`` succeeded: count it off its dependents once, queue those now free.
+
+    Runs inside the transaction that recorded the success. Returns how many were queued.
+    """
+    edges = TaskDependency.objects.filter(depends_on_id=task_id, satisfied=False)
+    waiting = list(edges.values_list("task_id", flat=True))
+    if not waiting or not edges.filter(task_id__in=waiting).update(satisfied=True):
+        return 0
+    Task.objects.filter(pk__in=waiting).update(
+        pending_dependencies=F("pending_dependencies") - 1
     )
+    ready = Task.objects.filter(pk__in=waiting, pending_dependencies=0, state=TaskState.WAITING)
     queues = set(ready.values_list("queue", flat=True))
-    if ready.update(state=TaskState.QUEUED):
-        for name in queues:
-            doorbell.ring_all(f"q:{name}")
+    queued = move(ready, TaskState.QUEUED)
+    for name in queues:
+        transaction.on_commit(functools.partial(doorbell.ring_all, f"q:{name}"))
+    return queued
 
 
 def halt(task_id: int) -> int:
@@ -63,11 +77,14 @@ def halt(task_id: int) -> int:
         upstream = frontier.pop()
         waiting = Task.objects.filter(dependencies__depends_on_id=upstream, state=TaskState.WAITING)
         ids = list(waiting.values_list("pk", flat=True))
-        Task.objects.filter(pk__in=ids).update(
-            state=TaskState.FAILED,
-            finished_at=timezone.now(),
+        move(
+            Task.objects.filter(pk__in=ids, state=TaskState.WAITING),
+            TaskState.FAILED,
+            finished_at=Now(),
             error=f"Not run: upstream task {upstream} did not succeed.",
         )
         failed += len(ids)
         frontier += ids
     return failed
+
+

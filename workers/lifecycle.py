@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
-from django.utils import timezone
+from django.db import connection, transaction
 
-from . import queue
+from . import queue, storable
 from .claim import ClaimedTask
+from .clock import Now, sql_now
 from .exceptions import LaunchRefused, WorkerNotFound
-from .models import Heartbeat, Worker, WorkerQuerySet
-from .states import WORKER_TRANSITIONS, WorkerState, sources
-
-
-def move(queryset: WorkerQuerySet, target: str, **fields: Any) -> int:
-    """The one transition function for workers: only legal moves match a row."""
-    allowed = sources(WORKER_TRANSITIONS, target)
-    return queryset.filter(state__in=allowed).update(state=target, **fields)
+from .models import Heartbeat, Task, Worker
+from .states import TaskState, WorkerState, move
 
 
 def hash_token(token: str) -> str:
@@ -63,7 +58,7 @@ def handshake(worker_id: int, token: str, identity: Identity) -> Worker:
     if worker.state != WorkerState.STARTING:
         raise LaunchRefused(f"worker {worker_id} is {worker.state}, not STARTING")
     if not token or not hmac.compare_digest(hash_token(token), worker.launch_token_hash):
-        move(Worker.objects.filter(pk=worker_id), WorkerState.FAILED, stopped_at=timezone.now(),
+        move(Worker.objects.filter(pk=worker_id), WorkerState.FAILED, stopped_at=Now(),
              failure_reason="Launch token rejected: the process could not prove it was started "
                             "by Crucible.", pid=identity.pid)
         raise LaunchRefused(f"launch token rejected for worker {worker_id}")
@@ -76,9 +71,8 @@ def handshake(worker_id: int, token: str, identity: Identity) -> Worker:
 
 
 def mark_running(worker_id: int, doorbell: str) -> None:
-    now = timezone.now()
-    moved = move(Worker.objects.filter(pk=worker_id), WorkerState.RUNNING, started_at=now,
-                 last_heartbeat=now, doorbell=doorbell)
+    moved = move(Worker.objects.filter(pk=worker_id), WorkerState.RUNNING, started_at=Now(),
+                 last_heartbeat=Now(), doorbell=doorbell)
     if not moved:
         raise LaunchRefused(f"worker {worker_id} can no longer start (aborted or failed)")
 
@@ -102,46 +96,76 @@ class Control:
     cancel: bool = False
 
 
+ENDED = (WorkerState.DEAD.value, WorkerState.FAILED.value)
+
+
+def _control(state: str | None, drain: bool, abort: bool) -> Control:
+    if state is None or state in ENDED:
+        return Control(drain=True, abort=True, lease_ok=False)
+    return Control(drain=drain or state == WorkerState.DRAINING, abort=abort)
+
+
 def control(worker_id: int, running: ClaimedTask | None) -> Control:
+    """The operator's asks, and whether the running attempt is still ours and not cancelled."""
     row = Worker.objects.filter(pk=worker_id).values(
         "state", "drain_requested_at", "abort_requested_at"
     ).first()
-    if row is None or row["state"] in (WorkerState.DEAD, WorkerState.FAILED):
-        return Control(drain=True, abort=True, lease_ok=False)
-    cancel = running is not None and queue.cancel_requested(running)
-    return Control(
-        drain=row["drain_requested_at"] is not None or row["state"] == WorkerState.DRAINING,
-        abort=row["abort_requested_at"] is not None,
-        cancel=cancel,
+    if row is None:
+        return _control(None, True, True)
+    found = _control(row["state"], row["drain_requested_at"] is not None,
+                     row["abort_requested_at"] is not None)
+    if running is None or not found.lease_ok:
+        return found
+    held = Task.objects.filter(pk=running.id, worker_id=running.worker_id,
+                               attempt=running.attempt, state=TaskState.RUNNING)
+    flags = held.values_list("cancel_requested_at").first()  # None: no longer ours
+    return Control(found.drain, found.abort, lease_ok=flags is not None,
+                   cancel=flags is not None and flags[0] is not None)
+
+
+@functools.cache
+def _heartbeat_sql(vendor: str) -> tuple[str, str]:
+    """The sample's INSERT and the worker's UPDATE (returning the operator's asks)."""
+    samples = connection.ops.quote_name(Heartbeat._meta.db_table)
+    workers = connection.ops.quote_name(Worker._meta.db_table)
+    now = sql_now(vendor)
+    insert = (
+        f"INSERT INTO {samples} (worker_id, at, rss_bytes, cpu_percent, task_id,"
+        f" task_rss_bytes, task_cpu_percent) VALUES (%s, {now}, %s, %s, %s, %s, %s)"
     )
+    update = (
+        f"UPDATE {workers} SET last_heartbeat = {now}, rss_bytes = %s, cpu_percent = %s,"
+        " task_rss_bytes = %s, task_cpu_percent = %s, tasks_succeeded = %s, tasks_failed = %s"
+        # Plain columns: SQLite 3.40 evaluated "drain_requested_at IS NULL" wrongly in a
+        # RETURNING clause of this table (false for a NULL).
+        " WHERE id = %s RETURNING state, drain_requested_at, abort_requested_at"
+    )
+    return insert, update
 
 
-def heartbeat(worker_id: int, sample: Sample, running: ClaimedTask | None,
-              counts: tuple[int, int]) -> Control:
-    """Record a resource sample, renew the running task's lease, return the operator's asks."""
-    now = timezone.now()
-    with transaction.atomic():
-        Heartbeat.objects.create(
-            worker_id=worker_id,
-            at=now,
-            rss_bytes=sample.rss_bytes,
-            cpu_percent=sample.cpu_percent,
-            task_id=sample.task_id,
-            task_rss_bytes=sample.task_rss_bytes,
-            task_cpu_percent=sample.task_cpu_percent,
-        )
-        Worker.objects.filter(pk=worker_id).update(
-            last_heartbeat=now,
-            rss_bytes=sample.rss_bytes,
-            cpu_percent=sample.cpu_percent,
-            task_rss_bytes=sample.task_rss_bytes,
-            task_cpu_percent=sample.task_cpu_percent,
-            tasks_succeeded=counts[0],
-            tasks_failed=counts[1],
-        )
-        lease_ok = running is None or queue.renew(running)
-    found = control(worker_id, running)
-    return Control(found.drain, found.abort, lease_ok and found.lease_ok, found.cancel)
+def heartbeat(worker_id: int, sample: Sample, counts: tuple[int, int]) -> Control:
+    """Record a resource sample and return the operator's asks.
+
+    One statement on PostgreSQL (an idle pool must cost the database almost nothing), one
+    transaction on SQLite. Leases are renewed on their own beat (:func:`queue.renew`).
+    """
+    insert, update = _heartbeat_sql(connection.vendor)
+    insert_params = [worker_id, sample.rss_bytes, sample.cpu_percent, sample.task_id,
+                     sample.task_rss_bytes, sample.task_cpu_percent]
+    update_params = [sample.rss_bytes, sample.cpu_percent, sample.task_rss_bytes,
+                     sample.task_cpu_percent, counts[0], counts[1], worker_id]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"WITH sample AS ({insert}) {update}", insert_params + update_params)
+            row = cursor.fetchone()
+        else:
+            with transaction.atomic():
+                cursor.execute(insert, insert_params)
+                cursor.execute(update, update_params)
+                row = cursor.fetchone()
+    if row is None:
+        return _control(None, True, True)
+    return _control(row[0], row[1] is not None, row[2] is not None)
 
 
 def start_draining(worker_id: int) -> None:
@@ -154,12 +178,25 @@ def finish(worker_id: int, state: str, reason: str = "", exit_code: int | None =
     move(
         Worker.objects.filter(pk=worker_id),
         state,
-        stopped_at=timezone.now(),
-        failure_reason=reason,
+        stopped_at=Now(),
+        failure_reason=storable.text(reason),
         exit_code=exit_code,
-        log_tail=log_tail[-queue.TAIL_CHARS:],
+        log_tail=storable.tail(log_tail, queue.TAIL_CHARS),
         doorbell="",
     )
+
+
+def fail(worker: Worker, reason: str, outcome: str, log_tail: str = "",
+         exit_code: int | None = None) -> list[int]:
+    """Mark a worker FAILED and put its tasks back, in one transaction.
+
+    A crash between the two would leave its task RUNNING for a whole lease.
+    """
+    with transaction.atomic():
+        finish(worker.pk, WorkerState.FAILED, reason=reason, log_tail=log_tail,
+               exit_code=exit_code)
+        worker.log_tail = storable.tail(log_tail, queue.TAIL_CHARS)
+        return queue.reclaim_worker(worker, outcome, reason)
 
 
 def get(worker_id: int) -> Worker:

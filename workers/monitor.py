@@ -1,20 +1,29 @@
 """The periodic tick: startup timeouts, vanished processes, expired leases, pruning.
 
-Live workers run it themselves, guarded so that one process per node runs it per interval.
+Live workers run it themselves: one process per node per interval, chosen by a file lock
+(no database statement for the processes that do not run it). Every deadline is judged by
+the database's clock. A tick survives any one worker's or task's data: it logs and moves on.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import logging
+import os
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from typing import Any
 
-from django.db import IntegrityError, transaction
-from django.db.models import Q
-from django.utils import timezone
+import psutil
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import BooleanField, ExpressionWrapper, Q
 
-from . import conf, launcher, lifecycle, processes, queue
-from .models import Heartbeat, TickGuard, Worker
+from . import conf, doorbell, launcher, lifecycle, processes, queue
+from .clock import Now, ago
+from .models import Heartbeat, Task, TickGuard, Worker
 from .runtime import logs
 from .states import ACTIVE_WORKER_STATES, Outcome, WorkerState
 
@@ -34,33 +43,67 @@ class TickReport:
 
 
 def acquire(name: str, holder: str, interval: float) -> bool:
-    """Take the named guard if nobody took it within ``interval`` seconds."""
-    now = timezone.now()
-    taken = TickGuard.objects.filter(name=name, ran_at__lte=now - timedelta(seconds=interval))
-    if taken.update(holder=holder, ran_at=now):
+    """Take the named database guard if nobody took it within ``interval`` seconds."""
+    taken = TickGuard.objects.filter(name=name, ran_at__lte=ago(interval))
+    if taken.update(holder=holder, ran_at=Now()):
         return True
+    if TickGuard.objects.filter(name=name).exists():
+        return False
     try:
         with transaction.atomic():  # a savepoint: losing the race must not spoil the caller
-            TickGuard.objects.create(name=name, holder=holder, ran_at=now)
+            TickGuard.objects.create(name=name, holder=holder, ran_at=Now())
     except IntegrityError:
         return False
     return True
 
 
-def maybe_tick(holder: str) -> TickReport | None:
-    """Run the tick if this process wins this interval's guard for its node."""
+def node_turn(interval: float) -> bool:
+    """Whether this process runs this interval's tick for its node: a file lock, no SQL.
+
+    The stamp is the system-wide monotonic clock, so processes of one machine agree.
+    """
+    node = conf.get().node_address
+    digest = hashlib.sha1(node.encode(), usedforsecurity=False).hexdigest()[:12]
+    directory = doorbell.bell_dir()
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(directory / f"tick-{digest}.stamp", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    try:
+        return _stamp(fd, interval)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _stamp(fd: int, interval: float) -> bool:
+    """Under the lock: if the last stamp is ``interval`` old (or unreadable), renew it."""
+    now = time.monotonic()
+    try:
+        last = float(os.pread(fd, 64, 0) or b"0")
+    except ValueError:
+        last = 0.0
+    if 0.0 <= now - last < interval:
+        return False
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, repr(now).encode(), 0)
+    return True
+
+
+def maybe_tick() -> TickReport | None:
+    """Run the tick if it is this process's turn on its node."""
     settings = conf.get()
-    if not acquire(f"tick:{settings.node_address}", holder, settings.tick_interval * 0.9):
+    if not node_turn(settings.tick_interval * 0.9):
         return None
     return tick()
 
 
 def tick() -> TickReport:
     report = TickReport()
-    _startup_timeouts(report)
-    _vanished(report)
-    _overdue_aborts(report)
-    report.reclaimed += queue.reclaim_expired_leases()
+    live_here = _local_workers(report)
+    _reclaim(report, live_here)
     if acquire("prune", "tick", PRUNE_EVERY):
         _prune(report)
     return report
@@ -71,57 +114,101 @@ def log_tail(worker_id: int) -> str:
 
 
 def fail_worker(worker: Worker, reason: str, outcome: str = Outcome.WORKER_LOST) -> list[int]:
-    """Mark a worker FAILED and put its tasks back."""
-    tail = log_tail(worker.pk)
-    lifecycle.finish(worker.pk, WorkerState.FAILED, reason=reason, log_tail=tail)
-    worker.log_tail = tail
-    return queue.reclaim_worker(worker, outcome, reason)
+    """Mark a worker FAILED and put its tasks back, in one transaction."""
+    return lifecycle.fail(worker, reason, outcome, log_tail=log_tail(worker.pk))
 
 
-def _local() -> Q:
-    return Q(node=conf.get().node_address)
+def _local_workers(report: TickReport) -> set[int]:
+    """Judge this node's active workers; return those whose process is alive and running."""
+    settings = conf.get()
+    workers = Worker.objects.filter(node=settings.node_address, state__in=ACTIVE_WORKER_STATES)
+    workers = workers.annotate(
+        late=_flag(Q(state=WorkerState.STARTING, created_at__lt=ago(settings.startup_timeout))),
+        abort_overdue=_flag(Q(abort_requested_at__lt=ago(ABORT_GRACE))),
+    )
+    live: set[int] = set()
+    for worker in workers:
+        try:
+            if _judge(worker, report):
+                live.add(worker.pk)
+        except DatabaseError:
+            logger.exception("tick: could not judge worker %s; moving on", worker.pk)
+    return live
 
 
-def _startup_timeouts(report: TickReport) -> None:
-    limit = conf.get().startup_timeout
-    late = Worker.objects.filter(_local(), state=WorkerState.STARTING,
-                                 created_at__lt=timezone.now() - timedelta(seconds=limit))
-    for worker in late:
+def _flag(condition: Q) -> ExpressionWrapper[Q]:
+    return ExpressionWrapper(condition, output_field=BooleanField())
+
+
+def _judge(worker: Any, report: TickReport) -> bool:
+    """Fail a worker that timed out, vanished or outlived its abort; True if it lives on."""
+    if worker.late:
         launcher.kill(worker)
+        limit = conf.get().startup_timeout
         fail_worker(worker, f"Did not start within WORKER_STARTUP_TIMEOUT ({limit:g} s).")
         report.timed_out.append(worker.pk)
-
-
-def _vanished(report: TickReport) -> None:
-    candidates = Worker.objects.filter(
-        _local(), state__in=[WorkerState.RUNNING, WorkerState.DRAINING], pid__isnull=False
-    )
-    for worker in candidates:
-        if not processes.is_worker_process(worker.pid, worker.process_started_at):
-            report.reclaimed += fail_worker(worker, "Process gone: it exited without saying so "
-                                                    "(killed, crashed or out of memory).")
-            report.gone.append(worker.pk)
-
-
-def _overdue_aborts(report: TickReport) -> None:
-    cutoff = timezone.now() - timedelta(seconds=ABORT_GRACE)
-    overdue = Worker.objects.filter(_local(), state__in=ACTIVE_WORKER_STATES,
-                                    abort_requested_at__lt=cutoff)
-    for worker in overdue:
+        return False
+    if worker.abort_overdue:
         killed = launcher.kill(worker)
         reason = "Aborted: killed after it did not stop within the grace period."
         if not killed:
             reason = "Aborted: its process was already gone."
         report.reclaimed += fail_worker(worker, reason, Outcome.ABORTED)
         report.killed.append(worker.pk)
+        return False
+    if worker.state == WorkerState.STARTING or worker.pid is None:
+        return False
+    if not processes.is_worker_process(worker.pid, worker.process_started_at):
+        report.reclaimed += fail_worker(worker, "Process gone: it exited without saying so "
+                                                "(killed, crashed or out of memory).")
+        report.gone.append(worker.pk)
+        return False
+    return not _stopped(worker.pid)
+
+
+def _stopped(pid: int) -> bool:
+    """A frozen process (SIGSTOP, a debugger) holds nothing: its tasks may be reclaimed
+    once their leases end (its executor was stopped before that by its sentinel)."""
+    try:
+        return psutil.Process(pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+    except psutil.Error:
+        return False
+
+
+def _reclaim(report: TickReport, live_here: set[int]) -> None:
+    """Reclaim tasks whose worker ended without them, and tasks whose lease ran out."""
+    ended = [WorkerState.DEAD, WorkerState.FAILED]
+    orphan = Q(worker__isnull=True) | Q(worker__state__in=ended)
+    candidates = Task.objects.running().filter(orphan | Q(lease_expires_at__lt=Now()))
+    rows = candidates.annotate(orphan=_flag(orphan)).values("pk", "attempt", "worker_id", "orphan")
+    for row in rows:
+        if not row["orphan"] and row["worker_id"] in live_here:
+            continue  # a live local worker stops and records its own late task
+        with contextlib.suppress(DatabaseError):
+            if _reclaim_one(row):
+                report.reclaimed.append(row["pk"])
+
+
+def _reclaim_one(row: Mapping[str, Any]) -> bool:
+    task = Task(pk=row["pk"], attempt=row["attempt"], worker_id=row["worker_id"])
+    try:
+        if row["orphan"]:
+            ending = queue.Ending(Outcome.WORKER_LOST, "its worker ended without it")
+            return queue.reclaim(task, ending) is not None
+        ending = queue.Ending(Outcome.LEASE_EXPIRED, "lease expired: no renewal in time")
+        return queue.reclaim(task, ending, expired_only=True) is not None
+    except DatabaseError:
+        logger.exception("tick: could not reclaim task %s; moving on", row["pk"])
+        raise
 
 
 def _prune(report: TickReport) -> None:
     settings = conf.get()
-    now = timezone.now()
-    old = now - timedelta(seconds=settings.cleanup_age)
     report.pruned_workers, _ = Worker.objects.filter(
-        state__in=[WorkerState.DEAD, WorkerState.FAILED], stopped_at__lt=old
+        state__in=[WorkerState.DEAD, WorkerState.FAILED], stopped_at__lt=ago(settings.cleanup_age)
     ).delete()
-    stale = now - timedelta(seconds=settings.heartbeat_retention)
+    stale = ago(settings.heartbeat_retention)
     report.pruned_samples, _ = Heartbeat.objects.filter(at__lt=stale).delete()
+
+
+__all__ = ["TickReport", "acquire", "fail_worker", "maybe_tick", "tick"]

@@ -6,23 +6,26 @@ attempt (lease expired, reclaimed, aborted) matches no row and is told to stop.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import F, Value
+from django.db.models import Case, DateTimeField, F, Field, Q, Value, When
 from django.db.models.functions import Coalesce, Greatest
-from django.utils import timezone
 
-from . import conf, dependencies, doorbell
+from . import conf, dependencies, doorbell, storable
 from .claim import ClaimedTask, claim, record_success, succeed_and_claim_pg
+from .clock import Now, later
 from .exceptions import LostAttempt, TaskNotFound
 from .models import Task, TaskAttempt, TaskQuerySet, Worker
 from .spec import TaskSpec, validate
-from .states import TASK_TRANSITIONS, Outcome, TaskState, sources
+from .states import TASK_TRANSITIONS, Outcome, TaskState, WorkerState, move, moves
 
 logger = logging.getLogger(__name__)
 
@@ -30,13 +33,9 @@ CRASH_OUTCOMES = frozenset({Outcome.CRASHED, Outcome.WORKER_LOST})
 BACKOFF_OUTCOMES = frozenset({Outcome.ERROR, Outcome.TIMED_OUT, Outcome.CRASHED})
 TAIL_CHARS = 1000
 
+PROGRESS_CHARS = 500
+
 __all__ = ["ClaimedTask", "claim_next", "enqueue"]
-
-
-def move(queryset: TaskQuerySet, target: str, **fields: Any) -> int:
-    """The one transition function: update only rows whose state may move to ``target``."""
-    allowed = sources(TASK_TRANSITIONS, target)
-    return queryset.filter(state__in=allowed).update(state=target, **fields)
 
 
 def enqueue(spec: TaskSpec) -> Task:
@@ -74,9 +73,38 @@ def _create(spec: TaskSpec, state: str, pending: int) -> Task:
 
 
 def claim_next(worker_id: int, queues: list[str]) -> ClaimedTask | None:
-    now = timezone.now()
-    lease_until = now + timedelta(seconds=conf.get().lease_ttl)
-    return claim(worker_id, queues, now, lease_until)
+    """Claim the best due task, leased until the database's now + WORKER_LEASE_TTL."""
+    return claim(worker_id, queues, conf.get().lease_ttl)
+
+
+def has_queued(queues: list[str]) -> bool:
+    """Whether any task waits in ``queues`` (due or not): a batch worker's "nothing left"."""
+    return Task.objects.filter(queue__in=queues, state=TaskState.QUEUED).exists()
+
+
+def release_unheld(worker_id: int, keep: Collection[int] = ()) -> list[int]:
+    """Put back tasks the database says this worker holds but it never received.
+
+    A claim whose reply was lost (the commit landed, the connection broke) leaves a task
+    RUNNING under a worker that never heard of it. That attempt never began, so it is not
+    counted: the task is queued again with its attempt number as before.
+    """
+    held = Task.objects.filter(worker_id=worker_id, state=TaskState.RUNNING)
+    held = held.exclude(pk__in=list(keep))
+    with transaction.atomic():
+        ids = list(held.select_for_update().values_list("pk", flat=True))
+        if ids:
+            move(Task.objects.filter(pk__in=ids, state=TaskState.RUNNING), TaskState.QUEUED,
+                 attempt=F("attempt") - 1, worker=None, lease_expires_at=None)
+            _ring_on_commit(Task.objects.filter(pk__in=ids))
+    for task_id in ids:
+        logger.warning("task %s: claim reply lost; queued again, attempt not counted", task_id)
+    return ids
+
+
+def _ring_on_commit(tasks: TaskQuerySet) -> None:
+    for name in set(tasks.values_list("queue", flat=True)):
+        transaction.on_commit(functools.partial(doorbell.ring_all, f"q:{name}"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +117,16 @@ class Ending:
     peak_rss_bytes: int | None = None
     log_tail: str = ""
     exception_class: str = ""
+
+    def storable(self) -> Ending:
+        """The same ending with every text made storable (a task's data is untrusted)."""
+        return dataclasses.replace(
+            self,
+            error=storable.text(self.error),
+            traceback=storable.text(self.traceback),
+            log_tail=storable.tail(self.log_tail, TAIL_CHARS),
+            exception_class=storable.text(self.exception_class)[:255],
+        )
 
 
 def _fenced(token: ClaimedTask) -> TaskQuerySet:
@@ -105,6 +143,7 @@ def _peak(value: int | None) -> Any:
 
 def _record_attempt(task_id: int, number: int, worker_id: int | None, started_at: datetime | None,
                     ending: Ending) -> None:
+    """Write one attempt's row; ``ending`` must already be storable."""
     worker_label = f"worker {worker_id}" if worker_id else ""
     TaskAttempt.objects.create(
         task_id=task_id,
@@ -112,24 +151,28 @@ def _record_attempt(task_id: int, number: int, worker_id: int | None, started_at
         worker_id=worker_id,
         worker_label=worker_label,
         started_at=started_at,
-        finished_at=timezone.now(),
+        finished_at=Now(),
         outcome=ending.outcome,
         error=ending.error,
         traceback=ending.traceback,
         exception_class=ending.exception_class,
         peak_rss_bytes=ending.peak_rss_bytes,
-        log_tail=ending.log_tail[-TAIL_CHARS:],
+        log_tail=ending.log_tail,
     )
 
 
 def renew(token: ClaimedTask) -> bool:
-    """Extend the lease; False means the attempt is no longer this worker's."""
-    until = timezone.now() + timedelta(seconds=conf.get().lease_ttl)
-    return _fenced(token).update(lease_expires_at=until) == 1
+    """Extend the lease from the database's now; False means the attempt is not ours.
+
+    A lease that has already run out is not renewed: the database, not the worker, says
+    when it ended, and another worker may take the task from that moment on.
+    """
+    fenced = _fenced(token).filter(lease_expires_at__gte=Now())
+    return fenced.update(lease_expires_at=later(conf.get().lease_ttl)) == 1
 
 
 def report_progress(token: ClaimedTask, fraction: float | None, message: str) -> bool:
-    fields: dict[str, Any] = {"progress_message": message[:500]}
+    fields: dict[str, Any] = {"progress_message": storable.text(message[:PROGRESS_CHARS - 100])}
     if fraction is not None:
         fields["progress"] = min(max(fraction, 0.0), 1.0)
     return _fenced(token).update(**fields) == 1
@@ -141,6 +184,8 @@ def cancel_requested(token: ClaimedTask) -> bool:
 
 def succeed(token: ClaimedTask, result: Any, ending: Ending) -> None:
     """Store the result of the attempt, unless it was lost meanwhile."""
+    if _unstorable_result(token, result, ending):
+        return
     with transaction.atomic():
         _succeed(token, result, ending)
 
@@ -148,32 +193,42 @@ def succeed(token: ClaimedTask, result: Any, ending: Ending) -> None:
 def succeed_and_claim(token: ClaimedTask, result: Any, ending: Ending,
                       queues: list[str]) -> ClaimedTask | None:
     """Store a result and claim the next task in one transaction: one commit per task."""
-    if connection.vendor == "postgresql" and not token.has_dependents:
-        now = timezone.now()
-        lease_until = now + timedelta(seconds=conf.get().lease_ttl)
+    if _unstorable_result(token, result, ending):
+        return claim_next(token.worker_id, queues)
+    if connection.vendor == "postgresql":
         recorded, claimed = succeed_and_claim_pg(
             token,
             result,
-            finished=now,
             peak=ending.peak_rss_bytes,
-            log_tail=ending.log_tail[-TAIL_CHARS:],
+            log_tail=storable.tail(ending.log_tail, TAIL_CHARS),
             queues=queues,
-            lease_until=lease_until,
+            lease_ttl=conf.get().lease_ttl,
         )
-        if not recorded:
-            logger.warning("result of task %s attempt %s discarded: no longer ours",
-                           token.id, token.attempt)
-        return claimed
+        if recorded:
+            return claimed
+        # Not ours any more, or others depend on it: the transactional path tells which.
     with transaction.atomic():
         _succeed(token, result, ending)
         return claim_next(token.worker_id, queues)
 
 
+def _unstorable_result(token: ClaimedTask, result: Any, ending: Ending) -> bool:
+    """Fail the attempt, with the reason, if its result cannot be stored; else False."""
+    problem = storable.json_problem(result)
+    if problem is None:
+        return False
+    fail(token, Ending(Outcome.ERROR, f"The task's result cannot be stored: {problem}",
+                       peak_rss_bytes=ending.peak_rss_bytes, log_tail=ending.log_tail,
+                       exception_class="workers.storable.UnstorableResult"))
+    return True
+
+
 def _succeed(token: ClaimedTask, result: Any, ending: Ending) -> None:
-    tail = ending.log_tail[-TAIL_CHARS:]
-    if not record_success(token, result, timezone.now(), ending.peak_rss_bytes, tail):
+    tail = storable.tail(ending.log_tail, TAIL_CHARS)
+    recorded = record_success(token, result, ending.peak_rss_bytes, tail)
+    if recorded is None:
         raise LostAttempt(f"task {token.id} attempt {token.attempt} is no longer ours")
-    if token.has_dependents:
+    if recorded.has_dependents:
         dependencies.release(token.id)
 
 
@@ -209,8 +264,9 @@ def decide(task: Task, ending: Ending) -> Verdict:
 
 def _end(task: Task, ending: Ending, started_at: datetime | None) -> str:
     """Record a failed attempt of a locked, running task and move it on."""
+    ending = ending.storable()
     verdict = decide(task, ending)
-    now = timezone.now()
+    now = Now()
     fields: dict[str, Any] = {
         "lease_expires_at": None,
         "error": ending.error,
@@ -219,7 +275,7 @@ def _end(task: Task, ending: Ending, started_at: datetime | None) -> str:
     if ending.outcome in CRASH_OUTCOMES:
         fields["crash_count"] = F("crash_count") + 1
     if verdict.state == TaskState.QUEUED:
-        fields["run_after"] = now + timedelta(seconds=verdict.delay) if verdict.delay else None
+        fields["run_after"] = later(verdict.delay) if verdict.delay else None
     else:
         fields["finished_at"] = now
     if verdict.quarantined:
@@ -228,11 +284,9 @@ def _end(task: Task, ending: Ending, started_at: datetime | None) -> str:
             f"Quarantined: took its worker down {conf.get().quarantine_after} times. "
             f"Last: {ending.error}"
         )
-    if task.worker_id is None:
-        raise LostAttempt(f"task {task.pk} has no worker")
-    fenced = Task.objects.filter(
-        pk=task.pk, worker_id=task.worker_id, attempt=task.attempt, state=TaskState.RUNNING
-    )
+    holder = Q(worker__isnull=True) if task.worker_id is None else Q(worker=task.worker_id)
+    fenced = Task.objects.filter(holder, pk=task.pk, attempt=task.attempt,
+                                 state=TaskState.RUNNING)
     if not move(fenced, verdict.state, **fields):
         raise LostAttempt(f"task {task.pk} attempt {task.attempt} is no longer running")
     _record_attempt(task.pk, task.attempt, task.worker_id, started_at, ending)
@@ -252,21 +306,24 @@ def fail(token: ClaimedTask, ending: Ending) -> str:
         return _end(task, ending, token.started_at)
 
 
-def reclaim(task: Task, ending: Ending) -> str | None:
-    """End a running attempt on behalf of a worker that cannot (gone, lease expired)."""
+def reclaim(task: Task, ending: Ending, *, expired_only: bool = False) -> str | None:
+    """End a running attempt on behalf of a worker that cannot (gone, lease expired).
+
+    The row is locked and its condition checked again: a renewal or an ending that landed
+    after the caller looked wins, and nothing is reclaimed.
+    """
+    condition = Q(pk=task.pk, attempt=task.attempt, state=TaskState.RUNNING)
+    if expired_only:
+        condition &= Q(lease_expires_at__lt=Now())
     with transaction.atomic():
-        current = (
-            Task.objects.select_for_update()
-            .filter(pk=task.pk, attempt=task.attempt, state=TaskState.RUNNING)
-            .first()
-        )
+        current = Task.objects.select_for_update().filter(condition).first()
         if current is None:
             return None
         return _end(current, ending, current.last_attempted_at)
 
 
 def reclaim_worker(worker: Worker, outcome: str, reason: str) -> list[int]:
-    """Put back (or fail) every task a lost worker was running."""
+    """Put back (or fail) every task a lost worker was running (in the caller's transaction)."""
     reclaimed = []
     for task in Task.objects.running().filter(worker=worker):
         ending = Ending(outcome=outcome, error=reason, log_tail=worker.log_tail)
@@ -276,11 +333,29 @@ def reclaim_worker(worker: Worker, outcome: str, reason: str) -> list[int]:
     return reclaimed
 
 
-def reclaim_expired_leases() -> list[int]:
+def reclaim_expired_leases(live_here: Collection[int] = ()) -> list[int]:
+    """Reclaim running tasks whose lease ended by the database's clock.
+
+    ``live_here``: workers of this node whose processes are alive and not stopped. Their
+    tasks are never taken: such a worker stops a task it could not renew in time itself,
+    and records how it ended once it can reach the database again.
+    """
     reclaimed = []
-    expired = Task.objects.running().filter(lease_expires_at__lt=timezone.now())
-    for task in expired:
+    expired = Task.objects.running().filter(lease_expires_at__lt=Now())
+    for task in expired.exclude(worker__in=list(live_here)):
         ending = Ending(outcome=Outcome.LEASE_EXPIRED, error="lease expired: no renewal in time")
+        if reclaim(task, ending, expired_only=True) is not None:
+            reclaimed.append(task.pk)
+    return reclaimed
+
+
+def reclaim_orphans() -> list[int]:
+    """Reclaim running tasks whose worker row has ended (or is gone) without them."""
+    ended = [WorkerState.DEAD, WorkerState.FAILED]
+    orphans = Task.objects.running().filter(Q(worker__isnull=True) | Q(worker__state__in=ended))
+    reclaimed = []
+    for task in orphans:
+        ending = Ending(outcome=Outcome.WORKER_LOST, error="its worker ended without it")
         if reclaim(task, ending) is not None:
             reclaimed.append(task.pk)
     return reclaimed
@@ -293,20 +368,42 @@ def get(task_id: int) -> Task:
         raise TaskNotFound(f"no task with id {task_id}") from None
 
 
+STOP_NOW = (TaskState.WAITING, TaskState.QUEUED)
+moves(TASK_TRANSITIONS, *((state, TaskState.CANCELLED) for state in STOP_NOW))
+
+
+def _unless_running(value: Any, name: str) -> Case:
+    """``value`` for a task that has not started, the column unchanged for a running one."""
+    field = Task._meta.get_field(name)
+    assert isinstance(field, Field)
+    return Case(When(state__in=STOP_NOW, then=value), default=F(name), output_field=field)
+
+
 def cancel(task_id: int) -> Task:
-    """Cancel a waiting or queued task at once; ask the worker of a running one to stop it."""
-    task = get(task_id)
-    now = timezone.now()
-    stop_now = Task.objects.filter(pk=task_id, state__in=[TaskState.WAITING, TaskState.QUEUED])
-    if move(stop_now, TaskState.CANCELLED, finished_at=now, error="Cancelled before it ran"):
-        if task.has_dependents:
+    """Cancel a waiting or queued task at once; ask the worker of a running one to stop it.
+
+    One statement decides, under the row's lock: an attempt that ends meanwhile cannot
+    slip between a "still queued?" and a "then running?".
+    """
+    with transaction.atomic():
+        Task.objects.filter(
+            pk=task_id, state__in=[*STOP_NOW, TaskState.RUNNING]
+        ).update(
+            state=_unless_running(Value(TaskState.CANCELLED.value), "state"),
+            finished_at=_unless_running(Now(), "finished_at"),
+            error=_unless_running(Value("Cancelled before it ran"), "error"),
+            cancel_requested_at=Case(
+                When(state=TaskState.RUNNING, then=Now()), default=F("cancel_requested_at"),
+                output_field=DateTimeField(),
+            ),
+        )
+        task = get(task_id)
+        if task.state == TaskState.CANCELLED and task.has_dependents:
             dependencies.halt(task_id)
-        return get(task_id)
-    if Task.objects.running().filter(pk=task_id).update(cancel_requested_at=now):
-        worker = task.worker
+        worker = task.worker if task.state == TaskState.RUNNING else None
         if worker is not None:
             transaction.on_commit(lambda: wake(worker))
-    return get(task_id)
+    return task
 
 
 def retry(task_id: int) -> Task:

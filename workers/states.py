@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 
 from .exceptions import IllegalTransition
@@ -70,3 +72,28 @@ def check(table: dict[str, frozenset[str]], current: str, target: str) -> None:
     """Refuse a move the state machine does not allow."""
     if target not in table[current]:
         raise IllegalTransition(f"{current} -> {target} is not allowed")
+
+
+def table_for(queryset: models.QuerySet[Any]) -> dict[str, frozenset[str]]:
+    name = queryset.model._meta.model_name
+    if name == "task":
+        return TASK_TRANSITIONS
+    if name == "worker":
+        return WORKER_TRANSITIONS
+    raise TypeError(f"{queryset.model.__name__} has no state machine")
+
+
+def move(queryset: models.QuerySet[Any], target: str, **fields: Any) -> int:
+    """The one transition function: update only rows whose state may move to ``target``.
+
+    Raw SQL on the hot path does not call it, but declares its moves with :func:`moves`,
+    which checks them against the same table when the module is imported.
+    """
+    allowed = sources(table_for(queryset), target)
+    return queryset.filter(state__in=allowed).update(state=target, **fields)
+
+
+def moves(table: dict[str, frozenset[str]], *pairs: tuple[str, str]) -> None:
+    """Declare the moves a raw statement makes; refuse any the state machine forbids."""
+    for current, target in pairs:
+        check(table, current, target)

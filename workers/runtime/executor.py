@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import ctypes
 import inspect
-import json
 import logging
 import os
 import resource
@@ -24,9 +23,9 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, Pipe
 from typing import Any
 
-from django.db import connections
+from django.db import close_old_connections, connections
 
-from .. import context, processes
+from .. import context, processes, storable
 from ..backends import execution
 from ..spec import resolve
 
@@ -68,6 +67,8 @@ def start() -> Executor:
             os._exit(code)
     os.close(out_w)
     child.close()
+    with contextlib.suppress(OSError):  # also done by the child: whichever runs first
+        os.setpgid(pid, pid)
     os.set_blocking(out_r, False)
     return Executor(pid=pid, conn=parent, output=out_r)
 
@@ -75,6 +76,10 @@ def start() -> Executor:
 def _become_executor(out_w: int) -> None:
     parent_pid = os.getppid()
     _die_with_parent(parent_pid)
+    # Lead a process group of our own: the sentinel ends the task and whatever it started
+    # with one killpg, without touching the supervisor.
+    with contextlib.suppress(OSError):
+        os.setpgid(0, 0)
     signal.set_wakeup_fd(-1)
     # A group-wide SIGTERM (systemd, a terminal) is for the supervisor to decide on; a
     # Python-level handler, unlike SIG_IGN, is reset by exec for programs a task starts.
@@ -160,12 +165,12 @@ def _call(func_path: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
 
 def _invoke(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
     """Call the task's function (a coroutine function in its own event loop); the result
-    must be JSON."""
+    must be storable JSON."""
     if inspect.iscoroutinefunction(func):
         value = asyncio.run(func(*args, **kwargs))
     else:
         value = func(*args, **kwargs)
-    json.dumps(value, allow_nan=False)
+    storable.check_result(value)
     return value
 
 
@@ -175,6 +180,7 @@ def _run(conn: Connection, message: dict[str, Any]) -> dict[str, Any]:
     def report(fraction: float | None, text: str) -> None:
         conn.send({"progress": fraction, "message": text})
 
+    close_old_connections()  # a connection broken since the last task is replaced first
     context.activate(context.TaskContext(task["id"], task["attempt"], task["worker_id"], report))
     _reset_peak()
     children_before = _children_peak()
@@ -198,7 +204,9 @@ def _run(conn: Connection, message: dict[str, Any]) -> dict[str, Any]:
 def _failure(exc: BaseException) -> dict[str, Any]:
     kind = type(exc)
     name = f"{kind.__module__}.{kind.__qualname__}"
-    if isinstance(exc, (TypeError, ValueError)) and "JSON" in str(exc):
+    if isinstance(exc, storable.UnstorableResult):
+        summary = f"{kind.__name__}: {exc}"
+    elif isinstance(exc, (TypeError, ValueError)) and "JSON" in str(exc):
         summary = f"{kind.__name__}: return value is not JSON-serialisable: {exc}"
     else:
         summary = f"{kind.__name__}: {exc}"

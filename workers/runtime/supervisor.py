@@ -1,8 +1,14 @@
 """The worker process: claim, hand to the executor, watch, record; never blocks on a task.
 
 One thread, one select loop: wake-ups (doorbell, LISTEN, signals), the executor's messages
-and output, and timers (heartbeat, tick, deadline, control poll). Database writes that fail
-wait in an outbox and are retried with backoff, so a computed result is never dropped.
+and output, and timers (lease renewal, heartbeat, tick, deadlines, polls). Database writes
+that fail wait in an outbox and are retried with backoff, so a computed result is never
+dropped.
+
+An idle worker claims only when woken (a task arrived in one of its queues) or once per
+WORKER_POLL_INTERVAL. A running task's lease is renewed every WORKER_LEASE_RENEW_INTERVAL;
+a worker that cannot renew in time stops the task itself before the lease can end, and a
+sentinel process does so even if this process is frozen (see :mod:`.sentinel`).
 """
 
 from __future__ import annotations
@@ -19,18 +25,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from django.db import InterfaceError, OperationalError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
 from .. import conf, lifecycle, monitor, processes, queue
 from ..claim import ClaimedTask
 from ..doorbell import Doorbell
 from ..exceptions import LostAttempt
 from ..lifecycle import Control
-from ..models import Task
-from ..states import Outcome, TaskState, WorkerState
+from ..states import Outcome, WorkerState
 from . import executor as executor_mod
 from . import logs
 from .meter import Meter
+from .outbox import Failure, Progress, Success, Write, instead
+from .sentinel import Sentinel
 from .wake import Listener, listener_for_database
 
 logger = logging.getLogger(__name__)
@@ -47,18 +54,6 @@ class _DatabaseDown:
     pass
 
 
-@dataclass(frozen=True, slots=True)
-class Success:
-    """A result waiting to be written; merged with the next claim when there is one."""
-
-    token: ClaimedTask
-    value: Any
-    ending: queue.Ending
-
-    def __call__(self) -> None:
-        queue.succeed(self.token, self.value, self.ending)
-
-
 DOWN = _DatabaseDown()
 
 
@@ -70,11 +65,41 @@ class Options:
 
 
 @dataclass
+class Lease:
+    """The running attempt's lease as this worker can know it, on its monotonic clock.
+
+    ``sent_at`` is when the claim or the last successful renewal was sent: the database's
+    deadline is at least a TTL after it (clocks run at about the same rate; their offset
+    does not matter). The sentinel kills the task ``margin`` before that; the supervisor
+    stops it a little earlier still, so that it can say why.
+    """
+
+    sent_at: float
+    ttl: float
+    margin: float
+    renew_every: float
+
+    @property
+    def kill_at(self) -> float:
+        return self.sent_at + self.ttl - self.margin
+
+    @property
+    def stop_at(self) -> float:
+        return self.kill_at - min(1.0, self.margin / 2)
+
+    @property
+    def renew_at(self) -> float:
+        return self.sent_at + self.renew_every
+
+
+@dataclass
 class Running:
     """The attempt in flight."""
 
     token: ClaimedTask
     deadline: float
+    lease: Lease
+    renew_retry_at: float = 0.0
     tail: str = ""
     peak_rss: int = 0
     progress: tuple[float | None, str] | None = None
@@ -88,6 +113,7 @@ class Timers:
     tick: float = 0.0
     control: float = 0.0
     sample: float = 0.0
+    poll: float = 0.0
 
 
 @dataclass
@@ -101,7 +127,7 @@ class Supervisor:
         self.meter = Meter()
         self.running: Running | None = None
         self.executor: executor_mod.Executor | None = None
-        self.outbox: list[Callable[[], None]] = []
+        self.outbox: list[Write] = []
         self.stop_reason = ""
         self.abort_reason = ""
         self.counts = [0, 0]  # succeeded, failed
@@ -112,13 +138,17 @@ class Supervisor:
         self.term_signals = 0
         self.doorbell: Doorbell | None = None
         self.listener: Listener | None = None
-        self.holder = f"worker {self.worker_id}"
+        self.sentinel: Sentinel | None = None
+        self.want_claim = True  # woken, polled, or just finished a task
+        self.claim_uncertain = False  # a claim's reply was lost: release what it may hold
+        self.marked_draining = False
 
     # -- setup and teardown ---------------------------------------------------------------
 
     def start(self) -> None:
         """Fork the executor, open the wake-up channels, and tell everyone we run."""
         processes.become_subreaper()
+        self.sentinel = Sentinel.start()
         self._start_executor()
         self.doorbell = Doorbell(self.worker_id)
         self.selector.register(self.doorbell, selectors.EVENT_READ, self._on_doorbell)
@@ -140,6 +170,8 @@ class Supervisor:
             self.doorbell.close()
         if self.listener is not None:
             self.listener.close()
+        if self.sentinel is not None:
+            self.sentinel.close()
 
     def _listen(self) -> None:
         self.listener = listener_for_database()
@@ -190,6 +222,8 @@ class Supervisor:
         self._timers(now)
         if self.abort_reason:
             return
+        if self.stop_reason and not self.marked_draining:
+            self._mark_draining()
         if self._can_claim(now) and self._claim():
             return
         if self.outbox:
@@ -198,11 +232,19 @@ class Supervisor:
                 return  # written: claim the next task now, not at the next timer
         self._wait(self._timeout(time.monotonic()))
 
+    def _mark_draining(self) -> None:
+        """Show DRAINING while the last task finishes (after SIGTERM or an operator's drain)."""
+        if not isinstance(self._db(lambda: lifecycle.start_draining(self.worker_id)),
+                          _DatabaseDown):
+            self.marked_draining = True
+
     def _can_claim(self, now: float) -> bool:
+        done = self._pending_success()
         return (
             self.running is None
             and not self.stop_reason
-            and (not self.outbox or self._pending_success() is not None)
+            and (not self.outbox or done is not None)
+            and (self.want_claim or done is not None)
             and self.executor is not None
             and now >= self.db_retry_at
         )
@@ -222,37 +264,62 @@ class Supervisor:
             logger.warning("result discarded: %s", exc)
             self.outbox.clear()
             return self._db(lambda: queue.claim_next(self.worker_id, self.options.queues))
+        except DatabaseError as exc:
+            logger.exception("the database refused the result of task %s", done.token.id)
+            self.outbox[0:1] = [w for w in [instead(done, exc)] if w is not None]
+            return None
         if not isinstance(claimed, _DatabaseDown):
             self.outbox.clear()
         return claimed
 
     def _claim(self) -> bool:
+        if self.claim_uncertain and not self._release_unheld():
+            return False
         done = self._pending_success()
+        sent = time.monotonic()
         if done is not None:
             claimed = self._claim_after(done)
         else:
             claimed = self._db(lambda: queue.claim_next(self.worker_id, self.options.queues))
+        if isinstance(claimed, _DatabaseDown):
+            self.claim_uncertain = True  # the claim may have landed without our hearing
+            return False
         if isinstance(claimed, ClaimedTask):
-            self._hand_over(claimed)
+            self._hand_over(claimed, sent)
             return True
-        if claimed is None and self.options.batch and self._nothing_left():
-            self.stop_reason = "batch finished: nothing left to claim"
+        if claimed is None and not self.outbox:
+            self._idle(time.monotonic())
         return False
 
-    def _nothing_left(self) -> bool:
-        waiting = self._db(
-            lambda: Task.objects.filter(
-                queue__in=self.options.queues, state=TaskState.QUEUED
-            ).exists()
-        )
-        return waiting is False
+    def _idle(self, now: float) -> None:
+        """Nothing to claim: wait for a wake-up or the next poll."""
+        self.want_claim = False
+        self.timers.poll = now + self.settings.poll_interval
+        self._disarm()
+        if self.options.batch and self._db(lambda: queue.has_queued(self.options.queues)) is False:
+            self.stop_reason = "batch finished: nothing left to claim"
+
+    def _release_unheld(self) -> bool:
+        keep = {write.token.id for write in self.outbox}  # ours, its ending not yet written
+        if self.running is not None:
+            keep.add(self.running.token.id)
+        released = self._db(lambda: queue.release_unheld(self.worker_id, keep))
+        if isinstance(released, _DatabaseDown):
+            return False
+        self.claim_uncertain = False
+        return True
 
     def _timeout(self, now: float) -> float:
-        deadlines = [self.timers.heartbeat, self.timers.tick, self.timers.control]
-        if self.running is not None:
-            deadlines += [self.running.deadline, self.timers.sample]
-            if self.running.progress is not None:
-                deadlines.append(self.running.progress_sent_at + PROGRESS_EVERY)
+        deadlines = [self.timers.heartbeat, self.timers.tick]
+        if self.running is None:
+            deadlines.append(self.timers.poll)
+        else:
+            running = self.running
+            deadlines += [running.deadline, self.timers.sample, self.timers.control,
+                          running.lease.stop_at, max(running.lease.renew_at,
+                                                     running.renew_retry_at)]
+            if running.progress is not None:
+                deadlines.append(running.progress_sent_at + PROGRESS_EVERY)
         if self.outbox or now < self.db_retry_at:
             deadlines.append(self.db_retry_at)
         return max(0.0, min(deadlines) - now)
@@ -265,19 +332,56 @@ class Supervisor:
 
     def _timers(self, now: float) -> None:
         settings = self.settings
+        if self.running is not None:
+            self._keep_lease(now)  # first: after an outage, renew before anything else
+        if self.running is not None:
+            self._watch_running(now)
         if now >= self.timers.heartbeat:
             self.timers.heartbeat = now + settings.heartbeat_interval
             self._heartbeat()
-        if now >= self.timers.control:
-            self.timers.control = now + settings.poll_interval
-            self._check_control()
             if now >= self.db_retry_at:
                 self._relisten()
+        if self.running is not None and now >= self.timers.control:
+            self.timers.control = now + settings.poll_interval
+            self._check_control()
         if now >= self.timers.tick:
             self.timers.tick = now + settings.tick_interval
-            self._db(lambda: monitor.maybe_tick(self.holder))
-        if self.running is not None:
-            self._watch_running(now)
+            self._tick()
+        if self.running is None and now >= self.timers.poll:
+            self.want_claim = True
+
+    def _tick(self) -> None:
+        """The node's monitor tick; no error of it, or of one task's data, stops the worker."""
+        try:
+            self._db(monitor.maybe_tick)
+        except Exception:  # the tick must never take its worker down
+            logger.exception("the monitor tick failed; the next one will try again")
+
+    def _keep_lease(self, now: float) -> None:
+        """Renew the running attempt's lease on its beat; stop the task if it cannot be."""
+        running = self.running
+        assert running is not None
+        lease = running.lease
+        if now >= lease.stop_at:
+            self._stop_task(queue.Ending(
+                Outcome.LEASE_EXPIRED,
+                "Stopped by its worker before its lease could end: the lease could not be "
+                "renewed in time (database unreachable, or the worker was not scheduled).",
+            ))
+            return
+        if now < lease.renew_at or now < running.renew_retry_at:
+            return
+        sent = time.monotonic()
+        renewed = self._db(lambda: queue.renew(running.token))
+        if renewed is True:
+            lease.sent_at = sent
+            self._arm(lease)
+        elif renewed is False:
+            logger.warning("task %s: the lease was lost (expired or taken over); stopping it",
+                           running.token.id)
+            self._stop_task(None)
+        else:
+            running.renew_retry_at = max(self.db_retry_at, now + 0.2)
 
     def _watch_running(self, now: float) -> None:
         running = self.running
@@ -295,6 +399,7 @@ class Supervisor:
 
     def _heartbeat(self) -> None:
         processes.reap_orphans(keep=self.executor.pid if self.executor else None)
+        self._check_sentinel()
         running = self.running
         token = running.token if running else None
         pid = self.executor.pid if self.executor else None
@@ -302,7 +407,7 @@ class Supervisor:
         if running is not None and sample.task_rss_bytes:
             running.peak_rss = max(running.peak_rss, sample.task_rss_bytes)
         counts = (self.counts[0], self.counts[1])
-        found = self._db(lambda: lifecycle.heartbeat(self.worker_id, sample, token, counts))
+        found = self._db(lambda: lifecycle.heartbeat(self.worker_id, sample, counts))
         if isinstance(found, Control):
             self._apply(found)
 
@@ -317,7 +422,7 @@ class Supervisor:
             self.abort_reason = self.abort_reason or "aborted by operator"
         elif control.drain and not self.stop_reason:
             self.stop_reason = "drained by operator"
-            self._db(lambda: lifecycle.start_draining(self.worker_id))
+            self._mark_draining()
         if self.running is None:
             return
         if not control.lease_ok:
@@ -343,6 +448,8 @@ class Supervisor:
     def _on_messages(self, messages: list[str]) -> None:
         if f"w:{self.worker_id}" in messages:
             self._check_control()
+        if any(f"q:{name}" in messages for name in self.options.queues):
+            self.want_claim = True
 
     # -- the executor ---------------------------------------------------------------------
 
@@ -412,18 +519,28 @@ class Supervisor:
         status = self._stop_executor(graceful=False)
         reason = executor_mod.describe(status)
         logger.error("the executor died: %s", reason)
-        if self.running is not None and self.running.stopped is None:
-            self._end(queue.Ending(Outcome.CRASHED, f"Task process crashed: {reason}"))
+        running = self.running
+        if running is not None and running.stopped is None:
+            if time.monotonic() >= running.lease.kill_at:
+                self._end(queue.Ending(Outcome.LEASE_EXPIRED, "Stopped by its worker's sentinel "
+                                       "before its lease could end: it could not be renewed."))
+            else:
+                self._end(queue.Ending(Outcome.CRASHED, f"Task process crashed: {reason}"))
         if not self.abort_reason:
             self._start_executor()
 
     # -- one attempt ----------------------------------------------------------------------
 
-    def _hand_over(self, token: ClaimedTask) -> None:
+    def _hand_over(self, token: ClaimedTask, sent: float) -> None:
+        """Give the executor its task, once the sentinel guards the lease taken at ``sent``."""
         assert self.executor is not None
-        timeout = min(token.timeout, self.settings.task_timeout)
-        self.running = Running(token=token, deadline=time.monotonic() + timeout)
+        settings = self.settings
+        timeout = min(token.timeout, settings.task_timeout)
+        lease = Lease(sent, settings.lease_ttl, settings.lease_margin, settings.renew_every)
+        self.running = Running(token=token, deadline=time.monotonic() + timeout, lease=lease)
+        self._arm(lease)
         self.timers.sample = time.monotonic() + SAMPLE_EVERY
+        self.timers.control = time.monotonic() + settings.poll_interval
         payload = {
             "id": token.id,
             "attempt": token.attempt,
@@ -438,7 +555,7 @@ class Supervisor:
         fraction, message = running.progress or (None, "")
         running.progress = None
         running.progress_sent_at = now
-        ok = self._db(lambda: queue.report_progress(running.token, fraction, message))
+        ok = self._db(lambda: self._progress_write(Progress(running.token, fraction, message)))
         if ok is False:
             logger.warning("task %s was taken from this worker; stopping it", running.token.id)
             self._stop_task(None)
@@ -450,8 +567,8 @@ class Supervisor:
         self._drain_output(self.executor.output if self.executor else -1)
         peak = max(running.peak_rss, message.get("peak_rss_bytes") or 0) or None
         if running.progress is not None:
-            token, (fraction, text) = running.token, running.progress
-            self._queue_write(lambda: self._last_progress(token, fraction, text))
+            fraction, text = running.progress
+            self._queue_write(Progress(running.token, fraction, text))
         if message["ok"]:
             ending = queue.Ending(Outcome.SUCCEEDED, peak_rss_bytes=peak)
             self._queue_write(Success(running.token, message["value"], ending))
@@ -465,18 +582,24 @@ class Supervisor:
         """Record a failed attempt (retry, fail, cancel) and free the slot."""
         assert self.running is not None
         token = self.running.token
-        logger.warning("task %s attempt %s ended %s: %s\n%s", token.id, token.attempt,
-                       ending.outcome, ending.error, ending.traceback)
         peak = ending.peak_rss_bytes or self.running.peak_rss or None
         tail = ending.log_tail or self.running.tail or self._log_tail()
         final = queue.Ending(ending.outcome, ending.error, ending.traceback, peak, tail,
-                             ending.exception_class)
-        self._queue_write(lambda: self._record_failure(token, final))
+                             ending.exception_class).storable()
+        logger.warning("task %s attempt %s ended %s: %s\n%s", token.id, token.attempt,
+                       final.outcome, final.error, final.traceback)
+        self._queue_write(Failure(token, final))
         self.counts[1] += 1
         self._after_task()
 
-    def _last_progress(self, token: ClaimedTask, fraction: float | None, text: str) -> None:
-        queue.report_progress(token, fraction, text)
+    def _progress_write(self, write: Progress) -> bool:
+        try:
+            return queue.report_progress(write.token, write.fraction, write.text)
+        except DB_ERRORS:
+            raise
+        except DatabaseError:
+            logger.exception("the database refused task %s's progress", write.token.id)
+            return True
 
     def _log_tail(self) -> str:
         for handler in logging.getLogger().handlers:
@@ -485,26 +608,31 @@ class Supervisor:
                 return logs.tail(Path(handler.baseFilename), TAIL_CHARS)
         return ""
 
-    def _record_failure(self, token: ClaimedTask, ending: queue.Ending) -> None:
-        state = queue.fail(token, ending)
-        logger.info("task %s attempt %s: %s -> %s", token.id, token.attempt, ending.outcome,
-                    state)
-
     def _after_task(self) -> None:
         self.running = None
+        self.want_claim = True
         self.finished += 1
         limit = self.options.max_tasks
         if limit is not None and self.finished >= limit and not self.stop_reason:
             self.stop_reason = f"max tasks reached ({limit})"
 
     def _stop_task(self, ending: queue.Ending | None) -> None:
-        """Kill the running task and its children now; record ``ending`` unless lost."""
+        """Kill the running task and its children now; record ``ending``.
+
+        None: the attempt was lost (taken over, or its lease ended by the database's clock).
+        Its ending is still offered, fenced: written only if nobody has taken it over.
+        """
         running = self.running
         assert running is not None
         running.stopped = ending or queue.Ending(Outcome.LEASE_EXPIRED)
+        self._disarm()
         self._stop_executor(graceful=False)
         if ending is None:
+            lost = queue.Ending(Outcome.LEASE_EXPIRED, "The lease ended before its worker could "
+                                "renew it; the worker stopped the task.")
+            self._queue_write(Failure(running.token, lost))
             self.running = None
+            self.want_claim = True
         else:
             self._end(ending)
         if not self.abort_reason:
@@ -536,7 +664,7 @@ class Supervisor:
         with contextlib.suppress(*DB_ERRORS):
             connection.close()
 
-    def _queue_write(self, write: Callable[[], None]) -> None:
+    def _queue_write(self, write: Write) -> None:
         self.outbox.append(write)
 
     def _flush_outbox(self, now: float, *, force: bool = False) -> None:
@@ -550,7 +678,7 @@ class Supervisor:
                 return
             self.outbox.pop(0)
 
-    def _db_write(self, write: Callable[[], None]) -> None:
+    def _db_write(self, write: Write) -> None:
         try:
             write()
         except LostAttempt as exc:
@@ -558,8 +686,43 @@ class Supervisor:
         except DB_ERRORS as exc:
             self._lost_database(exc)
             raise _Retry from exc
+        except DatabaseError as exc:
+            logger.exception("the database refused a write for task %s", write.token.id)
+            replacement = instead(write, exc)
+            if replacement is not None:
+                self.outbox.insert(1, replacement)  # after this one, which is popped
         else:
             self.db_backoff = 0.0
+
+    # -- the sentinel ---------------------------------------------------------------------
+
+    def _arm(self, lease: Lease) -> None:
+        if self.sentinel is None or self.executor is None:
+            return
+        try:
+            self.sentinel.arm(self.executor.pid, lease.kill_at)
+        except OSError:
+            logger.warning("the sentinel is gone; starting a new one")
+            self._restart_sentinel()
+            self.sentinel.arm(self.executor.pid, lease.kill_at)
+
+    def _disarm(self) -> None:
+        if self.sentinel is not None:
+            with contextlib.suppress(OSError):
+                self.sentinel.disarm()
+
+    def _check_sentinel(self) -> None:
+        if self.sentinel is not None and not self.sentinel.alive():
+            logger.warning("the sentinel exited; starting a new one")
+            self._restart_sentinel()
+            if self.running is not None:
+                self._arm(self.running.lease)
+
+    def _restart_sentinel(self) -> None:
+        if self.sentinel is not None:
+            with contextlib.suppress(OSError):
+                self.sentinel.close()
+        self.sentinel = Sentinel.start()
 
 
 class _Retry(Exception):

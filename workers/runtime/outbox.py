@@ -1,0 +1,74 @@
+"""Writes the supervisor owes the database: kept in order until they land.
+
+A write that fails because the database is unreachable waits and is retried, so a computed
+result is never dropped. A write the database refuses for its content (an unexpected
+DataError, IntegrityError...) is replaced by a smaller one that still ends the attempt with
+a recorded error: no task's data can make its worker crash or loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import DatabaseError
+
+from .. import queue
+from ..claim import ClaimedTask
+from ..states import Outcome
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Success:
+    """A result waiting to be written; merged with the next claim when there is one."""
+
+    token: ClaimedTask
+    value: Any
+    ending: queue.Ending
+
+    def __call__(self) -> None:
+        queue.succeed(self.token, self.value, self.ending)
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """An attempt that ended without success: retry, fail, cancel or quarantine its task."""
+
+    token: ClaimedTask
+    ending: queue.Ending
+    minimal: bool = False
+
+    def __call__(self) -> None:
+        state = queue.fail(self.token, self.ending)
+        logger.info("task %s attempt %s: %s -> %s", self.token.id, self.token.attempt,
+                    self.ending.outcome, state)
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    token: ClaimedTask
+    fraction: float | None
+    text: str
+
+    def __call__(self) -> None:
+        queue.report_progress(self.token, self.fraction, self.text)
+
+
+type Write = Success | Failure | Progress
+
+
+def instead(write: Write, exc: DatabaseError) -> Write | None:
+    """What to write when the database refused ``write`` for its content (None: drop it)."""
+    why = f"{type(exc).__name__}: {exc}"
+    if isinstance(write, Success):
+        error = f"The result could not be recorded: the database refused it ({why})"
+        return Failure(write.token, queue.Ending(Outcome.ERROR, error,
+                                                 peak_rss_bytes=write.ending.peak_rss_bytes))
+    if isinstance(write, Failure) and not write.minimal:
+        error = (f"{write.ending.outcome}: the full error could not be recorded: the database "
+                 f"refused it ({why})")
+        return Failure(write.token, queue.Ending(write.ending.outcome, error), minimal=True)
+    return None
