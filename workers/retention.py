@@ -2,8 +2,9 @@
 
 Every deadline is the database's ``now()`` minus a setting, so no node's clock decides
 what is old. Each batch is one short transaction that picks its rows through an index
-(``task_finished_idx``, ``worker_ended_idx``, ``heartbeat_at_idx``) and deletes them by
-primary key; what points at a deleted row is deleted or cleared through its own index.
+(``task_finished_idx``, ``worker_ended_idx``, ``heartbeat_at_idx``; see ``literals`` for
+how SQLite is brought to use the partial ones) and deletes them by primary key; what
+points at a deleted row is deleted or cleared through its own index.
 
 What is kept although old:
 - a finished task that an unfinished task still depends on (deleting it would drop the
@@ -18,16 +19,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 from functools import partial
 from itertools import batched
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, Expression, Model, OuterRef, QuerySet
+from django.db.models import Exists, Model, OuterRef, QuerySet
 from django.db.models.fields.reverse_related import ForeignObjectRel
-from django.db.models.functions import Now
 
 from . import conf
+from .dbclock import ago
+from .literals import Literal, literals
 from .models import Heartbeat, Task, TaskAttempt, TaskDependency, TaskQuerySet, Worker
 from .states import FINISHED_TASK_STATES, TaskState, WorkerState
 
@@ -56,11 +57,6 @@ class PruneReport:
             f"pruned {self.tasks} tasks ({self.attempts} attempts, {self.dependencies} "
             f"dependencies), {self.workers} workers, {self.samples} samples"
         )
-
-
-def ago(seconds: float) -> Expression:
-    """The database's ``now()`` minus ``seconds``, evaluated by the database."""
-    return Now() - timedelta(seconds=seconds)
 
 
 def prune(*, batch_size: int = BATCH_SIZE, max_batches: int = MAX_BATCHES) -> PruneReport:
@@ -94,7 +90,7 @@ def _repeat(batch: Callable[[], bool], max_batches: int) -> bool:
 def expired_tasks(retention: float) -> TaskQuerySet:
     """Finished tasks older than ``retention`` seconds that nothing still needs, oldest first."""
     rows = Task.objects.filter(
-        state__in=FINISHED_TASK_STATES, finished_at__lt=ago(retention)
+        state__common_in=literals(FINISHED_TASK_STATES), finished_at__lt=ago(retention)
     ).exclude(Exists(_waiting_dependents()))
     for model, field in _owners():
         rows = rows.exclude(Exists(model._default_manager.filter(**{field: OuterRef("pk")})))
@@ -137,9 +133,12 @@ def _task_batch(report: PruneReport, retention: float, size: int) -> bool:
 
 def expired_workers(cleanup_age: float) -> QuerySet[Worker]:
     """Ended workers stopped over ``cleanup_age`` seconds ago, no task still running there."""
-    holding = Task.objects.running().filter(worker=OuterRef("pk"))
+    holding = Task.objects.filter(state=Literal(TaskState.RUNNING), worker=OuterRef("pk"))
     return (
-        Worker.objects.filter(state__in=ENDED_WORKER_STATES, stopped_at__lt=ago(cleanup_age))
+        Worker.objects.filter(
+            state__common_in=literals(ENDED_WORKER_STATES),
+            stopped_at__lt=ago(cleanup_age),
+        )
         .exclude(Exists(holding))
         .order_by("stopped_at")
     )
@@ -169,7 +168,9 @@ def _release_worker_tasks(ids: list[int]) -> None:
     Every task that names a worker was claimed by it and has an attempt row by it, unless
     it is running there, and such workers are not pruned.
     """
-    attempted = TaskAttempt.objects.filter(worker_id__in=ids).values_list("task_id", flat=True)
+    attempted = TaskAttempt.objects.filter(worker_id__in=ids).order_by().values_list(
+        "task_id", flat=True
+    )
     for chunk in batched(attempted.iterator(), BATCH_SIZE):
         Task.objects.filter(pk__in=chunk, worker_id__in=ids).update(worker=None)
 
