@@ -35,10 +35,9 @@ def now() -> datetime:
 
 
 def parse(value: Any) -> datetime:
-    """A timestamp read by raw SQL: aware on PostgreSQL, UTC text on SQLite."""
-    if isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+    """A timestamp read by raw SQL: aware on PostgreSQL; naive UTC (or its text) on SQLite."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def sql_now(vendor: str) -> str:

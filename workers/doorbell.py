@@ -1,7 +1,9 @@
 """Wake idle workers at once: a datagram per local worker, LISTEN/NOTIFY across machines.
 
 Messages are ``q:<queue>`` (work arrived) and ``w:<worker id>`` (look at your control flags).
-Polling at WORKER_POLL_INTERVAL stays the fallback when a wake-up is lost.
+On PostgreSQL each queue and each worker has its own channel, so an enqueue wakes only the
+workers of that queue. Polling at WORKER_POLL_INTERVAL stays the fallback when a wake-up is
+lost.
 """
 
 from __future__ import annotations
@@ -18,7 +20,24 @@ from django.db import connection
 from . import conf
 
 logger = logging.getLogger(__name__)
-CHANNEL = "crucible"
+CHANNEL = "crucible"  # prefix of every channel
+
+
+def channel(message: str) -> str:
+    """The LISTEN/NOTIFY channel of a message: one per queue, one per worker.
+
+    Queue names may be any text, channels are identifiers of at most 63 bytes: a digest.
+    """
+    kind, _, name = message.partition(":")
+    if kind == "w":
+        return f"{CHANNEL}_w_{int(name)}"
+    digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:20]
+    return f"{CHANNEL}_q_{digest}"
+
+
+def channels(queues: list[str], worker_id: int) -> list[str]:
+    """What one worker listens to."""
+    return [channel(f"q:{name}") for name in queues] + [channel(f"w:{worker_id}")]
 
 
 def bell_dir() -> Path:
@@ -59,9 +78,9 @@ def ring(path: str, message: str) -> None:
 
 
 def notify(message: str) -> None:
-    """NOTIFY on PostgreSQL; delivered when the surrounding transaction commits."""
+    """NOTIFY on PostgreSQL, on the message's own channel; delivered at commit."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, message])
+        cursor.execute("SELECT pg_notify(%s, %s)", [channel(message), message])
 
 
 class Doorbell:

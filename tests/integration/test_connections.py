@@ -43,7 +43,7 @@ def through_proxy(proxy: TcpProxy, monkeypatch: pytest.MonkeyPatch) -> TcpProxy:
 
 @pytest.fixture
 def listener() -> Iterator[wake.Listener]:
-    made = wake.Listener()
+    made = wake.Listener(doorbell.channels(["default"], 1))
     yield made
     made.close()
 
@@ -148,10 +148,25 @@ def test_a_probe_gives_up_on_a_server_that_does_not_answer(listener):
 def test_a_wake_up_that_arrives_during_a_probe_is_read_afterwards(listener):
     assert listener.connect()
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_notify(%s, %s)", [doorbell.CHANNEL, "wake"])
+        cursor.execute("SELECT pg_notify(%s, %s)", [doorbell.channel("q:default"), "q:default"])
     wait_for(lambda: _readable(listener))
     assert listener.probe()
-    assert listener.read() == ["wake"]
+    assert listener.read() == ["q:default"]
+
+
+def test_an_enqueue_wakes_only_the_listeners_of_its_queue():
+    here = wake.Listener(doorbell.channels(["default"], 1))
+    elsewhere = wake.Listener(doorbell.channels(["other"], 2))
+    try:
+        assert here.connect() and elsewhere.connect()
+        doorbell.notify("q:default")
+        doorbell.notify("w:2")
+        wait_for(lambda: _readable(here) and _readable(elsewhere))
+        assert here.read() == ["q:default"]
+        assert elsewhere.read() == ["w:2"]
+    finally:
+        here.close()
+        elsewhere.close()
 
 
 def _readable(listener: wake.Listener) -> bool:

@@ -31,12 +31,15 @@ def worker(pk: int) -> Worker:
 
 
 def test_sigterm_drains_the_current_task_then_ends_dead(workers):
-    job = enqueue("sleep_then_record", "drained", 1.0)
+    job = enqueue("sleep_then_record", "drained", 2.0)
     later = enqueue("record", "never", priority=-1)
     proc = workers.start()
     wait_for(lambda: Execution.objects.filter(key="drained:start").exists())
     proc.send_signal(signal.SIGTERM)
 
+    # The panel shows the drain while the last task finishes, not RUNNING.
+    wait_for(lambda: Worker.objects.get().state == WorkerState.DRAINING, timeout=5)
+    assert not Execution.objects.filter(key="drained").exists(), "still running its task"
     assert proc.wait(timeout=10) == 0
     assert task(job.pk).state == TaskState.SUCCEEDED
     assert task(later.pk).state == TaskState.QUEUED, "nothing more was claimed"
@@ -50,7 +53,7 @@ def test_a_second_sigterm_aborts_the_task_and_requeues_it(workers):
     proc = workers.start()
     wait_for(lambda: Execution.objects.filter(key="twice:start").exists())
     proc.send_signal(signal.SIGTERM)
-    time.sleep(0.2)
+    wait_for(lambda: Worker.objects.get().state == WorkerState.DRAINING)
     proc.send_signal(signal.SIGTERM)
 
     assert proc.wait(timeout=5) == 0

@@ -174,7 +174,7 @@ class Supervisor:
             self.sentinel.close()
 
     def _listen(self) -> None:
-        self.listener = listener_for_database()
+        self.listener = listener_for_database(self.options.queues, self.worker_id)
         if self.listener is not None and self.listener.conn is not None:
             self.selector.register(self.listener, selectors.EVENT_READ, self._on_listener)
 
@@ -339,6 +339,7 @@ class Supervisor:
         if now >= self.timers.heartbeat:
             self.timers.heartbeat = now + settings.heartbeat_interval
             self._heartbeat()
+            self._probe_listener()
             if now >= self.db_retry_at:
                 self._relisten()
         if self.running is not None and now >= self.timers.control:
@@ -441,9 +442,23 @@ class Supervisor:
         assert self.listener is not None
         messages = self.listener.read()
         if self.listener.conn is None:
-            self.selector.unregister(self.listener)
-            self.db_retry_at = max(self.db_retry_at, time.monotonic() + 0.5)
+            self._lost_listener()
         self._on_messages(messages)
+
+    def _probe_listener(self) -> None:
+        """A LISTEN connection can die silently: ask it something now and then."""
+        listener = self.listener
+        if listener is not None and listener.conn is not None and not listener.probe():
+            self._lost_listener()
+        if listener is not None and listener.pending:
+            self._on_messages(listener.read())
+
+    def _lost_listener(self) -> None:
+        assert self.listener is not None
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(self.listener)
+        self.db_retry_at = max(self.db_retry_at, time.monotonic() + 0.5)
+        self.want_claim = True  # a wake-up may have been missed
 
     def _on_messages(self, messages: list[str]) -> None:
         if f"w:{self.worker_id}" in messages:

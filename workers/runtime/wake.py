@@ -27,7 +27,8 @@ class Listener:
     timeouts and keepalives carry over) and can be probed, so a dead one is noticed.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, channels: list[str]) -> None:
+        self.channels = channels
         self.conn: psycopg.Connection[Any] | None = None
         self.fd = -1  # kept after a loss, so the selector can still unregister it
         self.timeout = DEFAULT_PROBE_TIMEOUT
@@ -40,7 +41,8 @@ class Listener:
         self.timeout = float(params.get("connect_timeout") or DEFAULT_PROBE_TIMEOUT)
         try:
             self.conn = psycopg.connect(**params, autocommit=True)
-            self.conn.execute(f"LISTEN {doorbell.CHANNEL}")
+            for name in self.channels:
+                self.conn.execute(f"LISTEN {name}")
             self.fd = self.conn.fileno()
         except psycopg.Error as exc:
             logger.warning("cannot LISTEN for wake-ups (polling meanwhile): %s", exc)
@@ -127,9 +129,9 @@ def _wait(fd: int, deadline: float, writing: bool = False) -> None:
         raise TimeoutError("no answer from the database within the probe's timeout")
 
 
-def listener_for_database() -> Listener | None:
+def listener_for_database(queues: list[str], worker_id: int) -> Listener | None:
     if connection.vendor != "postgresql":
         return None
-    listener = Listener()
+    listener = Listener(doorbell.channels(queues, worker_id))
     listener.connect()  # on failure the supervisor polls, and tries again later
     return listener
