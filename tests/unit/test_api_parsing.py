@@ -88,7 +88,7 @@ def test_ids_beyond_the_database_do_not_exist():
 
 @pytest.mark.parametrize(("raw", "content_type", "expected"), [
     (b"", "application/json", ({}, False)),
-    (b"  ", "", ({}, False)),
+    (b"", "", ({}, False)),
     (b'{"a": 1}', "text/plain", ({"a": 1}, False)),
     (b"a=1&b=x", "application/x-www-form-urlencoded", ({"a": "1", "b": "x"}, True)),
 ])
@@ -98,18 +98,28 @@ def test_the_body_is_json_or_a_form(raw, content_type, expected):
     assert body(request) == expected
 
 
-@pytest.mark.parametrize("raw", [b"[]", b"null", b"{", b'{"a": NaN}', b'{"\\ud800": 1}'])
+@pytest.mark.parametrize("raw", [b"[]", b"null", b"{", b'{"a": NaN}', b'{"\\ud800": 1}', b"\r",
+                                 b"  "])
 def test_a_body_that_is_not_a_usable_json_object_is_refused(raw):
     request = RequestFactory().post("/", raw, content_type="application/json")
 
     assert refused(lambda: body(request)) == "body"
 
 
-def test_the_task_query_reads_filters_and_caps_the_page_size():
-    query = forms.task_query(QueryDict("state=queued,RUNNING&worker=4&page=2&page_size=999"))
+def test_the_task_query_reads_filters_a_cursor_and_caps_the_page_size():
+    query = forms.task_query(QueryDict("state=queued,RUNNING&worker=4&after=90&page_size=999"))
 
     assert query.filters == {"state__in": ["QUEUED", "RUNNING"], "worker_id": 4}
-    assert (query.page, query.page_size) == (2, forms.MAX_PAGE_SIZE)
+    assert (query.after, query.before, query.page_size) == (90, None, forms.MAX_PAGE_SIZE)
+
+
+@pytest.mark.parametrize(("raw", "field"), [
+    ("page=2", "page"),  # pages are gone: say so rather than list from the top
+    ("after=0", "after"),
+    (f"before={2**63}", "before"),
+])
+def test_the_task_query_refuses_a_bad_place(raw, field):
+    assert refused(lambda: forms.task_query(QueryDict(raw))) == field
 
 
 # --- the schema checker the contract tests rely on ---
@@ -130,6 +140,10 @@ def test_the_checker_catches_what_a_drifting_document_would_miss():
     with pytest.raises(Mismatch, match="ISO 8601"):
         checker.validate("2030-01-01T00:00:00", {"type": "string", "format": "date-time"})
     with pytest.raises(Mismatch, match="does not know"):
-        checker.validate("x", {"type": "string", "pattern": "^y$"})
+        checker.validate("x", {"type": "string", "minLength": 2})
+    with pytest.raises(Mismatch, match="does not match"):
+        checker.validate("a\x00", {"type": "string", "pattern": "^[^\\x00]*$"})
+    with pytest.raises(Mismatch, match="does not match"):
+        checker.validate({"\x00": 1}, {"type": "object", "propertyNames": {"pattern": "^a$"}})
     with pytest.raises(Mismatch, match="none of anyOf"):
         checker.validate("x", {"anyOf": [{"type": "null"}, {"type": "integer"}]})

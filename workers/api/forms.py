@@ -18,7 +18,8 @@ SUBMIT_FIELDS = (
     "memory_mb", "run_after", "retry_backoff", "depends_on",
 )
 LIST_PARAMS = (
-    "state", "queue", "priority", "worker", "func_path", "func_path_prefix", "page", "page_size",
+    "state", "queue", "priority", "worker", "func_path", "func_path_prefix", "after", "before",
+    "page_size",
 )
 MAX_ADD_COUNT = 32  # workers per request, forced or not: a typo must not fork a hundred
 PAGE_SIZE = 50
@@ -55,11 +56,16 @@ def task_spec(fields: Fields) -> TaskSpec:
 
 @dataclass(frozen=True, slots=True)
 class TaskQuery:
-    """Which tasks to list: queryset lookups, and which page of them."""
+    """Which tasks to list: queryset lookups, and where the page starts (keyset: no OFFSET).
+
+    ``after``: the tasks older than that id (the next page); ``before`` alone: the tasks just
+    newer than it (the previous page); both: the tasks between them. Neither: the newest.
+    """
 
     filters: dict[str, Any]
-    page: int
     page_size: int
+    after: int | None = None
+    before: int | None = None
 
 
 def _states(query: QueryDict) -> list[str]:
@@ -72,6 +78,8 @@ def _states(query: QueryDict) -> list[str]:
 
 
 def task_query(query: QueryDict) -> TaskQuery:
+    if "page" in query:
+        raise BadRequest("page", "pages are gone: follow next, or pass after=<the last id seen>")
     fields = Fields(query, LIST_PARAMS, textual=True)
     lookups: dict[str, Any] = {
         "state__in": _states(query) or None,
@@ -84,6 +92,7 @@ def task_query(query: QueryDict) -> TaskQuery:
     size = fields.integer("page_size", minimum=1, maximum=MAX_INT32) or PAGE_SIZE
     return TaskQuery(
         filters={key: value for key, value in lookups.items() if value is not None},
-        page=fields.integer("page", minimum=1, maximum=MAX_INT32) or 1,
         page_size=min(size, MAX_PAGE_SIZE),
+        after=fields.integer("after", minimum=1, maximum=MAX_ID),
+        before=fields.integer("before", minimum=1, maximum=MAX_ID),
     )

@@ -107,7 +107,7 @@ def body(request: HttpRequest) -> tuple[dict[str, Any], bool]:
     if request.content_type in FORM_TYPES:
         return _form(request), True
     raw = request.body
-    if not raw.strip():
+    if not raw:  # whitespace alone is not JSON: refused like any other invalid text
         return {}, False
     data = _json(raw)
     for name, value in data.items():
@@ -186,7 +186,7 @@ class Fields:
         if value is None:
             return None
         try:
-            moment = datetime.fromisoformat(value)
+            moment = datetime.fromisoformat(value.upper())  # RFC 3339 allows "t" and "z"
         except ValueError as exc:
             raise BadRequest(name, f"{value!r} is not an ISO 8601 time") from exc
         if moment.tzinfo is None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+
+from django.db.models import QuerySet
 
 from ..models import Task, TaskAttempt, TaskDependency
 from ..queue import get as get_task
@@ -13,29 +14,58 @@ from .forms import TaskQuery
 HEAVY_FIELDS = ("args", "kwargs", "result")
 
 
+Cursor = dict[str, int]
+
+
 @dataclass(frozen=True, slots=True)
 class TaskPage:
+    """One page, newest first, and the cursors of its neighbours (None: nothing there)."""
+
     tasks: list[Task]
-    count: int
-    page: int
     page_size: int
-
-    @property
-    def pages(self) -> int:
-        return max(1, math.ceil(self.count / self.page_size))
-
-    @property
-    def has_next(self) -> bool:
-        return self.page < self.pages
+    next: Cursor | None
+    previous: Cursor | None
 
 
 def task_page(query: TaskQuery) -> TaskPage:
-    """Newest first; a page past the end is empty rather than an error."""
-    rows = Task.objects.filter(**query.filters).order_by("-id").defer(*HEAVY_FIELDS)
-    count = rows.count()
-    start = (query.page - 1) * query.page_size
-    tasks = list(rows[start : start + query.page_size]) if start < count else []
-    return TaskPage(tasks=tasks, count=count, page=query.page, page_size=query.page_size)
+    """One query whatever the table's size: an index range on the primary key, never a
+    COUNT or an OFFSET. A page past the end is empty rather than an error."""
+    rows = Task.objects.filter(**query.filters).defer(*HEAVY_FIELDS)
+    if query.after is None and query.before is not None:
+        return _newer(rows, query.before, query.page_size)
+    return _older(rows, query)
+
+
+def _older(rows: QuerySet[Task], query: TaskQuery) -> TaskPage:
+    """The newest tasks below ``after`` (and above ``before``, a window's floor, kept in
+    the next page's cursor)."""
+    if query.after is not None:
+        rows = rows.filter(id__lt=query.after)
+    floor: Cursor = {}
+    if query.before is not None:
+        rows = rows.filter(id__gt=query.before)
+        floor = {"before": query.before}
+    found = list(rows.order_by("-id")[: query.page_size + 1])
+    tasks = found[: query.page_size]
+    more = len(found) > query.page_size
+    return TaskPage(
+        tasks=tasks,
+        page_size=query.page_size,
+        next={"after": tasks[-1].pk, **floor} if more else None,
+        previous={"before": tasks[0].pk} if tasks and query.after is not None else None,
+    )
+
+
+def _newer(rows: QuerySet[Task], before: int, size: int) -> TaskPage:
+    """The ``size`` tasks just newer than ``before``, still listed newest first."""
+    found = list(rows.filter(id__gt=before).order_by("id")[: size + 1])
+    tasks = found[:size][::-1]
+    return TaskPage(
+        tasks=tasks,
+        page_size=size,
+        next={"after": tasks[-1].pk} if tasks else None,
+        previous={"before": tasks[0].pk} if len(found) > size else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from ..models import Task, TaskAttempt, Worker
 from ..monitor import TickReport
 from ..status import iso
 from .errors import NotFound
-from .queries import TaskHistory, TaskPage
+from .queries import Cursor, TaskHistory, TaskPage
 
 
 def task_summary(task: Task) -> dict[str, Any]:
@@ -79,21 +79,24 @@ def task_detail(history: TaskHistory) -> dict[str, Any]:
     }
 
 
-def _page_url(request: HttpRequest, page: int) -> str:
+def _page_url(request: HttpRequest, cursor: Cursor | None) -> str | None:
+    """This list with the same filters at another cursor (None: there is nothing there)."""
+    if cursor is None:
+        return None
     query = request.GET.copy()
-    query["page"] = str(page)
+    for name in ("after", "before"):
+        query.pop(name, None)
+    for name, task_id in cursor.items():
+        query[name] = str(task_id)
     return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
 
 
 def task_page(request: HttpRequest, page: TaskPage) -> dict[str, Any]:
     return {
         "results": [task_summary(task) for task in page.tasks],
-        "count": page.count,
-        "page": page.page,
-        "pages": page.pages,
         "page_size": page.page_size,
-        "next": _page_url(request, page.page + 1) if page.has_next else None,
-        "previous": _page_url(request, min(page.page - 1, page.pages)) if page.page > 1 else None,
+        "next": _page_url(request, page.next),
+        "previous": _page_url(request, page.previous),
     }
 
 

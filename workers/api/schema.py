@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import registry, spec
 from ..models.task import MAX_PRIORITY, MIN_PRIORITY
 from ..states import Outcome, TaskState, WorkerState
-from .forms import MAX_ADD_COUNT, MAX_PAGE_SIZE, PAGE_SIZE
-from .parsing import MAX_INT32
+from .forms import FUNC_PATH_LENGTH, MAX_ADD_COUNT, MAX_PAGE_SIZE, PAGE_SIZE, QUEUE_LENGTH
+from .parsing import MAX_DEPTH, MAX_ID, MAX_INT32
 
 Schema = dict[str, Any]
 
@@ -21,6 +22,11 @@ NUMBER: Schema = {"type": "number"}
 BOOLEAN: Schema = {"type": "boolean"}
 TIME: Schema = {"type": ["string", "null"], "format": "date-time"}
 IDS: Schema = {"type": "array", "items": INTEGER}
+# Input only: what the server takes. No NUL characters (no database stores them); ids in
+# the range of a primary key.
+NO_NUL = "^[^\\x00]*$"
+TEXT: Schema = {"type": "string", "pattern": NO_NUL}
+AN_ID: Schema = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
 
 
 def _ref(name: str) -> Schema:
@@ -33,6 +39,11 @@ def _maybe(schema: Schema) -> Schema:
 
 def _or_null(kind: str) -> Schema:
     return {"type": [kind, "null"]}
+
+
+def _nullable(fields: dict[str, Schema]) -> dict[str, Schema]:
+    """Optional JSON body fields: null is taken too, and means "not given"."""
+    return {name: {**schema, "type": [schema["type"], "null"]} for name, schema in fields.items()}
 
 
 def _object(properties: dict[str, Schema], description: str = "",
@@ -162,13 +173,14 @@ TASK_DETAIL = _object({
 
 TASK_PAGE = _object({
     "results": {"type": "array", "items": _ref("TaskSummary")},
-    "count": {**INTEGER, "description": "Tasks matching the filters."},
-    "page": INTEGER,
-    "pages": INTEGER,
     "page_size": INTEGER,
-    "next": {**_or_null("string"), "description": "URL of the next page."},
-    "previous": {**_or_null("string"), "description": "URL of the previous page."},
-})
+    "next": {**_or_null("string"),
+             "description": "URL of the next (older) page, `after` the last task shown; "
+                            "null when nothing is left."},
+    "previous": {**_or_null("string"),
+                 "description": "URL of the previous (newer) page, `before` the first task "
+                                "shown; null on the first page."},
+}, "One page of tasks, newest first, found by keyset (no count, no offset).")
 
 TICK_REPORT = _object({
     "timed_out": {**IDS, "description": "Workers failed for not starting in time."},
@@ -179,26 +191,51 @@ TICK_REPORT = _object({
     "pruned_samples": INTEGER,
 })
 
-ADD_BODY = _object({
+ADD_FIELDS: dict[str, Schema] = {
     "count": {**INTEGER, "minimum": 1, "maximum": MAX_ADD_COUNT, "default": 1},
     "force": {**BOOLEAN, "default": False,
               "description": "Start beyond the memory and core limits, never WORKER_MAX_COUNT."},
-}, required=[])
+}
+DRAIN_FIELDS: dict[str, Schema] = {"worker_id": AN_ID}
 
-SUBMIT_BODY = _object({
-    "func_path": {**STRING, "description": "An allowed task: a @task of an installed app's "
-                  "tasks module, or a path in CRUCIBLE_TASK_ALLOWLIST."},
-    "args": {"type": "array", "default": []},
-    "kwargs": {"type": "object", "default": {}},
-    "priority": {**INTEGER, "minimum": MIN_PRIORITY, "maximum": MAX_PRIORITY, "default": 0},
-    "queue": {**STRING, "maxLength": 100, "description": "Default WORKER_QUEUE_NAME."},
-    "max_attempts": {**INTEGER, "minimum": 1, "maximum": MAX_INT32},
-    "timeout": {**NUMBER, "exclusiveMinimum": 0, "description": "Seconds per attempt."},
-    "memory_mb": {**INTEGER, "minimum": 1, "maximum": MAX_INT32},
-    "run_after": {**STRING, "format": "date-time", "description": "With a time zone."},
-    "retry_backoff": {**NUMBER, "minimum": 0, "description": "Base delay in seconds."},
-    "depends_on": {**IDS, "description": "Tasks that must succeed first."},
-}, required=["func_path"])
+JSON_VALUE: Schema = {
+    "description": f"Any JSON value without NUL characters, nested at most {MAX_DEPTH} deep.",
+    "anyOf": [
+        TEXT,
+        {"type": ["number", "boolean", "null"]},
+        {"type": "array", "items": _ref("JsonValue")},
+        {"type": "object", "propertyNames": {"pattern": NO_NUL},
+         "additionalProperties": _ref("JsonValue")},
+    ],
+}
+
+
+def _submit_body(allowed: list[str]) -> Schema:
+    """The call to make; ``allowed`` is the allow-list, the only paths the server takes."""
+    return _object({
+        "func_path": {**STRING, "enum": allowed,
+                      "description": "An allowed task: a @task of an installed app's tasks "
+                                     "module, or a path in CRUCIBLE_TASK_ALLOWLIST."},
+        **_nullable({
+            "args": {"type": "array", "items": _ref("JsonValue"), "default": []},
+            "kwargs": {"type": "object", "propertyNames": {"pattern": NO_NUL},
+                       "additionalProperties": _ref("JsonValue"), "default": {}},
+            "priority": {**INTEGER, "minimum": MIN_PRIORITY, "maximum": MAX_PRIORITY,
+                         "default": 0},
+            "queue": {**TEXT, "maxLength": QUEUE_LENGTH,
+                      "description": "Default WORKER_QUEUE_NAME."},
+            "max_attempts": {**INTEGER, "minimum": 1, "maximum": spec.MAX_ATTEMPTS},
+            "timeout": {**NUMBER, "exclusiveMinimum": 0, "maximum": spec.MAX_TIMEOUT,
+                        "description": "Seconds per attempt."},
+            "memory_mb": {**INTEGER, "minimum": 1, "maximum": spec.MAX_MEMORY_MB},
+            "run_after": {**STRING, "format": "date-time",
+                          "description": "With a time zone; years 1 to 9999 once in UTC."},
+            "retry_backoff": {**NUMBER, "minimum": 0, "description": "Base delay in seconds."},
+            "depends_on": {"type": "array", "items": AN_ID,
+                           "description": "Tasks that must succeed first."},
+        }),
+    }, required=["func_path"])
+
 
 ERRORS = {
     "Error": _error({"description": "More about the error, or null."}, "Any error."),
@@ -280,11 +317,17 @@ def _query(name: str, schema: Schema, description: str, **extra: Any) -> Schema:
             "schema": schema, **extra}
 
 
-def _body(schema: Schema, description: str, *, form: bool = False) -> Schema:
-    content = {"application/json": {"schema": schema}}
-    if form:
-        content["application/x-www-form-urlencoded"] = {"schema": schema}
-    return {"required": False, "description": description, "content": content}
+def _body(schema: Schema, description: str) -> Schema:
+    return {"required": False, "description": description,
+            "content": {"application/json": {"schema": schema}}}
+
+
+def _json_or_form(fields: dict[str, Schema], description: str) -> Schema:
+    """Optional fields as JSON (null meaning "not given") or as form fields, as HTMX sends."""
+    return {"required": False, "description": description, "content": {
+        "application/json": {"schema": _object(_nullable(fields), required=[])},
+        "application/x-www-form-urlencoded": {"schema": _object(fields, required=[])},
+    }}
 
 
 NO_BODY = _body(_object({}), "None needed; an empty JSON object is accepted.")
@@ -292,15 +335,18 @@ NO_BODY = _body(_object({}), "None needed; an empty JSON object is accepted.")
 TASK_FILTERS = [
     _query("state", {"type": "array", "items": {"type": "string", "enum": TaskState.values}},
            "Repeat or comma-separate; any case.", explode=True),
-    _query("queue", STRING, "Exact queue name."),
+    _query("queue", {**TEXT, "maxLength": QUEUE_LENGTH}, "Exact queue name."),
     _query("priority", {**INTEGER, "minimum": MIN_PRIORITY, "maximum": MAX_PRIORITY},
            "Exact priority."),
-    _query("worker", {**INTEGER, "minimum": 1}, "Id of the worker that ran it last."),
-    _query("func_path", STRING, "Exact dotted path."),
-    _query("func_path_prefix", STRING, "Dotted paths starting with this."),
-    _query("page", {**INTEGER, "minimum": 1, "default": 1},
-           "1-based; a page past the end is empty."),
-    _query("page_size", {**INTEGER, "minimum": 1, "default": PAGE_SIZE},
+    _query("worker", AN_ID, "Id of the worker that ran it last."),
+    _query("func_path", {**TEXT, "maxLength": FUNC_PATH_LENGTH}, "Exact dotted path."),
+    _query("func_path_prefix", {**TEXT, "maxLength": FUNC_PATH_LENGTH},
+           "Dotted paths starting with this."),
+    _query("after", AN_ID, "The tasks older than this id: the next page (as `next` links)."),
+    _query("before", AN_ID,
+           "Alone: the tasks just newer than this id, the previous page (as `previous` "
+           "links). With `after`: the floor of a window, the tasks between the two."),
+    _query("page_size", {**INTEGER, "minimum": 1, "maximum": MAX_INT32, "default": PAGE_SIZE},
            f"Larger values are capped at {MAX_PAGE_SIZE}."),
 ]
 
@@ -318,14 +364,13 @@ PATHS: dict[str, Schema] = {
         conflict=_json(_ref("AdmissionRefused"), "Beyond capacity and not forced."),
         parameters=[_query("force", BOOLEAN,
                            "As force in the body (how the panel sends it).")],
-        requestBody=_body(ADD_BODY, "Optional.", form=True),
+        requestBody=_json_or_form(ADD_FIELDS, "Optional."),
     )},
     "/api/workers/drain/": {"post": _operation(
         "Let a worker finish its task and stop", "workers.manage_workers",
         ("200", WORKER, "The draining worker."), ("400", "401", "403", "404", "409"),
-        requestBody=_body(
-            _object({"worker_id": {**INTEGER, "minimum": 1}}, required=[]),
-            "Optional; without worker_id an idle running worker is preferred.", form=True),
+        requestBody=_json_or_form(
+            DRAIN_FIELDS, "Optional; without worker_id an idle running worker is preferred."),
     )},
     "/api/workers/{worker_id}/abort/": {"post": _operation(
         "Stop a worker now; its task is requeued", "workers.manage_workers",
@@ -346,7 +391,7 @@ PATHS: dict[str, Schema] = {
         "post": _operation(
             "Enqueue an allowed task", "workers.submit_task",
             ("201", TASK, "The new task."), ("400", "401", "403"),
-            requestBody={**_body(SUBMIT_BODY, "The call to make."), "required": True},
+            requestBody={**_body(_ref("Submit"), "The call to make."), "required": True},
         ),
     },
     "/api/tasks/{task_id}/": {"get": _operation(
@@ -374,6 +419,7 @@ PATHS: dict[str, Schema] = {
 
 
 def document() -> Schema:
+    """The document as of now: the submit body names the tasks the allow-list takes."""
     return {
         "openapi": "3.1.0",
         "info": {
@@ -410,6 +456,8 @@ def document() -> Schema:
                 "TaskDetail": TASK_DETAIL,
                 "Attempt": ATTEMPT,
                 "TaskPage": TASK_PAGE,
+                "Submit": _submit_body(sorted(registry.allowed())),
+                "JsonValue": JSON_VALUE,
                 "TickReport": TICK_REPORT,
                 **ERRORS,
             },

@@ -13,7 +13,7 @@ from typing import Any
 KNOWN = frozenset({
     "type", "properties", "required", "additionalProperties", "items", "enum", "$ref",
     "anyOf", "format", "minimum", "maximum", "exclusiveMinimum", "maxLength", "default",
-    "description",
+    "description", "pattern", "propertyNames",
 })
 TYPES = {
     "object": lambda v: isinstance(v, dict),
@@ -98,6 +98,8 @@ class Checker:
             raise Mismatch(f"{where}: missing required {missing}")
         extra = schema.get("additionalProperties", True)
         for name, item in value.items():
+            if "propertyNames" in schema:
+                self.validate(name, schema["propertyNames"], f"{where} key {name!r}")
             if name in properties:
                 self.validate(item, properties[name], f"{where}.{name}")
             elif extra is False:
@@ -110,6 +112,8 @@ class Checker:
             raise Mismatch(f"{where}: {value!r} is not an ISO 8601 time with a zone")
         if len(value) > schema.get("maxLength", len(value)):
             raise Mismatch(f"{where}: longer than {schema['maxLength']}")
+        if "pattern" in schema and not re.search(schema["pattern"], value):
+            raise Mismatch(f"{where}: {value!r} does not match {schema['pattern']}")
 
     def _number(self, value: float, schema: dict[str, Any], where: str) -> None:
         if value < schema.get("minimum", value) or value > schema.get("maximum", value):

@@ -48,7 +48,7 @@ def test_a_run_after_beyond_the_datetime_range_is_400(admin_api, allowlist, mome
 
 
 @pytest.mark.parametrize("moment", ["0001-01-01T00:00:00-01:00", "9999-12-31T23:59:59+14:00",
-                                    "2030-06-01T12:00:00.123456789Z"])
+                                    "2030-06-01T12:00:00.123456789Z", "2030-06-01t12:00:00z"])
 def test_a_run_after_at_the_edges_of_the_range_is_stored(admin_api, allowlist, moment):
     response = admin_api.post("/api/tasks/", {"func_path": f"{TASKS}.noop", "run_after": moment})
 
