@@ -1,0 +1,98 @@
+"""Schemathesis against the OpenAPI document the server serves at /api/schema/: generated
+requests, valid and invalid, never get a 5xx, and every answer matches the document.
+
+Every operation is exercised, POST /api/workers/add/ included, but no process is started:
+WORKER_MAX_COUNT is 0, so admission refuses every add (force never passes the cap), and the
+launcher's process start is replaced by one that fails the test should it ever be reached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from django.contrib.auth.models import User
+from django.core import signals
+from django.core.handlers.wsgi import WSGIHandler
+from django.db import close_old_connections
+from django.test import override_settings
+from hypothesis import HealthCheck, settings
+
+from workers import launcher, tokens
+from workers.models import Worker
+
+from ..helpers import TASKS
+from .conftest import NO_STATIC_ROOT, task_row
+
+pytestmark = [pytest.mark.django_db, NO_STATIC_ROOT]
+
+EXAMPLES = 50  # per operation: a bounded run, about 15 s for the whole document
+ALLOWED = [f"{TASKS}.noop", f"{TASKS}.add", f"{TASKS}.record"]
+
+
+def never_start(*args: object) -> int:
+    raise AssertionError("a generated request tried to start a worker process")
+
+
+def _load() -> Any:
+    """The document as the server serves it, with this module's allow-list (the submit body
+    names the allowed tasks). Loaded once, at collection: no database is needed for it."""
+    with override_settings(CRUCIBLE_TASK_ALLOWLIST=ALLOWED):
+        return schemathesis.openapi.from_wsgi("/api/schema/", WSGIHandler())
+
+
+schema = _load()
+
+
+@pytest.fixture(autouse=True)
+def server(settings: Any, crucible: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The application as served, but keeping the test's connection (and its transaction)
+    open between requests, as Django's test client does; no worker can start."""
+    settings.CRUCIBLE = dataclasses.replace(settings.CRUCIBLE, max_count=0)
+    settings.CRUCIBLE_TASK_ALLOWLIST = ALLOWED
+    monkeypatch.setattr(launcher, "_start_process", never_start)
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        yield
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def bearer(db: None) -> dict[str, str]:
+    """A superuser's token: every permission, so refusals come from the input alone."""
+    admin = User.objects.create_superuser("fuzzer", password="pw")
+    return {"Authorization": f"Bearer {tokens.create(admin).key}"}
+
+
+@pytest.fixture
+def predecessor(db: None) -> int:
+    return task_row().pk
+
+
+def existing_predecessors(case: Any, task_id: int) -> None:
+    """Which task ids exist is data, not schema: a valid submit depends on one that does (an
+    unknown one is a 400 naming depends_on, as docs/api.md says)."""
+    body = case.body
+    valid = case.meta is not None and case.meta.generation.mode.is_positive
+    if valid and isinstance(body, dict) and isinstance(body.get("depends_on"), list):
+        body["depends_on"] = [task_id for _ in body["depends_on"]]
+
+
+@schema.parametrize()  # type: ignore[untyped-decorator]  # schemathesis types it Callable
+# An operation's examples share its fixtures (token, rows, settings) on purpose. No example
+# database: every run draws afresh, and a failure prints how to reproduce it.
+@settings(max_examples=EXAMPLES, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+def test_the_server_keeps_the_documents_promises(case: Any, bearer: dict[str, str],
+                                                 predecessor: int) -> None:
+    existing_predecessors(case, predecessor)
+
+    case.call_and_validate(headers=bearer)
+
+    assert not Worker.objects.exists(), "no worker was ever started or reserved"
