@@ -12,3 +12,23 @@ class Execution(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} by {self.pid}"
+
+
+class Span(models.Model):
+    """One execution of a chaos task's body: when it began, last showed life, and ended.
+
+    Times are the executing process's ``time.time()``: every test process shares one host
+    clock, except a worker run under libfaketime on purpose.
+    """
+
+    key = models.CharField(max_length=100, db_index=True)
+    task_id = models.BigIntegerField(db_index=True)
+    attempt = models.IntegerField()
+    worker_id = models.BigIntegerField()
+    pid = models.IntegerField()
+    started = models.FloatField()
+    seen = models.FloatField(help_text="Last sign of life; the end once ended.")
+    ended = models.FloatField(null=True, help_text="Set when the body returned; never if killed.")
+
+    def __str__(self) -> str:
+        return f"{self.key} attempt {self.attempt} by {self.pid}"
