@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
-from django.contrib.admin import ActionLocation
+from django.contrib.admin import ActionLocation, helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
@@ -434,6 +434,17 @@ class TaskAdmin(ReadOnlyMixin, TaskAdminBase):
         self, request: HttpRequest, queryset: QuerySet[Task], search_term: str
     ) -> tuple[QuerySet[Task], bool]:
         return listing.search(queryset, search_term), False
+
+    def action_checkbox(self, obj: Task) -> SafeString:
+        """Django's checkbox, without rendering a widget template per row (a quarter of
+        the list's time)."""
+        return format_html(
+            '<input type="checkbox" name="{}" value="{}" class="action-select" '
+            'aria-label="Select this object for an action - {}">',
+            helpers.ACTION_CHECKBOX_NAME,
+            obj.pk,
+            obj,
+        )
 
     @admin.display(description="State", ordering="state")
     def state_badge(self, obj: Task) -> SafeString:
