@@ -22,22 +22,22 @@ def is_api(request: HttpRequest) -> bool:
     return request.path.startswith(API_PATHS)
 
 
-def _with_slash(path: str) -> str | None:
-    """``path/`` when a real API route (not this fallback) serves it."""
-    if path.endswith("/"):
+def _with_slash(request: HttpRequest) -> str | None:
+    """The path with a slash added when a real API route (not this fallback) serves it."""
+    if request.path_info.endswith("/"):
         return None
     try:
-        match = resolve(f"{path}/")
+        match = resolve(f"{request.path_info}/")
     except Resolver404:
         return None
-    return None if match.func is unknown_path else f"{path}/"
+    return None if match.func is unknown_path else f"{request.path}/"
 
 
 @csrf_exempt  # answers every method the same, reads no body and changes nothing
 def unknown_path(request: HttpRequest) -> JsonResponse:
     """Any path under /api/ that no route matches, e.g. ``/api/tasks/abc/``."""
     message = f"no API endpoint at {request.path!r}"
-    better = _with_slash(request.path)
+    better = _with_slash(request)
     if better:
         message += f": did you mean {better!r}?"
     return errors.response(NotFound(message))
