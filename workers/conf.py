@@ -26,7 +26,7 @@ class WorkerSettings:
     lease_ttl: float = 120.0
     lease_renew_interval: float | None = None  # None: a third of lease_ttl
     poll_interval: float = 2.0
-    tick_interval: float = 1.0
+    tick_interval: float = 2.0
     node_address: str = field(default_factory=socket.gethostname)
     node_labels: dict[str, str] = field(default_factory=dict)
     memory_per_task_mb: int = 8192

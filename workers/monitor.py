@@ -57,8 +57,8 @@ def acquire(name: str, holder: str, interval: float) -> bool:
     return True
 
 
-def node_turn(interval: float) -> bool:
-    """Whether this process runs this interval's tick for its node: a file lock, no SQL.
+def node_turn(job: str, interval: float) -> bool:
+    """Whether this process runs ``job`` for its node now: a file lock, no SQL.
 
     The stamp is the system-wide monotonic clock, so processes of one machine agree.
     """
@@ -66,7 +66,7 @@ def node_turn(interval: float) -> bool:
     digest = hashlib.sha1(node.encode(), usedforsecurity=False).hexdigest()[:12]
     directory = doorbell.bell_dir()
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(directory / f"tick-{digest}.stamp", os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(directory / f"{job}-{digest}.stamp", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -93,18 +93,26 @@ def _stamp(fd: int, interval: float) -> bool:
 
 
 def maybe_tick() -> TickReport | None:
-    """Run the tick if it is this process's turn on its node."""
+    """Run what is due of the tick, if it is this process's turn on its node.
+
+    Every interval: this node's workers (startup timeouts, vanished processes, overdue
+    aborts). Every tenth of a lease, at least once an interval: tasks whose lease ended or
+    whose worker ended without them. Once a minute, across nodes: pruning. An idle pool
+    costs the database about one statement per node and interval.
+    """
     settings = conf.get()
-    if not node_turn(settings.tick_interval * 0.9):
+    if not node_turn("tick", settings.tick_interval * 0.9):
         return None
-    return tick()
+    leases_every = max(settings.tick_interval, settings.lease_ttl / 10) * 0.9
+    return tick(leases=node_turn("leases", leases_every), prune=node_turn("prune", PRUNE_EVERY))
 
 
-def tick() -> TickReport:
+def tick(*, leases: bool = True, prune: bool = True) -> TickReport:
     report = TickReport()
     live_here = _local_workers(report)
-    _reclaim(report, live_here)
-    if acquire("prune", "tick", PRUNE_EVERY):
+    if leases or report.gone or report.killed or report.timed_out:
+        _reclaim(report, live_here)
+    if prune and acquire("prune", "tick", PRUNE_EVERY):
         _prune(report)
     return report
 

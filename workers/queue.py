@@ -12,14 +12,14 @@ import logging
 import random
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Case, DateTimeField, F, Field, Q, Value, When
 from django.db.models.functions import Coalesce, Greatest
 
-from . import conf, dependencies, doorbell, storable
+from . import clock, conf, dependencies, doorbell, storable
 from .claim import ClaimedTask, claim, record_success, succeed_and_claim_pg
 from .clock import Now, later
 from .exceptions import LostAttempt, TaskNotFound
@@ -141,17 +141,17 @@ def _peak(value: int | None) -> Any:
     return Greatest(Coalesce(F("peak_rss_bytes"), Value(0)), Value(value))
 
 
-def _record_attempt(task_id: int, number: int, worker_id: int | None, started_at: datetime | None,
-                    ending: Ending) -> None:
+def _record_attempt(task: Task, started_at: datetime | None, ending: Ending,
+                    finished_at: datetime) -> None:
     """Write one attempt's row; ``ending`` must already be storable."""
-    worker_label = f"worker {worker_id}" if worker_id else ""
+    worker_id = task.worker_id
     TaskAttempt.objects.create(
-        task_id=task_id,
-        number=number,
+        task_id=task.pk,
+        number=task.attempt,
         worker_id=worker_id,
-        worker_label=worker_label,
+        worker_label=f"worker {worker_id}" if worker_id else "",
         started_at=started_at,
-        finished_at=Now(),
+        finished_at=finished_at,
         outcome=ending.outcome,
         error=ending.error,
         traceback=ending.traceback,
@@ -266,7 +266,7 @@ def _end(task: Task, ending: Ending, started_at: datetime | None) -> str:
     """Record a failed attempt of a locked, running task and move it on."""
     ending = ending.storable()
     verdict = decide(task, ending)
-    now = Now()
+    now = clock.now()  # one moment of the database's clock for the whole ending
     fields: dict[str, Any] = {
         "lease_expires_at": None,
         "error": ending.error,
@@ -275,7 +275,7 @@ def _end(task: Task, ending: Ending, started_at: datetime | None) -> str:
     if ending.outcome in CRASH_OUTCOMES:
         fields["crash_count"] = F("crash_count") + 1
     if verdict.state == TaskState.QUEUED:
-        fields["run_after"] = later(verdict.delay) if verdict.delay else None
+        fields["run_after"] = now + timedelta(seconds=verdict.delay) if verdict.delay else None
     else:
         fields["finished_at"] = now
     if verdict.quarantined:
@@ -289,7 +289,7 @@ def _end(task: Task, ending: Ending, started_at: datetime | None) -> str:
                                  state=TaskState.RUNNING)
     if not move(fenced, verdict.state, **fields):
         raise LostAttempt(f"task {task.pk} attempt {task.attempt} is no longer running")
-    _record_attempt(task.pk, task.attempt, task.worker_id, started_at, ending)
+    _record_attempt(task, started_at, ending, now)
     if verdict.state != TaskState.QUEUED and task.has_dependents:
         dependencies.halt(task.pk)
     if verdict.state == TaskState.QUEUED and not verdict.delay:

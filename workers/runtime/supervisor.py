@@ -47,6 +47,7 @@ DB_ERRORS = (OperationalError, InterfaceError)
 PROGRESS_EVERY = 0.5
 SAMPLE_EVERY = 1.0
 MAX_DB_BACKOFF = 30.0
+PROBE_EVERY_BEATS = 2  # the LISTEN connection: the main one proves itself every beat
 TAIL_CHARS = queue.TAIL_CHARS
 
 
@@ -142,6 +143,7 @@ class Supervisor:
         self.want_claim = True  # woken, polled, or just finished a task
         self.claim_uncertain = False  # a claim's reply was lost: release what it may hold
         self.marked_draining = False
+        self.beats = 0
 
     # -- setup and teardown ---------------------------------------------------------------
 
@@ -339,7 +341,9 @@ class Supervisor:
         if now >= self.timers.heartbeat:
             self.timers.heartbeat = now + settings.heartbeat_interval
             self._heartbeat()
-            self._probe_listener()
+            self.beats += 1
+            if self.beats % PROBE_EVERY_BEATS == 0:
+                self._probe_listener()
             if now >= self.db_retry_at:
                 self._relisten()
         if self.running is not None and now >= self.timers.control:
