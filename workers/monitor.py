@@ -21,9 +21,9 @@ import psutil
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
 
-from . import conf, doorbell, launcher, lifecycle, processes, queue
+from . import conf, doorbell, launcher, lifecycle, processes, queue, retention
 from .clock import Now, ago
-from .models import Heartbeat, Task, TickGuard, Worker
+from .models import Task, TickGuard, Worker
 from .runtime import logs
 from .states import ACTIVE_WORKER_STATES, Outcome, WorkerState
 
@@ -38,6 +38,7 @@ class TickReport:
     gone: list[int] = field(default_factory=list)
     killed: list[int] = field(default_factory=list)
     reclaimed: list[int] = field(default_factory=list)
+    pruned_tasks: int = 0
     pruned_workers: int = 0
     pruned_samples: int = 0
 
@@ -211,12 +212,11 @@ def _reclaim_one(row: Mapping[str, Any]) -> bool:
 
 
 def _prune(report: TickReport) -> None:
-    settings = conf.get()
-    report.pruned_workers, _ = Worker.objects.filter(
-        state__in=[WorkerState.DEAD, WorkerState.FAILED], stopped_at__lt=ago(settings.cleanup_age)
-    ).delete()
-    stale = ago(settings.heartbeat_retention)
-    report.pruned_samples, _ = Heartbeat.objects.filter(at__lt=stale).delete()
+    """Finished tasks past WORKER_RESULT_RETENTION, ended workers, old samples: in batches."""
+    pruned = retention.prune()
+    report.pruned_tasks = pruned.tasks
+    report.pruned_workers = pruned.workers
+    report.pruned_samples = pruned.samples
 
 
 __all__ = ["TickReport", "acquire", "fail_worker", "maybe_tick", "tick"]

@@ -73,3 +73,23 @@ def test_labels_parse_and_refuse():
     assert parse_labels("a=1,b=") == {"a": "1", "b": ""}
     with pytest.raises(ValueError, match="expected key=value"):
         parse_labels("=1")
+
+
+def test_lease_renewals_default_to_a_third_of_the_lease(monkeypatch):
+    conf = settings_from(monkeypatch, WORKER_LEASE_TTL="60")
+    assert conf.renew_every == 20
+    assert conf.lease_margin == 6  # 10 % of the lease, at least 0.5 s
+
+
+@pytest.mark.parametrize(
+    ("ttl", "renew"), [("60", "30"), ("2", "")],
+)
+def test_a_lease_that_leaves_no_room_for_renewals_is_refused_naming_both(monkeypatch, ttl,
+                                                                         renew):
+    values = {"WORKER_LEASE_TTL": ttl}
+    if renew:
+        values["WORKER_LEASE_RENEW_INTERVAL"] = renew
+    with pytest.raises(ImproperlyConfigured) as refused:
+        settings_from(monkeypatch, **values)
+    assert "WORKER_LEASE_TTL" in str(refused.value)
+    assert "WORKER_LEASE_RENEW_INTERVAL" in str(refused.value)

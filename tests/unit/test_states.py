@@ -76,3 +76,18 @@ def test_what_becomes_of_a_failed_attempt(settings_conf, fields, outcome, state,
     assert verdict.state == state
     assert verdict.quarantined is quarantined
     assert (verdict.delay > 0) is delayed
+
+
+def test_raw_statements_declare_their_moves_and_illegal_ones_are_refused():
+    from workers.exceptions import IllegalTransition
+    from workers.states import TASK_TRANSITIONS, TaskState, moves
+
+    moves(TASK_TRANSITIONS, (TaskState.QUEUED, TaskState.RUNNING))
+    with pytest.raises(IllegalTransition):
+        moves(TASK_TRANSITIONS, (TaskState.SUCCEEDED, TaskState.RUNNING))
+
+
+def test_tasks_and_workers_move_through_one_transition_function():
+    from workers import dependencies, lifecycle, queue, states
+
+    assert queue.move is states.move is lifecycle.move is dependencies.move

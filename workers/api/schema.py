@@ -187,6 +187,7 @@ TICK_REPORT = _object({
     "gone": {**IDS, "description": "Workers whose process vanished."},
     "killed": {**IDS, "description": "Workers killed after an abort grace period."},
     "reclaimed": {**IDS, "description": "Tasks put back (or failed) from lost workers."},
+    "pruned_tasks": {**INTEGER, "description": "Finished tasks past WORKER_RESULT_RETENTION."},
     "pruned_workers": INTEGER,
     "pruned_samples": INTEGER,
 })

@@ -83,6 +83,6 @@ class Command(BaseCommand):
         report = monitor.tick()
         self.stdout.write(
             f"startup timeouts {report.timed_out}, gone {report.gone}, killed {report.killed},"
-            f" reclaimed tasks {report.reclaimed}, pruned {report.pruned_workers} workers"
-            f" and {report.pruned_samples} samples"
+            f" reclaimed tasks {report.reclaimed}, pruned {report.pruned_tasks} tasks,"
+            f" {report.pruned_workers} workers and {report.pruned_samples} samples"
         )
