@@ -262,7 +262,7 @@ def decide(task: Task, ending: Ending) -> Verdict:
                                                    settings.retry_backoff_max))
 
 
-def _end(task: Task, ending: Ending, started_at: datetime | None) -> str:
+def _end(task: Task, ending: Ending, started_at: datetime | None) -> Verdict:
     """Record a failed attempt of a locked, running task and move it on."""
     ending = ending.storable()
     verdict = decide(task, ending)
@@ -294,11 +294,16 @@ def _end(task: Task, ending: Ending, started_at: datetime | None) -> str:
         dependencies.halt(task.pk)
     if verdict.state == TaskState.QUEUED and not verdict.delay:
         transaction.on_commit(lambda: doorbell.ring_all(f"q:{task.queue}"))
-    return verdict.state
+    return verdict
 
 
 def fail(token: ClaimedTask, ending: Ending) -> str:
     """Record an attempt that did not succeed; retry, fail, cancel or quarantine the task."""
+    return end_attempt(token, ending).state
+
+
+def end_attempt(token: ClaimedTask, ending: Ending) -> Verdict:
+    """Like :func:`fail`; the verdict says when a retry is due (``delay`` seconds)."""
     with transaction.atomic():
         task = _fenced(token).select_for_update().first()
         if task is None:
@@ -319,7 +324,7 @@ def reclaim(task: Task, ending: Ending, *, expired_only: bool = False) -> str | 
         current = Task.objects.select_for_update().filter(condition).first()
         if current is None:
             return None
-        return _end(current, ending, current.last_attempted_at)
+        return _end(current, ending, current.last_attempted_at).state
 
 
 def reclaim_worker(worker: Worker, outcome: str, reason: str) -> list[int]:

@@ -16,7 +16,7 @@ from django.db import DatabaseError
 
 from .. import queue
 from ..claim import ClaimedTask
-from ..states import Outcome
+from ..states import Outcome, TaskState
 
 logger = logging.getLogger(__name__)
 
@@ -29,8 +29,9 @@ class Success:
     value: Any
     ending: queue.Ending
 
-    def __call__(self) -> None:
+    def __call__(self) -> float | None:
         queue.succeed(self.token, self.value, self.ending)
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +42,12 @@ class Failure:
     ending: queue.Ending
     minimal: bool = False
 
-    def __call__(self) -> None:
-        state = queue.fail(self.token, self.ending)
+    def __call__(self) -> float | None:
+        """Write it; return in how many seconds a retry is due, if one is."""
+        verdict = queue.end_attempt(self.token, self.ending)
         logger.info("task %s attempt %s: %s -> %s", self.token.id, self.token.attempt,
-                    self.ending.outcome, state)
+                    self.ending.outcome, verdict.state)
+        return verdict.delay if verdict.state == TaskState.QUEUED else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +56,9 @@ class Progress:
     fraction: float | None
     text: str
 
-    def __call__(self) -> None:
+    def __call__(self) -> float | None:
         queue.report_progress(self.token, self.fraction, self.text)
+        return None
 
 
 type Write = Success | Failure | Progress

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import selectors
 import signal
@@ -144,6 +145,7 @@ class Supervisor:
         self.claim_uncertain = False  # a claim's reply was lost: release what it may hold
         self.marked_draining = False
         self.beats = 0
+        self.retry_due = math.inf  # when a task this worker failed may be retried
 
     # -- setup and teardown ---------------------------------------------------------------
 
@@ -297,6 +299,10 @@ class Supervisor:
         """Nothing to claim: wait for a wake-up or the next poll."""
         self.want_claim = False
         self.timers.poll = now + self.settings.poll_interval
+        if self.retry_due > now:
+            self.timers.poll = min(self.timers.poll, self.retry_due + 0.001)
+        else:
+            self.retry_due = math.inf
         self._disarm()
         if self.options.batch and self._db(lambda: queue.has_queued(self.options.queues)) is False:
             self.stop_reason = "batch finished: nothing left to claim"
@@ -699,7 +705,7 @@ class Supervisor:
 
     def _db_write(self, write: Write) -> None:
         try:
-            write()
+            retry_in = write()
         except LostAttempt as exc:
             logger.warning("result discarded: %s", exc)
         except DB_ERRORS as exc:
@@ -712,6 +718,8 @@ class Supervisor:
                 self.outbox.insert(1, replacement)  # after this one, which is popped
         else:
             self.db_backoff = 0.0
+            if retry_in is not None:  # look again when the retry is due, not a poll later
+                self.retry_due = min(self.retry_due, time.monotonic() + retry_in)
 
     # -- the sentinel ---------------------------------------------------------------------
 
