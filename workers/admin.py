@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation, helpers
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
@@ -239,7 +240,7 @@ class QueueFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
-        return queryset.filter(queue=value) if value else queryset
+        return listing.with_queue(queryset, value) if value else queryset
 
 
 class PriorityFilter(admin.SimpleListFilter):
@@ -276,6 +277,16 @@ def _integer(value: str | None) -> int | None:
         return int(value)
     except ValueError:
         raise IncorrectLookupParameters(f"not a number: {value!r}") from None
+
+
+class TaskChangeList(ChangeList):
+    """A filtered or searched list that few tasks match is read by their ids."""
+
+    def get_queryset(
+        self, request: HttpRequest, exclude_parameters: list[str | None] | None = None
+    ) -> QuerySet[Any]:
+        rows = super().get_queryset(request, exclude_parameters)
+        return listing.pinned(rows) if rows.query.has_filters() else rows
 
 
 class TaskAttemptInline(ReadOnlyMixin, AttemptInlineBase):
@@ -429,6 +440,9 @@ class TaskAdmin(ReadOnlyMixin, TaskAdminBase):
 
     def has_submit_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("workers.submit_task")
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return TaskChangeList
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Task], search_term: str

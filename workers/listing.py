@@ -96,11 +96,32 @@ def task_priorities() -> list[int]:
     return sorted({0, *others}, reverse=True)
 
 
+def with_queue(tasks: QuerySet[Task], queue: str) -> QuerySet[Task]:
+    """Tasks of one queue, through ``task_state_idx`` (state, queue): one range per state."""
+    return tasks.filter(state__in=TaskState.values, queue=queue)
+
+
 def with_priority(tasks: QuerySet[Task], priority: int) -> QuerySet[Task]:
     """Tasks of one priority; a non-default one through the partial ``task_priority_idx``."""
     tasks = tasks.filter(priority=priority)
     # SQLite uses a partial index only when the query's text repeats the index's condition.
     return tasks if priority == 0 else tasks.exclude(priority=Literal(0))
+
+
+def pinned(tasks: QuerySet[Task]) -> QuerySet[Task]:
+    """A filtered list that matches at most ``COUNT_CAP`` tasks, as those tasks' ids.
+
+    Asked for the newest page of a rare value, a planner walks the primary key backwards
+    and tests every row on the way (a whole table for a queue of 100 tasks). Found first
+    through the filter's own index, the few ids make every later query (count, page, all)
+    a lookup by primary key. A filter that matches more keeps its rows: walking the key
+    then meets a match soon.
+    """
+    unordered = tasks.order_by()
+    if unordered[: COUNT_CAP + 1].count() > COUNT_CAP:
+        return tasks
+    ids = list(unordered.values_list("pk", flat=True))
+    return Task.objects.filter(pk__in=ids).order_by(*tasks.query.order_by)
 
 
 def recent_workers() -> list[Worker]:

@@ -112,3 +112,33 @@ def test_failed_in_the_last_hour_is_read_through_the_finished_index():
             cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
         plan = " ".join(str(col) for row in cursor.fetchall() for col in row)
     assert "task_finished_idx" in plan, plan
+
+
+def test_only_names_and_numbers_are_written_into_the_sql():
+    from workers.literals import Literal
+
+    for value in ("a'b", "x; DROP", 1.5, True):
+        with pytest.raises((TypeError, ValueError)):
+            list(Task.objects.filter(state=Literal(value)))
+
+
+def _page_query(admin_client: Any, **params: str) -> str:
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(TASKS, params)
+    assert response.status_code == 200
+    pages = [q["sql"] for q in queries.captured_queries
+             if q["sql"].startswith('SELECT "workers_task"."id", "workers_task"."func_path"')]
+    assert len(pages) == 1, pages
+    return pages[0]
+
+
+def test_a_rare_value_is_listed_by_the_ids_its_index_finds(admin_client):
+    rare = [make(queue="rare").pk for _ in range(3)]
+    Task.objects.bulk_create(Task(func_path="app.jobs.run", timeout=60) for _ in range(6))
+    page = _page_query(admin_client, queue="rare")
+    assert '"workers_task"."id" IN (' in page
+    assert all(str(pk) in page for pk in rare)
+    with mock.patch.object(listing, "COUNT_CAP", 5):
+        common = _page_query(admin_client, queue="default")
+    assert '"workers_task"."id" IN (' not in common
+    assert '"workers_task"."queue" = ' in common
