@@ -13,8 +13,10 @@ deep page; the same list as it was configured before this change ("before" rows)
 API's task list as it is on disk; the panel; and one pruning batch of each kind. Each
 figure is the median of ``--runs`` requests after two warm-up requests.
 
-The rows, by task id x (1 is oldest, created over 8 days at an even pace):
-- the newest 50,000: queued (every 100th waiting), 64 of them running on 64 live workers;
+The rows, by task id x (1 is oldest, finished over 8 days at an even pace up to a minute
+ago, about 52,000 an hour):
+- the newest 50,000, created within the last minute: queued (every 100th waiting), 64 of
+  them running on 64 live workers;
 - the rest finished: 2 % FAILED, 1 % CANCELLED, the others SUCCEEDED, each on one of
   1,936 ended workers that ran a contiguous stretch of them and stopped after it;
 - queues default 70 %, big 20 %, gpu 10 %, and 100 tasks in "rare"; priority 0 (95 %),
@@ -125,14 +127,15 @@ def is_pg() -> bool:
 # --- Filling it ---
 
 
-def moment(x: str) -> str:
-    """The SQL time of task row ``x``: ``SPAN`` seconds ago for 1, now for the last row."""
+def moment(x: str, n: int) -> str:
+    """The SQL time of task row ``x``: finished rows evenly over the ``SPAN`` seconds that
+    end a minute ago, the backlog within the last minute (1 ms apart)."""
+    done = n - BACKLOG
+    age = f"(CASE WHEN {x} > {done} THEN ({n} - {x}) * 0.001 ELSE 60 + ({done} - {x}) * " \
+          f"{SPAN}.0 / {done} END)"
     if is_pg():
-        return f"(now() - make_interval(secs => (%(n)s - {x}) * {SPAN}.0 / %(n)s))"
-    return (
-        f"strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', '-' || ((%(n)s - {x}) * {SPAN}.0 / %(n)s)"
-        " || ' seconds')"
-    )
+        return f"(now() - make_interval(secs => {age}))"
+    return f"strftime('%%Y-%%m-%%d %%H:%%M:%%f', 'now', '-' || {age} || ' seconds')"
 
 
 def task_values(n: int) -> str:
@@ -156,7 +159,7 @@ def task_values(n: int) -> str:
         " ELSE 'bench.tasks.sim_' || (x %% 37) END"
     )
     worker = f"CASE WHEN {done} THEN 1 + (x - 1) * {ENDED_WORKERS} / {n - BACKLOG} END"
-    at = moment("x")
+    at = moment("x", n)
     false = "false" if is_pg() else "0"
     jsonb = "::jsonb" if is_pg() else ""
     return (
@@ -211,16 +214,16 @@ def fill_workers(n: int) -> None:
     live = [Worker(node=f"node-{w % 4}", state="RUNNING", pid=4_000_000 + w,
                    queues=["default", "big", "gpu"]) for w in range(RUNNING)]
     Worker.objects.bulk_create(ended + live, batch_size=500)
-    started, stopped = moment(f"(id - 1) * {per}"), moment(f"id * {per} + 1")
+    started, stopped = moment(f"(id - 1) * {per}", n), moment(f"id * {per}", n)
     sql(f"UPDATE workers_worker SET started_at = {started}, stopped_at = {stopped}"
-        f" WHERE id <= {ENDED_WORKERS}".replace("%(n)s", str(n)))
+        f" WHERE id <= {ENDED_WORKERS}")
     now = "now()" if connection.vendor == "postgresql" else "strftime('%%Y-%%m-%%d %%H:%%M:%%f')"
     sql(f"UPDATE workers_worker SET started_at = {now}, last_heartbeat = {now},"
         f" rss_bytes = 83886080, cpu_percent = 50.0 WHERE state = 'RUNNING'")
 
 
 def fill_tasks(n: int, say: Callable[[str], None]) -> None:
-    values = task_values(n).replace("%(n)s", str(n))
+    values = task_values(n)
     with without_indexes("workers_task"):
         for first in range(1, n + 1, CHUNK):
             last = min(n, first + CHUNK - 1)

@@ -8,15 +8,16 @@ the few distinct function paths, then finds tasks by index.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from django.core.paginator import Paginator
+from django.core.paginator import Page, Paginator
 from django.db import connection
 from django.db.models import Field, Model, Q, QuerySet
 
 from .literals import Literal
-from .models import Task, Worker
+from .models import Task, TaskQuerySet, Worker
 from .states import TaskState
 
 COUNT_CAP = 10_000
@@ -32,13 +33,25 @@ else:  # Paginator is not subscriptable at run time
     PaginatorBase = Paginator
 
 
+class PinnedTasks(TaskQuerySet):
+    """Tasks known by their ids (at most ``COUNT_CAP``), in the list's order."""
+
+    pinned_ids: list[int] | None = None
+
+
 class BoundedPaginator(PaginatorBase):
-    """Counts at most ``COUNT_CAP + 1`` rows; past the cap, pages say "more than"."""
+    """Counts at most ``COUNT_CAP + 1`` rows; past the cap, pages say "more than".
+
+    A list pinned to its ids is counted and paged from those ids, never sent whole.
+    """
 
     cap = COUNT_CAP
 
     @cached_property
     def count(self) -> int:
+        ids = getattr(self.object_list, "pinned_ids", None)
+        if ids is not None:
+            return len(ids)
         rows = self.object_list
         assert isinstance(rows, QuerySet)  # the admin pages querysets
         return rows.order_by()[: self.cap + 1].count()
@@ -46,6 +59,17 @@ class BoundedPaginator(PaginatorBase):
     @property
     def capped(self) -> bool:
         return self.count > self.cap
+
+    def page(self, number: int | str) -> Any:
+        ids = getattr(self.object_list, "pinned_ids", None)
+        if ids is None:
+            return super().page(number)
+        page = self.validate_number(number)
+        first = (page - 1) * self.per_page
+        rows = self.object_list
+        assert isinstance(rows, QuerySet)
+        shown = Task.objects.filter(pk__in=ids[first : first + self.per_page])
+        return Page(shown.order_by(*rows.query.order_by), page, self)
 
 
 def distinct_values(
@@ -113,15 +137,29 @@ def pinned(tasks: QuerySet[Task]) -> QuerySet[Task]:
 
     Asked for the newest page of a rare value, a planner walks the primary key backwards
     and tests every row on the way (a whole table for a queue of 100 tasks). Found first
-    through the filter's own index, the few ids make every later query (count, page, all)
-    a lookup by primary key. A filter that matches more keeps its rows: walking the key
-    then meets a match soon.
+    through the filter's own index, the few ids are counted and paged in Python, and a
+    page is read by primary key. A filter that matches more keeps its rows: walking the
+    key then meets a match soon. Only a list in id order is pinned.
     """
+    descending = _id_order(tasks.query.order_by)
+    if descending is None:
+        return tasks
     unordered = tasks.order_by()
     if unordered[: COUNT_CAP + 1].count() > COUNT_CAP:
         return tasks
-    ids = list(unordered.values_list("pk", flat=True))
-    return Task.objects.filter(pk__in=ids).order_by(*tasks.query.order_by)
+    ids = sorted(unordered.values_list("pk", flat=True), reverse=descending)
+    rows = PinnedTasks(Task).filter(pk__in=ids).order_by(*tasks.query.order_by)
+    rows.pinned_ids = ids
+    return rows
+
+
+def _id_order(ordering: Sequence[Any]) -> bool | None:
+    """True for newest first, False for oldest first, None for any other order."""
+    directions = {str(term).startswith("-") for term in ordering}
+    names = {str(term).lstrip("-") for term in ordering}
+    if not ordering or len(directions) != 1 or not names <= {"id", "pk"}:
+        return None
+    return directions.pop()
 
 
 def recent_workers() -> list[Worker]:

@@ -118,11 +118,11 @@ def queue_counts() -> dict[str, dict[str, int]]:
     )
     live = Task.objects.filter(
         state__in=[TaskState.WAITING, TaskState.QUEUED, TaskState.RUNNING]
-    ).values("queue", "state").annotate(n=Count("id"))
+    ).values("queue", "state").annotate(n=Count("*"))  # "*": PostgreSQL reads the index only
     for row in live:
         counts[row["queue"]][str(row["state"]).lower()] = row["n"]
     failed = failed_since(RECENT.total_seconds())
-    for failures in failed.values("queue").annotate(n=Count("id")):
+    for failures in failed.values("queue").annotate(n=Count("*")):
         counts[failures["queue"]]["failed_last_hour"] = failures["n"]
     return dict(sorted(counts.items()))
 

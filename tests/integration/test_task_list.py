@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -142,3 +143,19 @@ def test_a_rare_value_is_listed_by_the_ids_its_index_finds(admin_client):
         common = _page_query(admin_client, queue="default")
     assert '"workers_task"."id" IN (' not in common
     assert '"workers_task"."queue" = ' in common
+
+
+def test_a_page_of_a_pinned_list_reads_only_its_own_ids(admin_client):
+    from workers.admin import TaskAdmin
+
+    rare = [make(queue="rare").pk for _ in range(5)]
+    make()
+    with mock.patch.object(TaskAdmin, "list_per_page", 2):
+        page = _page_query(admin_client, queue="rare", p="2")
+        response = admin_client.get(TASKS, {"queue": "rare", "p": "2"})
+    newest_first = sorted(rare, reverse=True)
+    assert [t.pk for t in response.context["cl"].result_list] == newest_first[2:4]
+    assert response.context["cl"].result_count == 5
+    listed = re.search(r'"workers_task"\."id" IN \(([^)]*)\)', page)
+    assert listed is not None, page
+    assert {int(pk) for pk in listed.group(1).split(",")} == set(newest_first[2:4])
