@@ -109,8 +109,8 @@ def test_a_body_that_is_not_a_usable_json_object_is_refused(raw):
 def test_the_task_query_reads_filters_a_cursor_and_caps_the_page_size():
     query = forms.task_query(QueryDict("state=queued,RUNNING&worker=4&after=90&page_size=999"))
 
-    assert query.filters == {"state__in": ["QUEUED", "RUNNING"], "worker_id": 4}
-    assert (query.after, query.before, query.page_size) == (90, None, forms.MAX_PAGE_SIZE)
+    assert query == forms.TaskQuery(states=["QUEUED", "RUNNING"], worker=4, after=90,
+                                    page_size=forms.MAX_PAGE_SIZE)
 
 
 @pytest.mark.parametrize(("raw", "field"), [

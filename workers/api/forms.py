@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 from django.http import QueryDict
 
@@ -56,14 +55,19 @@ def task_spec(fields: Fields) -> TaskSpec:
 
 @dataclass(frozen=True, slots=True)
 class TaskQuery:
-    """Which tasks to list: queryset lookups, and where the page starts (keyset: no OFFSET).
+    """Which tasks to list (None: any), and where the page starts (keyset: no OFFSET).
 
     ``after``: the tasks older than that id (the next page); ``before`` alone: the tasks just
     newer than it (the previous page); both: the tasks between them. Neither: the newest.
     """
 
-    filters: dict[str, Any]
-    page_size: int
+    page_size: int = PAGE_SIZE
+    states: list[str] = field(default_factory=list)
+    queue: str | None = None
+    priority: int | None = None
+    worker: int | None = None
+    func_path: str | None = None
+    func_path_prefix: str | None = None
     after: int | None = None
     before: int | None = None
 
@@ -81,18 +85,15 @@ def task_query(query: QueryDict) -> TaskQuery:
     if "page" in query:
         raise BadRequest("page", "pages are gone: follow next, or pass after=<the last id seen>")
     fields = Fields(query, LIST_PARAMS, textual=True)
-    lookups: dict[str, Any] = {
-        "state__in": _states(query) or None,
-        "queue": fields.string("queue", max_length=QUEUE_LENGTH),
-        "priority": fields.integer("priority", minimum=MIN_PRIORITY, maximum=MAX_PRIORITY),
-        "worker_id": fields.integer("worker", minimum=1, maximum=MAX_ID),
-        "func_path": fields.string("func_path", max_length=FUNC_PATH_LENGTH),
-        "func_path__startswith": fields.string("func_path_prefix", max_length=FUNC_PATH_LENGTH),
-    }
     size = fields.integer("page_size", minimum=1, maximum=MAX_INT32) or PAGE_SIZE
     return TaskQuery(
-        filters={key: value for key, value in lookups.items() if value is not None},
         page_size=min(size, MAX_PAGE_SIZE),
+        states=_states(query),
+        queue=fields.string("queue", max_length=QUEUE_LENGTH),
+        priority=fields.integer("priority", minimum=MIN_PRIORITY, maximum=MAX_PRIORITY),
+        worker=fields.integer("worker", minimum=1, maximum=MAX_ID),
+        func_path=fields.string("func_path", max_length=FUNC_PATH_LENGTH),
+        func_path_prefix=fields.string("func_path_prefix", max_length=FUNC_PATH_LENGTH),
         after=fields.integer("after", minimum=1, maximum=MAX_ID),
         before=fields.integer("before", minimum=1, maximum=MAX_ID),
     )

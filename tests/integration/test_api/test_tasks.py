@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 from django.contrib.admin.models import LogEntry
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from workers import listing
 from workers.models import Task, TaskAttempt, TaskDependency
 from workers.states import Outcome, TaskState
 
@@ -198,6 +201,41 @@ def test_the_list_filters(admin_api, tasks, params, expected):
     response = admin_api.get("/api/tasks/", **params)
 
     assert ids(response) == [tasks[k].pk for k in expected]
+
+
+def test_a_prefix_with_more_paths_than_are_listed_is_still_exact(admin_api, tasks,
+                                                                   monkeypatch):
+    monkeypatch.setattr(listing, "MAX_PATHS", 1)  # more distinct paths than it lists
+
+    response = admin_api.get("/api/tasks/", func_path_prefix="sims.slab.")
+
+    assert ids(response) == [tasks[k].pk for k in "dba"]
+
+
+@pytest.mark.parametrize("params", [{"queue": "sims"}, {"func_path_prefix": "sims."},
+                                    {"priority": "5"}, {"state": "QUEUED", "worker": "1"}])
+def test_a_filtered_page_costs_a_few_queries_whatever_the_table_holds(
+    admin_api, tasks, django_assert_max_num_queries, params
+):
+    admin_api.get("/api/tasks/")  # warm the session and permission caches of this test
+
+    # session, user; the distinct paths (a prefix), the ids of few matches, the page
+    with django_assert_max_num_queries(5) as captured:
+        admin_api.get("/api/tasks/", **params)
+
+    assert not any("OFFSET" in q["sql"].upper() for q in captured.captured_queries)
+
+
+def test_a_rare_queue_is_read_by_its_ids_through_the_state_index(admin_api, tasks):
+    """Else the page walks the primary key from the newest task, testing every row."""
+    admin_api.get("/api/tasks/")
+
+    with CaptureQueriesContext(connection) as captured:
+        assert ids(admin_api.get("/api/tasks/", queue="sims")) == [tasks["a"].pk]
+
+    probe, page = (q["sql"] for q in captured.captured_queries[-2:])
+    assert '"state" IN (' in probe and '"queue" = ' in probe, "task_state_idx serves it"
+    assert f'"id" IN ({tasks["a"].pk})' in page
 
 
 def test_the_list_filters_by_worker(admin_api, tasks):
