@@ -90,4 +90,5 @@ def test_raw_statements_declare_their_moves_and_illegal_ones_are_refused():
 def test_tasks_and_workers_move_through_one_transition_function():
     from workers import dependencies, lifecycle, queue, states
 
-    assert queue.move is states.move is lifecycle.move is dependencies.move
+    modules = (queue, lifecycle, dependencies)
+    assert all(vars(module)["move"] is states.move for module in modules)
