@@ -504,8 +504,12 @@ def time_panel(browser: Any, runs: int, say: Callable[[str], None]) -> dict[str,
         failed = Task.objects.filter(state="FAILED", finished_at__gte=since)
         return list(failed.values("queue").annotate(n=Count("id")))
 
+    def now() -> list[Any]:
+        return list(status.failed_since(3600).values("queue").annotate(n=Count("*")))
+
     results = {
         "failed in the last hour, before": time_call(before, runs),
+        "failed in the last hour": time_call(now, runs),
         "queue counts with failed in the last hour": time_call(status.queue_counts, runs),
         "panel fragment": time_get(browser, "/htmx/workers/status/", runs, {"HX-Request": "true"}),
         "status JSON": time_get(browser, "/api/workers/status/", runs, {}),
