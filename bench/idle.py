@@ -27,6 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.core import ROOT, emit
+from bench.core import _env as worker_env
 from tests.tcp_proxy import TcpProxy
 
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
@@ -39,15 +40,8 @@ def _url(port: int, dbname: str = DB_NAME) -> str:
 
 
 def _env(db_url: str, workdir: Path, poll_interval: float | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WORKER_")}
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DATABASE_URL=db_url,
-        WORKER_LOG_DIR=str(workdir / "logs"),
-        WORKER_DOORBELL_DIR=str(workdir / "bell"),
-        WORKER_WORK_DIR=str(workdir / "work"),
-        LOG_LEVEL="WARNING",
-    )
+    env = worker_env(db_url, workdir)  # bench/core.py's: default settings, quiet logs
+    env["WORKER_WORK_DIR"] = str(workdir / "work")
     if poll_interval is not None:
         env["WORKER_POLL_INTERVAL"] = str(poll_interval)
     return env
