@@ -20,9 +20,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import partial
-from itertools import batched
+from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Exists, Model, OuterRef, QuerySet
 from django.db.models.fields.reverse_related import ForeignObjectRel
 
@@ -62,7 +62,9 @@ class PruneReport:
 def prune(*, batch_size: int = BATCH_SIZE, max_batches: int = MAX_BATCHES) -> PruneReport:
     """Delete what has outlived its retention setting, at most ``max_batches`` of each kind.
 
-    A retention of 0 keeps that kind for ever (WORKER_RESULT_RETENTION=0).
+    A retention of 0 keeps that kind for ever (WORKER_RESULT_RETENTION=0). Call it outside
+    a transaction: each batch is a transaction of its own, so locks are held briefly.
+    ``PruneReport.more`` says that a limit stopped it before everything old was gone.
     """
     settings = conf.get()
     report = PruneReport()
@@ -148,40 +150,32 @@ def _worker_batch(report: PruneReport, cleanup_age: float, size: int) -> bool:
     ids = list(expired_workers(cleanup_age).values_list("pk", flat=True)[:size])
     if not ids:
         return True
-    try:
-        with transaction.atomic():
-            _release_worker_tasks(ids)
-            deleted = _delete_workers(ids)
-    except IntegrityError:
-        # A task named one of them without an attempt of it: clear the slow way, once.
-        logger.warning("tasks of workers %s had no attempt: clearing by scan", ids)
-        with transaction.atomic():
-            Task.objects.filter(worker_id__in=ids).update(worker=None)
-            deleted = _delete_workers(ids)
-    report.workers += deleted
+    with transaction.atomic():
+        if _release(ids, size):
+            return False  # references cleared; the workers go in a later batch
+        # The collector would clear each relation again: all of them are clear already.
+        ended = Worker.objects.filter(pk__in=ids, state__common_in=literals(ENDED_WORKER_STATES))
+        report.workers += ended._raw_delete(connection.alias)
     return len(ids) < size
 
 
-def _release_worker_tasks(ids: list[int]) -> None:
-    """Clear ``Task.worker`` through the attempts' worker index (``Task.worker`` has none).
+def _release(ids: list[int], size: int) -> int:
+    """Clear up to ``size`` rows that point at these workers, each kind through its index.
 
-    Every task that names a worker was claimed by it and has an attempt row by it, unless
-    it is running there, and such workers are not pruned.
+    Bounded, so that a worker that ran a million tasks goes in many short batches.
     """
-    attempted = TaskAttempt.objects.filter(worker_id__in=ids).order_by().values_list(
-        "task_id", flat=True
-    )
-    for chunk in batched(attempted.iterator(), BATCH_SIZE):
-        Task.objects.filter(pk__in=chunk, worker_id__in=ids).update(worker=None)
-
-
-def _delete_workers(ids: list[int]) -> int:
-    TaskAttempt.objects.filter(worker_id__in=ids).update(worker=None)
-    Heartbeat.objects.filter(worker_id__in=ids).delete()
-    # The collector would clear Task.worker with a scan: every relation is handled above.
-    return Worker.objects.filter(pk__in=ids, state__in=ENDED_WORKER_STATES)._raw_delete(
-        connection.alias
-    )
+    references: list[tuple[QuerySet[Any], dict[str, None]]] = [
+        (Task.objects.filter(worker_id__in=ids), {"worker": None}),
+        (TaskAttempt.objects.filter(worker_id__in=ids), {"worker": None}),
+    ]
+    for rows, cleared in references:
+        some = list(rows.order_by().values_list("pk", flat=True)[:size])
+        if some:
+            rows.model._default_manager.filter(pk__in=some).update(**cleared)
+            return len(some)
+    samples = Heartbeat.objects.filter(worker_id__in=ids).order_by().values("pk")[:size]
+    deleted, _ = Heartbeat.objects.filter(pk__in=samples).delete()
+    return deleted
 
 
 # --- Heartbeat samples ---

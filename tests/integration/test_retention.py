@@ -201,6 +201,25 @@ def test_a_task_naming_a_worker_without_its_attempt_does_not_block_pruning(keep)
     assert stray.worker_id is None
 
 
+def test_a_worker_with_a_long_history_goes_in_bounded_batches(keep):
+    gone = ended_worker(age_days=1)
+    tasks = [finished(age_days=0.1, worker=gone) for _ in range(5)]
+    for task in tasks:
+        attempt(task, worker=gone)
+
+    first = retention.prune(batch_size=2, max_batches=1)
+
+    assert (first.workers, first.more) == (0, True)
+    assert Task.objects.filter(worker=gone).count() == 3
+    calls = 1
+    while retention.prune(batch_size=2, max_batches=1).more:
+        calls += 1
+        assert calls < 10
+    assert ids(Worker) == set()
+    assert not TaskAttempt.objects.filter(worker_id__isnull=False).exists()
+    assert ids(Task) == {task.pk for task in tasks}
+
+
 def test_old_samples_go(keep):
     worker = Worker.objects.create(node="n", state=WorkerState.RUNNING)
     at = [timezone.now() - timedelta(hours=hours) for hours in (3, 2, 0)]
