@@ -27,7 +27,7 @@ from django.db.models import Exists, Model, OuterRef, QuerySet
 from django.db.models.fields.reverse_related import ForeignObjectRel
 
 from . import conf
-from .dbclock import ago
+from .clock import ago
 from .literals import Literal, literals
 from .models import Heartbeat, Task, TaskAttempt, TaskDependency, TaskQuerySet, Worker
 from .states import FINISHED_TASK_STATES, TaskState, WorkerState

@@ -11,7 +11,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from . import admission, conf, processes
-from .dbclock import ago
+from .clock import ago
 from .literals import literals
 from .models import Heartbeat, Task, TaskQuerySet, Worker
 from .states import ACTIVE_WORKER_STATES, FINISHED_TASK_STATES, TaskState, WorkerState
