@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
@@ -32,9 +32,8 @@ QUEUED, RUNNING, SUCCEEDED = (
 # The raw statements below make these moves; refuse them here if the state machine does not.
 moves(TASK_TRANSITIONS, (QUEUED, RUNNING), (RUNNING, SUCCEEDED))
 
-COLUMNS = (
-    "id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb, last_attempted_at"
-)
+COLUMNS = "id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb"
+PG_COLUMNS = f"{COLUMNS}, last_attempted_at"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,25 +52,47 @@ class ClaimedTask:
     started_at: datetime  # by the database's clock
 
 
+def _clock(vendor: str) -> tuple[str, str]:
+    """The database's now, and now plus the lease (one ``%s``), in the hot path's SQL.
+
+    On SQLite the database's clock is this process's: SQLite reads the clock in the
+    process that runs the statement. There the moments are bound as parameters (the same
+    clock), which keeps the write lock, and so every other worker, waiting less.
+    """
+    if vendor == "postgresql":
+        return sql_now(vendor), sql_later(vendor)
+    return "%s", "%s"
+
+
 @functools.cache
 def _sql(vendor: str, queue_count: int) -> str:
     table = connection.ops.quote_name(Task._meta.db_table)
     placeholders = ", ".join(["%s"] * queue_count)
-    now = sql_now(vendor)
+    now, lease_end = _clock(vendor)
     # The subquery's row is still QUEUED when the UPDATE runs: PostgreSQL holds its row
     # lock, SQLite holds the database's write lock. Repeating the state test in the outer
     # WHERE made PostgreSQL scan every queued row through the state index.
     lock = " FOR UPDATE SKIP LOCKED" if vendor == "postgresql" else ""
+    columns = PG_COLUMNS if vendor == "postgresql" else COLUMNS
     return (
         f"UPDATE {table} SET state = '{RUNNING}', worker_id = %s, attempt = attempt + 1,"
-        f" lease_expires_at = {sql_later(vendor)}, last_attempted_at = {now},"
+        f" lease_expires_at = {lease_end}, last_attempted_at = {now},"
         f" started_at = COALESCE(started_at, {now}),"
         " progress = NULL, progress_message = '', cancel_requested_at = NULL"
         f" WHERE id = (SELECT id FROM {table} WHERE state = '{QUEUED}'"
         f" AND queue IN ({placeholders}) AND (run_after IS NULL OR run_after <= {now})"
         f" ORDER BY priority DESC, id ASC LIMIT 1{lock})"
-        f" RETURNING {COLUMNS}"
+        f" RETURNING {columns}"
     )
+
+
+def _claim_params(db: BaseDatabaseWrapper, worker_id: int, queues: list[str],
+                  lease_ttl: float, now: datetime) -> list[Any]:
+    if db.vendor == "postgresql":
+        return [worker_id, lease_ttl, *queues]
+    adapt = db.ops.adapt_datetimefield_value
+    at = adapt(now)
+    return [worker_id, adapt(now + timedelta(seconds=lease_ttl)), at, at, *queues, at]
 
 
 @contextmanager
@@ -98,8 +119,9 @@ def _loads(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def _claimed(row: tuple[Any, ...], worker_id: int) -> ClaimedTask:
-    task_id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb, started = row
+def _claimed(row: tuple[Any, ...], worker_id: int, now: datetime) -> ClaimedTask:
+    task_id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb, *rest = row
+    started = rest[0] if rest else now
     return ClaimedTask(
         id=task_id,
         attempt=attempt,
@@ -124,10 +146,12 @@ def claim(worker_id: int, queues: list[str], lease_ttl: float) -> ClaimedTask | 
     """Hand the best due task of ``queues`` to the worker, leased until the database's
     now + ``lease_ttl``."""
     db = _db()
+    now = datetime.now(UTC)  # used on SQLite only, whose clock this is
     with _cursor(db) as cursor:
-        cursor.execute(_sql(db.vendor, len(queues)), [worker_id, lease_ttl, *queues])
+        cursor.execute(_sql(db.vendor, len(queues)),
+                       _claim_params(db, worker_id, queues, lease_ttl, now))
         row = cursor.fetchone()
-    return None if row is None else _claimed(row, worker_id)
+    return None if row is None else _claimed(row, worker_id, now)
 
 
 @functools.cache
@@ -135,13 +159,15 @@ def _success_sql(vendor: str, *, without_dependents: bool = False) -> str:
     task_table = connection.ops.quote_name(Task._meta.db_table)
     result = "CAST(%s AS jsonb)" if vendor == "postgresql" else "%s"
     only = " AND NOT has_dependents" if without_dependents else ""
+    now, _ = _clock(vendor)
+    finished = ", finished_at" if vendor == "postgresql" else ""
     return (
         f"UPDATE {task_table} SET state = '{SUCCEEDED}', result = {result},"
-        f" finished_at = {sql_now(vendor)}, lease_expires_at = NULL, progress = 1.0,"
+        f" finished_at = {now}, lease_expires_at = NULL, progress = 1.0,"
         " peak_rss_bytes = CASE WHEN peak_rss_bytes IS NULL OR peak_rss_bytes < %s"
         " THEN %s ELSE peak_rss_bytes END"
         f" WHERE id = %s AND worker_id = %s AND attempt = %s AND state = '{RUNNING}'{only}"
-        " RETURNING has_dependents, finished_at"
+        f" RETURNING has_dependents{finished}"
     )
 
 
@@ -176,12 +202,16 @@ def record_success(token: ClaimedTask, result: Any, peak: int | None,
     """
     db = _db()
     adapt = db.ops.adapt_datetimefield_value
+    now = datetime.now(UTC)  # used on SQLite only, whose clock this is
+    params = _success_params(token, result, peak)
+    if db.vendor != "postgresql":
+        params.insert(1, adapt(now))
     with _cursor(db) as cursor:
-        cursor.execute(_success_sql(db.vendor), _success_params(token, result, peak))
+        cursor.execute(_success_sql(db.vendor), params)
         row = cursor.fetchone()
         if row is None:
             return None
-        has_dependents, finished = row
+        has_dependents, finished = row if len(row) == 2 else (row[0], now)
         cursor.execute(_attempt_sql(), _attempt_params(token, finished, peak, log_tail, adapt))
     return Recorded(has_dependents=bool(has_dependents))
 
@@ -213,7 +243,7 @@ def _succeed_and_claim_sql(queue_count: int) -> str:
         f" SELECT %s, %s, %s, %s, %s, finished_at, '{SUCCEEDED}', '', '', '', %s, %s FROM done"
         " RETURNING task_id),"
         f" next AS ({claim_sql})"
-        f" SELECT (SELECT count(*) FROM logged), {COLUMNS} FROM (SELECT 1) AS one"
+        f" SELECT (SELECT count(*) FROM logged), {PG_COLUMNS} FROM (SELECT 1) AS one"
         " LEFT JOIN next ON true"
     )
 
@@ -249,4 +279,4 @@ def succeed_and_claim_pg(
     recorded = row[0] == 1
     if row[1] is None:
         return recorded, None
-    return recorded, _claimed(row[1:], token.worker_id)
+    return recorded, _claimed(row[1:], token.worker_id, token.started_at)

@@ -290,18 +290,25 @@ def test_every_pruning_statement_uses_an_index(keep):
     assert len(statements.seen) >= 8
     with transaction.atomic():
         plans = [(sql, _plan(sql, params)) for sql, params in statements.seen]
+    if connection.vendor == "sqlite":
+        # Clearing and deleting an ended worker finds its tasks by a scan on SQLite: the
+        # (worker, id) index is PostgreSQL's only (migration 0007), as it slowed SQLite's
+        # drain by a third. Everything else must use an index there too.
+        plans = [(sql, plan) for sql, plan in plans if not _names_a_worker(sql)]
     scanning = [f"{sql}\n{plan}" for sql, plan in plans if _scans(plan)]
     assert scanning == [], "\n\n".join(scanning)
     assert any("task_finished_idx" in plan for _, plan in plans)
     assert any("worker_ended_idx" in plan for _, plan in plans)
 
 
+def _names_a_worker(sql: str) -> bool:
+    return '"workers_task"."worker_id" IN' in sql or sql.startswith('DELETE FROM "workers_worker"')
+
+
 def test_the_index_check_sees_a_scan(keep):
     plan = _plan('SELECT id FROM "workers_task" WHERE "error" = \'x\'')
     assert _scans(plan), plan
     if connection.vendor == "sqlite":  # SQLite's plan of a delete shows its foreign-key checks
-        with connection.cursor() as cursor:
-            cursor.execute('DROP INDEX "task_worker_idx"')  # undone with the test's transaction
         plan = _plan('DELETE FROM "workers_worker" WHERE "id" = 1')
         assert any("workers_task" in line for line in _scans(plan)), plan
 

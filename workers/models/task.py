@@ -93,9 +93,8 @@ class Task(models.Model):
             models.Index(
                 fields=["memory_mb"], condition=Q(state="QUEUED"), name="task_queued_memory_idx"
             ),
-            # 10 million rows: deleting an ended worker checks the tasks naming it; the
-            # admin's search and priority filter (migration 0007)
-            models.Index(fields=["worker", "id"], name="task_worker_idx"),
+            # 10 million rows: the admin's search and priority filter (migration 0007, which
+            # also indexes (worker, id) on PostgreSQL only, for deleting ended workers)
             models.Index(fields=["func_path", "id"], name="task_func_path_idx"),
             models.Index(fields=["priority", "id"], condition=~Q(priority=0),
                          name="task_priority_idx"),
