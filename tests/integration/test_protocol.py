@@ -261,3 +261,24 @@ def test_a_workers_log_tail_with_a_nul_byte_does_not_stop_the_tick(worker, cruci
     assert report.gone == [worker.pk] and report.reclaimed == [job.pk]
     gone = Worker.objects.get(pk=worker.pk)
     assert gone.state == WorkerState.FAILED and "before\ufffdafter" in gone.log_tail
+
+
+@pytest.mark.integration
+def test_no_tick_reclaims_a_task_that_a_live_worker_of_its_own_node_holds(workers):
+    from tests.conftest import wait_for
+    from tests.testapp.models import Execution
+
+    job = enqueue("sleep_then_record", "held", 30)
+    workers.start()
+    wait_for(lambda: Execution.objects.filter(key="held:start").exists())
+    holder = task(job.pk)
+    # As after an outage longer than the lease: the database says the lease has ended.
+    Task.objects.filter(pk=job.pk).update(lease_expires_at=clock.ago(1))
+
+    report = monitor.tick()
+
+    assert job.pk not in report.reclaimed
+    still = task(job.pk)
+    assert (still.state, still.attempt, still.worker_id) == (
+        TaskState.RUNNING, holder.attempt, holder.worker_id)
+    assert not still.attempts.exists()
