@@ -2,26 +2,38 @@
 
 The supervisor arms it with the executor's process group and a deadline on the system's
 monotonic clock (shared by every process of the machine): the moment before which the
-task must stop, because its lease may end soon after. Each renewal re-arms it. If the
-deadline passes, or the supervisor's end of the pipe closes (it died), the sentinel kills
-the executor's process group. It runs no worker code: a supervisor that is frozen
-(SIGSTOP, swapped out) or stuck cannot keep a task running past its lease.
+task must stop, because its lease may end soon after. Each claim and renewal moves the
+deadline. If the deadline passes, or the supervisor's end of the pipe closes (it died),
+the sentinel kills the executor's process group. It runs no worker code: a supervisor that
+is frozen (SIGSTOP, swapped out) or stuck cannot keep a task running past its lease.
 
-Run as ``python -I -S sentinel.py``: it imports only the standard library.
+Arming costs no system call: the deadline lives in a small shared file mapped by both
+processes, and the sentinel reads it only when the deadline it knows comes due. A busy
+worker arms it once per task without waking it.
+
+Run as ``python -I -S sentinel.py FD``: it imports only the standard library.
 """
 
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import select
 import signal
+import struct
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 
-Armed = tuple[int, float]  # (process group, monotonic deadline)
+# seq (odd while written), process group (0: disarmed), deadline; read as a seqlock
+LAYOUT = struct.Struct("<qqd")
+
+
+def _map(fd: int) -> mmap.mmap:
+    return mmap.mmap(fd, LAYOUT.size)
 
 
 @dataclass
@@ -29,30 +41,45 @@ class Sentinel:
     """The supervisor's handle on its sentinel process."""
 
     proc: subprocess.Popen[bytes]
+    shared: mmap.mmap
+    seq: int = 0
+    armed: bool = False
 
     @classmethod
     def start(cls) -> Sentinel:
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", __file__],
-            stdin=subprocess.PIPE,
-            start_new_session=True,  # a signal to the worker's group does not reach it
-            close_fds=True,
-        )
-        return cls(proc)
+        fd, path = tempfile.mkstemp(prefix="crucible-sentinel-")
+        try:
+            os.unlink(path)  # shared through the descriptor: nothing else needs the name
+            os.write(fd, LAYOUT.pack(0, 0, 0.0))
+            shared = _map(fd)
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", __file__, str(fd)],
+                stdin=subprocess.PIPE,
+                start_new_session=True,  # a signal to the worker's group does not reach it
+                pass_fds=(fd,),
+            )
+        finally:
+            os.close(fd)
+        return cls(proc, shared)
 
     def arm(self, pgid: int, deadline: float) -> None:
-        self._send(f"arm {pgid} {deadline!r}\n")
+        self._write(pgid, deadline)
+        if not self.armed:
+            self.armed = True
+            self._nudge()  # a disarmed sentinel waits on its pipe: tell it to look
 
     def disarm(self) -> None:
-        self._send("disarm\n")
+        self._write(0, 0.0)
+        self.armed = False
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def close(self) -> None:
-        """Disarm and let it exit (it exits when its pipe closes)."""
-        if self.alive():
-            self.disarm()
+        """Disarm and let it exit (it exits when its pipe closes). Idempotent."""
+        if self.shared.closed:
+            return
+        self.disarm()
         with contextlib.suppress(OSError):
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
@@ -61,51 +88,55 @@ class Sentinel:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self.shared.close()
 
-    def _send(self, line: str) -> None:
+    def _write(self, pgid: int, deadline: float) -> None:
+        self.seq += 1
+        LAYOUT.pack_into(self.shared, 0, 2 * self.seq - 1, pgid, deadline)
+        LAYOUT.pack_into(self.shared, 0, 2 * self.seq, pgid, deadline)
+
+    def _nudge(self) -> None:
+        if not self.alive():
+            raise BrokenPipeError("the sentinel has exited")
         assert self.proc.stdin is not None
-        self.proc.stdin.write(line.encode())
+        self.proc.stdin.write(b"\n")
         self.proc.stdin.flush()
 
 
-def _kill(armed: Armed, why: str) -> None:
-    pgid, _ = armed
+def read(shared: mmap.mmap) -> tuple[int, float]:
+    """The armed process group (0: none) and its deadline, read consistently."""
+    while True:
+        before, pgid, deadline = LAYOUT.unpack_from(shared, 0)
+        after, _, _ = LAYOUT.unpack_from(shared, 0)
+        if before == after and before % 2 == 0:
+            return pgid, deadline
+
+
+def _kill(pgid: int, why: str) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
     sys.stderr.write(f"crucible sentinel: killed process group {pgid}: {why}\n")
 
 
-def _apply(line: bytes, armed: Armed | None) -> Armed | None:
-    parts = line.split()
-    if parts[:1] == [b"arm"] and len(parts) == 3:
-        return int(parts[1]), float(parts[2])
-    if parts[:1] == [b"disarm"]:
-        return None
-    return armed
-
-
-def serve(fd: int = 0) -> None:
-    """Wait for orders on ``fd``; kill the armed group at its deadline or when orphaned."""
-    armed: Armed | None = None
-    pending = b""
+def serve(shared: mmap.mmap, fd: int = 0) -> None:
+    """Kill the armed group once its deadline has passed, or when the supervisor is gone."""
+    spent: tuple[int, float] | None = None  # what was killed: never again until re-armed
     while True:
-        timeout = None if armed is None else max(0.0, armed[1] - time.monotonic())
+        pgid, deadline = read(shared)
+        armed = pgid != 0 and (pgid, deadline) != spent
+        timeout = max(0.0, deadline - time.monotonic()) if armed else None
         ready, _, _ = select.select([fd], [], [], timeout)
-        if ready:
-            chunk = os.read(fd, 4096)
-            if not chunk:  # the supervisor is gone: nobody can record or stop the task
-                if armed is not None:
-                    _kill(armed, "its worker is gone")
-                return
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                armed = _apply(line, armed)  # a renewal sent in time wins, even if read late
-        if armed is not None and time.monotonic() >= armed[1]:
-            _kill(armed, "the lease could not be renewed in time")
-            armed = None
+        if ready and not os.read(fd, 4096):  # the supervisor is gone
+            pgid, deadline = read(shared)
+            if pgid != 0 and (pgid, deadline) != spent:
+                _kill(pgid, "its worker is gone")
+            return
+        pgid, deadline = read(shared)  # a renewal made in time moved it: look again
+        if pgid != 0 and (pgid, deadline) != spent and time.monotonic() >= deadline:
+            _kill(pgid, "the lease could not be renewed in time")
+            spent = (pgid, deadline)
 
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    serve()
+    serve(_map(int(sys.argv[1])))
