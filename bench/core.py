@@ -179,20 +179,29 @@ def startup_and_memory(env: dict[str, str], runs: int = 5) -> dict[str, float]:
         times.append((time.perf_counter() - started) * 1000)
         if run == runs - 1:
             time.sleep(2.0)
-            supervisor = psutil.Process(proc.pid)
-            executor = supervisor.children()[0]
-            memory = {
-                "supervisor_rss_mb": supervisor.memory_info().rss / 2**20,
-                "executor_rss_mb": executor.memory_info().rss / 2**20,
-                "supervisor_pss_mb": supervisor.memory_full_info().pss / 2**20,
-                "executor_pss_mb": executor.memory_full_info().pss / 2**20,
-                "worker_uss_mb": (supervisor.memory_full_info().uss
-                                  + executor.memory_full_info().uss) / 2**20,
-            }
-            memory["worker_pss_mb"] = memory["supervisor_pss_mb"] + memory["executor_pss_mb"]
+            memory = _idle_memory(psutil.Process(proc.pid))
         proc.terminate()
         proc.wait(timeout=30)
     return {"start_to_running_ms_median": statistics.median(times), **memory}
+
+
+def _idle_memory(supervisor: Any) -> dict[str, float]:
+    """The worker's processes at rest: supervisor, executor and (where there is one) the
+    sentinel, told apart by their command lines."""
+    children = supervisor.children()
+    sentinels = [c for c in children if any("sentinel.py" in part for part in c.cmdline())]
+    executor = next(c for c in children if c not in sentinels)
+    parts = {"supervisor": supervisor, "executor": executor}
+    if sentinels:
+        parts["sentinel"] = sentinels[0]
+    memory: dict[str, float] = {}
+    for name, process in parts.items():
+        info = process.memory_full_info()
+        memory[f"{name}_rss_mb"] = info.rss / 2**20
+        memory[f"{name}_pss_mb"] = info.pss / 2**20
+        memory["worker_uss_mb"] = memory.get("worker_uss_mb", 0.0) + info.uss / 2**20
+    memory["worker_pss_mb"] = sum(memory[f"{name}_pss_mb"] for name in parts)
+    return memory
 
 
 def median_drain(env: dict[str, str], tasks: int, runs: int) -> dict[str, Any]:
