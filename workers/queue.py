@@ -276,6 +276,9 @@ def _end(task: Task, ending: Ending, started_at: datetime | None) -> Verdict:
         fields["crash_count"] = F("crash_count") + 1
     if verdict.state == TaskState.QUEUED:
         fields["run_after"] = now + timedelta(seconds=verdict.delay) if verdict.delay else None
+        # Back in the queue: no progress and no worker until an attempt claims it again
+        # (who ran the last attempt stays in its attempt row).
+        fields.update(progress=None, progress_message="", worker=None)
     else:
         fields["finished_at"] = now
     if verdict.quarantined:

@@ -282,3 +282,14 @@ def test_no_tick_reclaims_a_task_that_a_live_worker_of_its_own_node_holds(worker
     assert (still.state, still.attempt, still.worker_id) == (
         TaskState.RUNNING, holder.attempt, holder.worker_id)
     assert not still.attempts.exists()
+
+
+def test_a_requeued_task_keeps_no_progress_or_worker_of_its_last_attempt(worker):
+    job = enqueue("add", 1, 2, max_attempts=3, retry_backoff=3600)
+    token = claim(worker)
+    queue.report_progress(token, 0.14, "step 14")
+    assert queue.fail(token, queue.Ending(Outcome.ERROR, "boom")) == TaskState.QUEUED
+
+    back = task(job.pk)
+    assert (back.progress, back.progress_message, back.worker_id) == (None, "", None)
+    assert back.attempts.get().worker_id == worker.pk
