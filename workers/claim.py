@@ -193,7 +193,7 @@ class Recorded:
     has_dependents: bool
 
 
-def record_success(token: ClaimedTask, result: Any, peak: int | None,
+def record_success(token: ClaimedTask, payload: str, peak: int | None,
                    log_tail: str) -> Recorded | None:
     """The success write: one fenced UPDATE and the attempt's row, in the caller's transaction.
 
@@ -203,7 +203,7 @@ def record_success(token: ClaimedTask, result: Any, peak: int | None,
     db = _db()
     adapt = db.ops.adapt_datetimefield_value
     now = datetime.now(UTC)  # used on SQLite only, whose clock this is
-    params = _success_params(token, result, peak)
+    params = _success_params(token, payload, peak)
     if db.vendor != "postgresql":
         params.insert(1, adapt(now))
     with _cursor(db) as cursor:
@@ -219,8 +219,9 @@ def record_success(token: ClaimedTask, result: Any, peak: int | None,
 type Adapt = Callable[[datetime | None], Any]  # the backend's adapt_datetimefield_value
 
 
-def _success_params(token: ClaimedTask, result: Any, peak: int | None) -> list[Any]:
-    return [json.dumps(result), peak, peak, token.id, token.worker_id, token.attempt]
+def _success_params(token: ClaimedTask, payload: str, peak: int | None) -> list[Any]:
+    """``payload``: the result's JSON text, already made storable (``storable.dumps``)."""
+    return [payload, peak, peak, token.id, token.worker_id, token.attempt]
 
 
 def _attempt_params(token: ClaimedTask, finished: Any, peak: int | None,
@@ -250,7 +251,7 @@ def _succeed_and_claim_sql(queue_count: int) -> str:
 
 def succeed_and_claim_pg(
     token: ClaimedTask,
-    result: Any,
+    payload: str,
     *,
     peak: int | None,
     log_tail: str,
@@ -267,7 +268,7 @@ def succeed_and_claim_pg(
     db = _db()
     adapt = db.ops.adapt_datetimefield_value
     params = [
-        *_success_params(token, result, peak),
+        *_success_params(token, payload, peak),
         token.id, token.attempt, token.worker_id, f"worker {token.worker_id}",
         adapt(token.started_at), peak, log_tail,
         token.worker_id, lease_ttl, *queues,

@@ -7,13 +7,11 @@ the database's clock. A tick survives any one worker's or task's data: it logs a
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import logging
 import os
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +21,7 @@ from django.db.models import BooleanField, ExpressionWrapper, Q
 
 from . import conf, doorbell, launcher, lifecycle, processes, queue, retention
 from .clock import Now, ago
-from .models import Task, TickGuard, Worker
+from .models import TickGuard, Worker
 from .runtime import logs
 from .states import ACTIVE_WORKER_STATES, Outcome, WorkerState
 
@@ -112,7 +110,7 @@ def tick(*, leases: bool = True, prune: bool = True) -> TickReport:
     report = TickReport()
     live_here = _local_workers(report)
     if leases or report.gone or report.killed or report.timed_out:
-        _reclaim(report, live_here)
+        report.reclaimed += queue.reclaim_expired_leases(live_here)
     if prune and acquire("prune", "tick", PRUNE_EVERY):
         _prune(report)
     return report
@@ -182,33 +180,6 @@ def _stopped(pid: int) -> bool:
         return psutil.Process(pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
     except psutil.Error:
         return False
-
-
-def _reclaim(report: TickReport, live_here: set[int]) -> None:
-    """Reclaim tasks whose worker ended without them, and tasks whose lease ran out."""
-    ended = [WorkerState.DEAD, WorkerState.FAILED]
-    orphan = Q(worker__isnull=True) | Q(worker__state__in=ended)
-    candidates = Task.objects.running().filter(orphan | Q(lease_expires_at__lt=Now()))
-    rows = candidates.annotate(orphan=_flag(orphan)).values("pk", "attempt", "worker_id", "orphan")
-    for row in rows:
-        if not row["orphan"] and row["worker_id"] in live_here:
-            continue  # a live local worker stops and records its own late task
-        with contextlib.suppress(DatabaseError):
-            if _reclaim_one(row):
-                report.reclaimed.append(row["pk"])
-
-
-def _reclaim_one(row: Mapping[str, Any]) -> bool:
-    task = Task(pk=row["pk"], attempt=row["attempt"], worker_id=row["worker_id"])
-    try:
-        if row["orphan"]:
-            ending = queue.Ending(Outcome.WORKER_LOST, "its worker ended without it")
-            return queue.reclaim(task, ending) is not None
-        ending = queue.Ending(Outcome.LEASE_EXPIRED, "lease expired: no renewal in time")
-        return queue.reclaim(task, ending, expired_only=True) is not None
-    except DatabaseError:
-        logger.exception("tick: could not reclaim task %s; moving on", row["pk"])
-        raise
 
 
 def _prune(report: TickReport) -> None:

@@ -15,8 +15,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection, transaction
-from django.db.models import Case, DateTimeField, F, Field, Q, Value, When
+from django.db import DatabaseError, connection, transaction
+from django.db.models import (
+    BooleanField,
+    Case,
+    DateTimeField,
+    ExpressionWrapper,
+    F,
+    Field,
+    Q,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce, Greatest
 
 from . import clock, conf, dependencies, doorbell, storable
@@ -178,27 +188,25 @@ def report_progress(token: ClaimedTask, fraction: float | None, message: str) ->
     return _fenced(token).update(**fields) == 1
 
 
-def cancel_requested(token: ClaimedTask) -> bool:
-    return _fenced(token).filter(cancel_requested_at__isnull=False).exists()
-
-
 def succeed(token: ClaimedTask, result: Any, ending: Ending) -> None:
     """Store the result of the attempt, unless it was lost meanwhile."""
-    if _unstorable_result(token, result, ending):
+    payload = _stored(token, result, ending)
+    if payload is None:
         return
     with transaction.atomic():
-        _succeed(token, result, ending)
+        _succeed(token, payload, ending)
 
 
 def succeed_and_claim(token: ClaimedTask, result: Any, ending: Ending,
                       queues: list[str]) -> ClaimedTask | None:
     """Store a result and claim the next task in one transaction: one commit per task."""
-    if _unstorable_result(token, result, ending):
+    payload = _stored(token, result, ending)
+    if payload is None:
         return claim_next(token.worker_id, queues)
     if connection.vendor == "postgresql":
         recorded, claimed = succeed_and_claim_pg(
             token,
-            result,
+            payload,
             peak=ending.peak_rss_bytes,
             log_tail=storable.tail(ending.log_tail, TAIL_CHARS),
             queues=queues,
@@ -208,24 +216,27 @@ def succeed_and_claim(token: ClaimedTask, result: Any, ending: Ending,
             return claimed
         # Not ours any more, or others depend on it: the transactional path tells which.
     with transaction.atomic():
-        _succeed(token, result, ending)
+        _succeed(token, payload, ending)
         return claim_next(token.worker_id, queues)
 
 
-def _unstorable_result(token: ClaimedTask, result: Any, ending: Ending) -> bool:
-    """Fail the attempt, with the reason, if its result cannot be stored; else False."""
-    problem = storable.json_problem(result)
-    if problem is None:
-        return False
-    fail(token, Ending(Outcome.ERROR, f"The task's result cannot be stored: {problem}",
-                       peak_rss_bytes=ending.peak_rss_bytes, log_tail=ending.log_tail,
+def _stored(token: ClaimedTask, result: Any, ending: Ending) -> str | None:
+    """The result's JSON text; None once the attempt has failed because it cannot be stored."""
+    try:
+        return storable.dumps(result)
+    except storable.UnstorableResult as exc:
+        error = str(exc)
+    except (TypeError, ValueError) as exc:
+        error = f"the task's result cannot be stored: it is not JSON-serialisable: {exc}"
+    fail(token, Ending(Outcome.ERROR, error, peak_rss_bytes=ending.peak_rss_bytes,
+                       log_tail=ending.log_tail,
                        exception_class="workers.storable.UnstorableResult"))
-    return True
+    return None
 
 
-def _succeed(token: ClaimedTask, result: Any, ending: Ending) -> None:
+def _succeed(token: ClaimedTask, payload: str, ending: Ending) -> None:
     tail = storable.tail(ending.log_tail, TAIL_CHARS)
-    recorded = record_success(token, result, ending.peak_rss_bytes, tail)
+    recorded = record_success(token, payload, ending.peak_rss_bytes, tail)
     if recorded is None:
         raise LostAttempt(f"task {token.id} attempt {token.attempt} is no longer ours")
     if recorded.has_dependents:
@@ -341,32 +352,41 @@ def reclaim_worker(worker: Worker, outcome: str, reason: str) -> list[int]:
     return reclaimed
 
 
+ORPHANED = Q(worker__isnull=True) | Q(worker__state__in=[WorkerState.DEAD, WorkerState.FAILED])
+
+
 def reclaim_expired_leases(live_here: Collection[int] = ()) -> list[int]:
-    """Reclaim running tasks whose lease ended by the database's clock.
+    """Reclaim running tasks whose lease ended by the database's clock, and tasks whose
+    worker row ended (or went) without them: one query finds both.
 
     ``live_here``: workers of this node whose processes are alive and not stopped. Their
-    tasks are never taken: such a worker stops a task it could not renew in time itself,
-    and records how it ended once it can reach the database again.
+    late tasks are left alone: such a worker stops a task it could not renew in time
+    itself, and records how it ended once it can reach the database again. A failure to
+    reclaim one task is logged and the others go on.
     """
+    candidates = Task.objects.running().filter(ORPHANED | Q(lease_expires_at__lt=Now()))
+    rows = candidates.annotate(
+        orphan=ExpressionWrapper(ORPHANED, output_field=BooleanField())
+    ).values_list("pk", "attempt", "worker_id", "orphan")
     reclaimed = []
-    expired = Task.objects.running().filter(lease_expires_at__lt=Now())
-    for task in expired.exclude(worker__in=list(live_here)):
-        ending = Ending(outcome=Outcome.LEASE_EXPIRED, error="lease expired: no renewal in time")
-        if reclaim(task, ending, expired_only=True) is not None:
-            reclaimed.append(task.pk)
+    for task_id, attempt, worker_id, orphan in rows:
+        if not orphan and worker_id in live_here:
+            continue
+        task = Task(pk=task_id, attempt=attempt, worker_id=worker_id)
+        try:
+            if _reclaim_late(task, orphan=orphan):
+                reclaimed.append(task_id)
+        except DatabaseError:
+            logger.exception("could not reclaim task %s; moving on", task_id)
     return reclaimed
 
 
-def reclaim_orphans() -> list[int]:
-    """Reclaim running tasks whose worker row has ended (or is gone) without them."""
-    ended = [WorkerState.DEAD, WorkerState.FAILED]
-    orphans = Task.objects.running().filter(Q(worker__isnull=True) | Q(worker__state__in=ended))
-    reclaimed = []
-    for task in orphans:
-        ending = Ending(outcome=Outcome.WORKER_LOST, error="its worker ended without it")
-        if reclaim(task, ending) is not None:
-            reclaimed.append(task.pk)
-    return reclaimed
+def _reclaim_late(task: Task, *, orphan: bool) -> bool:
+    if orphan:
+        ending = Ending(Outcome.WORKER_LOST, "its worker ended without it")
+        return reclaim(task, ending) is not None
+    ending = Ending(Outcome.LEASE_EXPIRED, "lease expired: no renewal in time")
+    return reclaim(task, ending, expired_only=True) is not None
 
 
 def get(task_id: int) -> Task:

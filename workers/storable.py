@@ -21,13 +21,19 @@ class UnstorableResult(ValueError):
     """A task returned a value that cannot be stored as its JSON result."""
 
 
-def check_result(value: Any) -> None:
-    """Refuse a result that cannot be stored: TypeError or ValueError from ``json`` for a
-    value that is not JSON, :class:`UnstorableResult` for text the database refuses."""
-    json.dumps(value, allow_nan=False)
-    where = _unstorable_path(value, "$")
-    if where is not None:
-        raise UnstorableResult(f"the task's result cannot be stored: {_unstorable(where)}")
+def dumps(value: Any) -> str:
+    """``value`` as the JSON text to store, or an error naming why it cannot be stored.
+
+    TypeError or ValueError from ``json`` for a value that is not JSON,
+    :class:`UnstorableResult` for text the database refuses. One serialisation; the value is
+    walked only when its text holds an escape that may be a NUL byte or a lone surrogate.
+    """
+    payload = json.dumps(value, allow_nan=False)
+    if "\\u0000" in payload or "\\ud" in payload:
+        where = _unstorable_path(value, "$")
+        if where is not None:
+            raise UnstorableResult(f"the task's result cannot be stored: {_unstorable(where)}")
+    return payload
 
 
 def text(value: str, limit: int | None = None) -> str:
@@ -55,16 +61,6 @@ def tail(value: str, limit: int) -> str:
         if 0 <= newline < len(cut) // 2:
             cut = cut[newline + 1:]
     return cut
-
-
-def json_problem(value: Any) -> str | None:
-    """Why ``value`` cannot be stored as a JSON result, or None when it can."""
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        return f"it is not JSON-serialisable: {exc}"
-    where = _unstorable_path(value, "$")
-    return None if where is None else _unstorable(where)
 
 
 def _unstorable(where: str) -> str:

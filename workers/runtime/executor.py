@@ -170,7 +170,7 @@ def _invoke(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -
         value = asyncio.run(func(*args, **kwargs))
     else:
         value = func(*args, **kwargs)
-    storable.check_result(value)
+    storable.dumps(value)  # refused here, with a traceback, rather than after it returns
     return value
 
 
