@@ -58,3 +58,19 @@ def test_worker_logs_rotate_at_10_mb_keeping_3_backups(tmp_path):
         for handler in root.handlers[len(before):]:
             root.removeHandler(handler)
             handler.close()
+
+
+def test_one_process_per_node_runs_the_tick_per_interval_without_sql(crucible, settings):
+    import dataclasses
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.CRUCIBLE = dataclasses.replace(crucible, tick_interval=60.0)
+    with CaptureQueriesContext(connection) as queries:
+        assert monitor.node_turn("tick", 60) is True
+        assert monitor.node_turn("tick", 60) is False, "another process's turn came too soon"
+        assert monitor.node_turn("leases", 60) is True, "each job keeps its own stamp"
+        assert monitor.maybe_tick() is None  # within the interval: nothing, not a statement
+    assert len(queries) == 0
+    assert monitor.node_turn("tick", 0) is True
