@@ -16,8 +16,8 @@ from . import queue, storable
 from .claim import ClaimedTask
 from .clock import Now, sql_now
 from .exceptions import LaunchRefused, WorkerNotFound
-from .models import Heartbeat, Task, Worker
-from .states import TaskState, WorkerState, move
+from .models import Heartbeat, Worker
+from .states import WorkerState, move
 
 
 def hash_token(token: str) -> str:
@@ -116,11 +116,8 @@ def control(worker_id: int, running: ClaimedTask | None) -> Control:
                      row["abort_requested_at"] is not None)
     if running is None or not found.lease_ok:
         return found
-    held = Task.objects.filter(pk=running.id, worker_id=running.worker_id,
-                               attempt=running.attempt, state=TaskState.RUNNING)
-    flags = held.values_list("cancel_requested_at").first()  # None: no longer ours
-    return Control(found.drain, found.abort, lease_ok=flags is not None,
-                   cancel=flags is not None and flags[0] is not None)
+    ours, cancel = queue.attempt_status(running)
+    return Control(found.drain, found.abort, lease_ok=ours, cancel=cancel)
 
 
 @functools.cache

@@ -181,6 +181,12 @@ def renew(token: ClaimedTask) -> bool:
     return fenced.update(lease_expires_at=later(conf.get().lease_ttl)) == 1
 
 
+def attempt_status(token: ClaimedTask) -> tuple[bool, bool]:
+    """Whether the attempt is still this worker's, and whether a cancel was asked for."""
+    flags = _fenced(token).values_list("cancel_requested_at").first()
+    return flags is not None, flags is not None and flags[0] is not None
+
+
 def report_progress(token: ClaimedTask, fraction: float | None, message: str) -> bool:
     fields: dict[str, Any] = {"progress_message": storable.text(message[:PROGRESS_CHARS - 100])}
     if fraction is not None:
