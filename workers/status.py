@@ -89,9 +89,10 @@ class Snapshot:
 
 def _workers(now: datetime) -> list[Worker]:
     active = list(Worker.objects.active().order_by("id"))
+    # A worker that ends between the two reads is shown once, as it was first read.
     ended = Worker.objects.filter(
         state__in=[WorkerState.DEAD, WorkerState.FAILED], stopped_at__gte=now - RECENT
-    ).order_by("-stopped_at")[:MAX_ENDED_SHOWN]
+    ).exclude(pk__in=[worker.pk for worker in active]).order_by("-stopped_at")[:MAX_ENDED_SHOWN]
     return active + list(ended)
 
 

@@ -236,3 +236,25 @@ def test_the_link_is_hidden_from_users_who_may_not_view_workers(client):
     client.force_login(user_with("view_task"))
     index = client.get("/admin/").content.decode()
     assert "Worker Status" not in index
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_that_ends_while_the_panel_reads_is_shown_once(crucible):
+    from django.db import connection
+    from django.utils import timezone
+
+    from workers import status
+    from workers.states import WorkerState
+
+    worker = Worker.objects.create(node="n", state=WorkerState.DRAINING)
+
+    def end_it_after_the_active_read(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.startswith('SELECT "workers_worker"') and "DRAINING" in str(params):
+            Worker.objects.filter(pk=worker.pk).update(state=WorkerState.DEAD,
+                                                       stopped_at=timezone.now())
+        return result
+
+    with connection.execute_wrapper(end_it_after_the_active_read):
+        rows = status._workers(timezone.now())
+    assert [row.pk for row in rows] == [worker.pk]
