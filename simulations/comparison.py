@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .models import Simulation, Sweep
-from .registry import Kind
+from .registry import Kind, Metric
 
 CSV_FILE = "comparison.csv"
 JSON_FILE = "comparison.json"
@@ -27,14 +28,15 @@ def table(sweep: Sweep, kind: Kind, points: list[Simulation]) -> dict[str, Any]:
     for point, result in zip(points, results, strict=True):
         row: list[Any] = [point.pk, *(point.parameters.get(name) for name in sweep.axes)]
         rows.append(row + [result.get(m.key) for m in metrics])
-    return {"columns": columns, "rows": rows, "axes": sweep.axes, "metric": _main(metrics, results)}
+    return {"columns": columns, "rows": rows, "axes": sweep.axes,
+            "metric": main_metric(metrics, results)}
 
 
 def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _main(metrics: list[Any], results: list[dict[str, Any]]) -> str | None:
+def main_metric(metrics: Sequence[Metric], results: list[dict[str, Any]]) -> str | None:
     """The first metric every point has a number for (the plot's y axis)."""
     for metric in metrics:
         if all(_number(result.get(metric.key)) for result in results):

@@ -57,12 +57,14 @@ def sweep_page(sweep: Sweep) -> dict[str, Any]:
     directory = workdir.for_sweep(sweep.pk)
     summary_task = sweep.summary_task
     tasks = [point.task for point in simulations]
+    metric = shown_metric(sweep, kind, simulations)
     return {
         "sweep": sweep,
         "kind": kind,
         "axes": [(kind.schema.get(a["name"]), ", ".join(display.value_text(v) for v in a["values"]))
                  for a in sweep.grid],
-        "points": [_point(sweep, kind, point) for point in simulations],
+        "points": [_point(kind, metric, point, sweep.axes) for point in simulations],
+        "metric": metric,
         "summary_task": summary_task,
         "percent": round(sum(percent(t) for t in tasks) / len(tasks)) if tasks else 0,
         "done": sum(1 for t in tasks if t is not None and t.state == TaskState.SUCCEEDED),
@@ -76,10 +78,19 @@ def sweep_page(sweep: Sweep) -> dict[str, Any]:
     }
 
 
-def _point(sweep: Sweep, kind: registry.Kind, simulation: Simulation) -> Point:
-    values = [kind.schema.get(name).show(simulation.parameters.get(name)) for name in sweep.axes]
-    metric_key = (sweep.summary or {}).get("metric") or (kind.metrics[0].key if kind.metrics
-                                                          else "")
-    metric = kind.metric(metric_key) if metric_key else None
-    value = (simulation.result or {}).get(metric_key) if metric else None
+def shown_metric(sweep: Sweep, kind: registry.Kind,
+                 simulations: list[Simulation]) -> registry.Metric | None:
+    """The metric of the points table: the comparison's, else the first one every finished
+    point has, else the kind's first."""
+    results = [point.result for point in simulations if point.result]
+    key = ((sweep.summary or {}).get("metric")
+           or (comparison.main_metric(kind.metrics, results) if results else None)
+           or (kind.metrics[0].key if kind.metrics else None))
+    return kind.metric(key) if key else None
+
+
+def _point(kind: registry.Kind, metric: registry.Metric | None, simulation: Simulation,
+           axes: list[str]) -> Point:
+    values = [kind.schema.get(name).show(simulation.parameters.get(name)) for name in axes]
+    value = (simulation.result or {}).get(metric.key) if metric else None
     return Point(simulation, values, display.value_text(value, metric.unit if metric else ""))
