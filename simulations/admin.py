@@ -185,9 +185,7 @@ class SimulationAdmin(_PageMixin, SimulationBase):
 
     def _submit(self, request: HttpRequest, form: SubmitForm) -> HttpResponse:
         params, axes = form.submission()
-        data = form.cleaned_data
-        options = services.Options(name=data["name"], priority=data["priority"] or 0,
-                                   timeout=data["timeout"] or None, user_id=request.user.pk)
+        options = form.options(user_id=request.user.pk)
         if axes:
             sweep = services.submit_sweep(form.kind.name, params, axes, options)
             messages.success(request, f"Submitted {sweep} with "

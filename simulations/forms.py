@@ -7,11 +7,10 @@ from typing import Any
 
 from django import forms
 
-from . import grid
-from .exceptions import InvalidParameters
+from . import grid, services
+from .exceptions import InvalidParameters, ParameterError
 from .registry import Kind
 from .schema import Param, ParamType
-from .services import options_schema
 
 RUN_FIELDS = ("name", "priority", "timeout", "sweep")
 
@@ -47,7 +46,8 @@ class SubmitForm(forms.Form):
     def __init__(self, kind: Kind, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.kind = kind
-        options = options_schema()
+        self.axes: list[tuple[str, list[str]]] = []
+        options = services.options_schema()
         for name in ("priority", "timeout"):
             self.fields[name].help_text = options.get(name).describe()
         for param in kind.schema.params:
@@ -59,21 +59,43 @@ class SubmitForm(forms.Form):
     def run_fields(self) -> list[forms.BoundField]:
         return [self[name] for name in RUN_FIELDS]
 
-    def submission(self) -> tuple[dict[str, object], list[tuple[str, list[str]]]]:
-        """The parameters as entered (empty ones left to defaults) and the sweep axes; a
-        swept parameter's own field is ignored."""
-        data = self.cleaned_data
+    def clean(self) -> dict[str, Any]:
+        """Check everything the services would, so that every refusal shows at once."""
+        data = super().clean() or {}
+        self.axes = self._axes(data.get("sweep") or "")
         try:
-            axes = grid.parse_axes(data.get("sweep") or "")
+            services.check(self.kind.name, self._parameters(), self.axes, self.options())
+        except InvalidParameters as exc:
+            self.show_errors(exc)
+        return data
+
+    def _axes(self, text: str) -> list[tuple[str, list[str]]]:
+        try:
+            return grid.parse_axes(text)
         except ValueError as exc:
-            raise InvalidParameters.one("sweep", str(exc)) from exc
-        swept = {name for name, _ in axes}
-        params = {name: data[name] for name in self.kind.schema.names()
-                  if name not in swept and data.get(name) not in (None, "")}
-        return params, axes
+            self.add_error("sweep", str(ParameterError("sweep", str(exc))))
+            return []
+
+    def _parameters(self) -> dict[str, object]:
+        """The parameters as entered, empty ones left to defaults; a swept parameter's own
+        field is ignored."""
+        data, swept = self.cleaned_data, {name for name, _ in self.axes}
+        return {name: data[name] for name in self.kind.schema.names()
+                if name not in swept and data.get(name) not in (None, "")}
+
+    def options(self, user_id: int | None = None) -> services.Options:
+        data = self.cleaned_data
+        return services.Options(name=data.get("name") or "", priority=data.get("priority") or 0,
+                                timeout=data.get("timeout") or None, user_id=user_id)
+
+    def submission(self) -> tuple[dict[str, object], list[tuple[str, list[str]]]]:
+        """The parameters and the sweep axes of a valid form."""
+        return self._parameters(), self.axes
 
     def show_errors(self, refused: InvalidParameters) -> None:
-        """Put each refusal on its field; unknown names become form-wide errors."""
+        """Put each refusal on the field it was typed in: a swept parameter's on the sweep
+        grid; names no field has become form-wide errors."""
+        swept = {name for name, _ in self.axes}
         for error in refused.errors:
-            field = error.name if error.name in self.fields else None
-            self.add_error(field, str(error))
+            field = "sweep" if error.name in swept else error.name
+            self.add_error(field if field in self.fields else None, str(error))

@@ -79,5 +79,14 @@ def _clean_axes(kind: Kind, base: Mapping[str, object],
     if not axes:
         errors.append(ParameterError("sweep", "needs at least one axis, e.g. h=10,100,1000"))
     if errors:
-        raise InvalidParameters(errors)
+        raise InvalidParameters(errors + _base_errors(kind, base))
     return cleaned
+
+
+def _base_errors(kind: Kind, base: Mapping[str, object]) -> list[ParameterError]:
+    """The shared parameters' own refusals (the cross-checks need every axis's values)."""
+    try:
+        kind.schema.clean(base)
+    except InvalidParameters as exc:
+        return exc.errors
+    return []

@@ -67,6 +67,16 @@ def submit(kind_name: str, parameters: Mapping[str, object],
                        user_id=options.user_id)
 
 
+def check(kind_name: str, parameters: Mapping[str, object],
+          axes: Sequence[tuple[str, Sequence[object]]], options: Options) -> None:
+    """Validate a simulation (or a sweep, given axes) as submitting would; write nothing."""
+    kind = registry.get(kind_name)
+    if axes:
+        _validate(lambda: grid.build(kind, parameters, axes), options)
+    else:
+        _validate(lambda: kind.clean(dict(parameters)), options)
+
+
 def submit_sweep(kind_name: str, parameters: Mapping[str, object],
                  axes: Sequence[tuple[str, Sequence[object]]],
                  options: Options | None = None) -> Sweep:
