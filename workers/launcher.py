@@ -15,7 +15,7 @@ from django.db import connection, transaction
 
 from . import admission, conf, lifecycle, processes, queue
 from .clock import Now
-from .exceptions import LaunchFailed, WorkerNotFound
+from .exceptions import IllegalTransition, LaunchFailed, WorkerNotFound
 from .models import Task, Worker
 from .states import ACTIVE_WORKER_STATES, TaskState, WorkerState
 
@@ -146,6 +146,26 @@ def drain(worker_id: int | None = None) -> Worker:
     if updated:
         transaction.on_commit(lambda: queue.wake(worker))
     return lifecycle.get(worker.pk)
+
+
+def undrain(worker_id: int) -> Worker:
+    """Cancel an operator's drain: the worker goes back to RUNNING and claims again."""
+    if not lifecycle.cancel_drain(worker_id):
+        raise IllegalTransition(_not_undrainable(lifecycle.get(worker_id)))
+    worker = lifecycle.get(worker_id)
+    transaction.on_commit(lambda: queue.wake(worker))
+    return worker
+
+
+def _not_undrainable(worker: Worker) -> str:
+    if not worker.is_active:
+        return f"worker {worker.pk} is already {worker.state}: there is no drain to cancel"
+    if worker.abort_requested_at is not None:
+        return f"worker {worker.pk} is being aborted: its drain cannot be cancelled"
+    if worker.state == WorkerState.DRAINING:
+        return (f"worker {worker.pk} is draining after a signal (SIGTERM), not an operator's "
+                "drain: it cannot be cancelled")
+    return f"worker {worker.pk} is not draining"
 
 
 def abort(worker_id: int) -> Worker:

@@ -71,7 +71,8 @@ def handshake(worker_id: int, token: str, identity: Identity) -> Worker:
 
 
 def mark_running(worker_id: int, doorbell: str) -> None:
-    moved = move(Worker.objects.filter(pk=worker_id), WorkerState.RUNNING, started_at=Now(),
+    starting = Worker.objects.filter(pk=worker_id, state=WorkerState.STARTING)
+    moved = move(starting, WorkerState.RUNNING, started_at=Now(),
                  last_heartbeat=Now(), doorbell=doorbell)
     if not moved:
         raise LaunchRefused(f"worker {worker_id} can no longer start (aborted or failed)")
@@ -165,8 +166,32 @@ def heartbeat(worker_id: int, sample: Sample, counts: tuple[int, int]) -> Contro
     return _control(row[0], row[1] is not None, row[2] is not None)
 
 
-def start_draining(worker_id: int) -> None:
-    move(Worker.objects.filter(pk=worker_id), WorkerState.DRAINING)
+def start_draining(worker_id: int, *, asked: bool = False) -> bool:
+    """Show DRAINING; for an operator's drain (``asked``) only while it is still asked for.
+
+    One conditional statement, so it cannot interleave with :func:`cancel_drain`: either
+    the drain shows and the cancel then undoes it, or the cancel came first and this moves
+    nothing (False), which tells the worker to go on serving.
+    """
+    rows = Worker.objects.filter(pk=worker_id)
+    if asked:
+        rows = rows.filter(drain_requested_at__isnull=False, abort_requested_at=None)
+    return bool(move(rows, WorkerState.DRAINING))
+
+
+def cancel_drain(worker_id: int) -> bool:
+    """Withdraw an operator's drain: DRAINING goes back to RUNNING, and a drain the worker
+    has not acted on yet is forgotten. False when there was no such drain to withdraw."""
+    asked = Worker.objects.filter(
+        pk=worker_id, drain_requested_at__isnull=False, abort_requested_at=None
+    )
+    with transaction.atomic():
+        moved = move(asked.filter(state=WorkerState.DRAINING), WorkerState.RUNNING,
+                     drain_requested_at=None)
+        pending = asked.filter(state__in=[WorkerState.STARTING, WorkerState.RUNNING]).update(
+            drain_requested_at=None
+        )
+    return bool(moved or pending)
 
 
 def finish(worker_id: int, state: str, reason: str = "", exit_code: int | None = None,

@@ -42,7 +42,8 @@ class Outcome(models.TextChoices):
 WORKER_TRANSITIONS: dict[str, frozenset[str]] = {
     WorkerState.STARTING: frozenset({WorkerState.RUNNING, WorkerState.FAILED, WorkerState.DEAD}),
     WorkerState.RUNNING: frozenset({WorkerState.DRAINING, WorkerState.DEAD, WorkerState.FAILED}),
-    WorkerState.DRAINING: frozenset({WorkerState.DEAD, WorkerState.FAILED}),
+    # DRAINING -> RUNNING: an operator cancelled the drain before the worker stopped.
+    WorkerState.DRAINING: frozenset({WorkerState.RUNNING, WorkerState.DEAD, WorkerState.FAILED}),
     WorkerState.DEAD: frozenset(),
     WorkerState.FAILED: frozenset(),
 }

@@ -40,6 +40,18 @@ def sleep_then_record(key: str, seconds: float) -> str:
     return key
 
 
+def wait_for_file(path: str, key: str, timeout: float = 60.0) -> str:
+    """Run until the test creates ``path``: a task that ends exactly when the test says."""
+    _record(f"{key}:start")
+    deadline = time.monotonic() + timeout
+    while not Path(path).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.05)
+    _record(key)
+    return key
+
+
 def fail_always(message: str) -> None:
     _record("fail")
     raise ValueError(message)

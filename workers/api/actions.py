@@ -59,6 +59,12 @@ def drain_worker(user: Operator, worker_id: int | None) -> Worker:
     return worker
 
 
+def undrain_worker(user: Operator, worker_id: int) -> Worker:
+    worker = launcher.undrain(worker_id)
+    _log(user, "undrain", worker)
+    return worker
+
+
 def abort_worker(user: Operator, worker_id: int) -> Worker:
     worker = _still_active(launcher.abort(worker_id))
     _log(user, "abort", worker)

@@ -373,6 +373,12 @@ PATHS: dict[str, Schema] = {
         requestBody=_json_or_form(
             DRAIN_FIELDS, "Optional; without worker_id an idle running worker is preferred."),
     )},
+    "/api/workers/{worker_id}/undrain/": {"post": _operation(
+        "Cancel an operator's drain: the worker serves its queues again",
+        "workers.manage_workers",
+        ("200", WORKER, "The worker, RUNNING again."), ("400", "401", "403", "404", "409"),
+        parameters=[_id("worker_id", "The worker.")], requestBody=NO_BODY,
+    )},
     "/api/workers/{worker_id}/abort/": {"post": _operation(
         "Stop a worker now; its task is requeued", "workers.manage_workers",
         ("200", WORKER, "The worker, abort requested."), ("400", "401", "403", "404", "409"),

@@ -12,6 +12,10 @@ urlpatterns: list[URLPattern] = [
     path(
         "api/workers/<int:worker_id>/abort/", Route(views.worker_abort), name="api-worker-abort"
     ),
+    path(
+        "api/workers/<int:worker_id>/undrain/", Route(views.worker_undrain),
+        name="api-worker-undrain",
+    ),
     path("workers/tick/", Route(views.tick), name="api-tick"),
     path("api/tasks/", Route(views.task_list, views.task_submit), name="api-tasks"),
     path("api/tasks/<int:task_id>/", Route(views.task_detail), name="api-task"),

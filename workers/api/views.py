@@ -52,6 +52,13 @@ def worker_drain(request: HttpRequest) -> JsonResponse:
 
 
 @operation("POST", MANAGE_WORKERS)
+def worker_undrain(request: HttpRequest, worker_id: int) -> JsonResponse:
+    _no_fields(request)
+    worker = actions.undrain_worker(request.user, object_id(worker_id, "worker"))
+    return JsonResponse(render.worker(worker))
+
+
+@operation("POST", MANAGE_WORKERS)
 def worker_abort(request: HttpRequest, worker_id: int) -> JsonResponse:
     _no_fields(request)
     worker = actions.abort_worker(request.user, object_id(worker_id, "worker"))

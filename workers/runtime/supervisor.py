@@ -50,6 +50,7 @@ SAMPLE_EVERY = 1.0
 MAX_DB_BACKOFF = 30.0
 PROBE_EVERY_BEATS = 2  # the LISTEN connection: the main one proves itself every beat
 TAIL_CHARS = queue.TAIL_CHARS
+OPERATOR_DRAIN = "drained by operator"
 
 
 class _DatabaseDown:
@@ -219,7 +220,10 @@ class Supervisor:
         if self.abort_reason:
             self._abort_now()
             return True
-        return bool(self.stop_reason) and self.running is None and not self.outbox
+        idle = self.running is None and not self.outbox
+        if idle and self.stop_reason == OPERATOR_DRAIN:
+            self._check_control()  # the drain may have been cancelled while the task ran
+        return bool(self.stop_reason) and idle
 
     def _step(self) -> None:
         now = time.monotonic()
@@ -238,9 +242,19 @@ class Supervisor:
 
     def _mark_draining(self) -> None:
         """Show DRAINING while the last task finishes (after SIGTERM or an operator's drain)."""
-        if not isinstance(self._db(lambda: lifecycle.start_draining(self.worker_id)),
-                          _DatabaseDown):
-            self.marked_draining = True
+        asked = self.stop_reason == OPERATOR_DRAIN
+        shown = self._db(lambda: lifecycle.start_draining(self.worker_id, asked=asked))
+        if isinstance(shown, _DatabaseDown):
+            return
+        self.marked_draining = True
+        if asked and not shown:
+            self._resume()  # the operator cancelled the drain before it showed
+
+    def _resume(self) -> None:
+        logger.info("worker %s: the operator cancelled the drain; serving again", self.worker_id)
+        self.stop_reason = ""
+        self.marked_draining = False
+        self.want_claim = True
 
     def _can_claim(self, now: float) -> bool:
         done = self._pending_success()
@@ -432,8 +446,10 @@ class Supervisor:
         if control.abort:
             self.abort_reason = self.abort_reason or "aborted by operator"
         elif control.drain and not self.stop_reason:
-            self.stop_reason = "drained by operator"
+            self.stop_reason = OPERATOR_DRAIN
             self._mark_draining()
+        elif not control.drain and self.stop_reason == OPERATOR_DRAIN:
+            self._resume()
         if self.running is None:
             return
         if not control.lease_ok:

@@ -28,7 +28,8 @@ class Endpoint:
     method: str
     path: str  # {worker}, {queued}, {failed}: ids of the objects of the `world` fixture
     permission: str | None  # None: public
-    ok: int  # what a caller with the permission gets (add: 409, the pool is full)
+    ok: int  # what a caller with the permission gets (add: 409, the pool is full; undrain:
+    # 409, the worker is not draining)
     body: Any = None
 
     def __str__(self) -> str:
@@ -40,6 +41,7 @@ ENDPOINTS = [
     Endpoint("POST", "/api/workers/add/", "workers.manage_workers", 409),
     Endpoint("POST", "/api/workers/drain/", "workers.manage_workers", 200),
     Endpoint("POST", "/api/workers/{worker}/abort/", "workers.manage_workers", 200),
+    Endpoint("POST", "/api/workers/{worker}/undrain/", "workers.manage_workers", 409),
     Endpoint("POST", "/workers/tick/", "workers.manage_workers", 200),
     Endpoint("GET", "/api/tasks/", "workers.view_task", 200),
     Endpoint("POST", "/api/tasks/", "workers.submit_task", 201,

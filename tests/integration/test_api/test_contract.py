@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from django.test import Client
 from django.urls import URLPattern
+from django.utils import timezone
 
 from workers.api import urls
 from workers.api.routing import Route
@@ -215,6 +216,27 @@ def _abort_unknown(w: World) -> Any:
 @scenario("POST", "/api/workers/{worker_id}/abort/", 409)
 def _abort_dead(w: World) -> Any:
     return w.api.post(f"/api/workers/{w.worker(WorkerState.FAILED)}/abort/")
+
+
+@scenario("POST", "/api/workers/{worker_id}/undrain/", 200)
+def _undrain(w: World) -> Any:
+    draining = worker_row(w.node, state=WorkerState.DRAINING, drain_requested_at=timezone.now())
+    return w.api.post(f"/api/workers/{draining.pk}/undrain/")
+
+
+@scenario("POST", "/api/workers/{worker_id}/undrain/", 400)
+def _undrain_bad(w: World) -> Any:
+    return w.api.post(f"/api/workers/{w.worker()}/undrain/", {"now": True})
+
+
+@scenario("POST", "/api/workers/{worker_id}/undrain/", 404)
+def _undrain_unknown(w: World) -> Any:
+    return w.api.post("/api/workers/31337/undrain/")
+
+
+@scenario("POST", "/api/workers/{worker_id}/undrain/", 409)
+def _undrain_not_draining(w: World) -> Any:
+    return w.api.post(f"/api/workers/{w.worker()}/undrain/")
 
 
 @scenario("POST", "/workers/tick/", 200)

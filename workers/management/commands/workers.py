@@ -1,4 +1,4 @@
-"""python manage.py workers add|drain|abort|list|tick: the operations the panel calls."""
+"""python manage.py workers add|drain|undrain|abort|list|tick: the operations the panel calls."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ class Command(BaseCommand):
         add.add_argument("--queue", action="append", dest="queues")
         drain = sub.add_parser("drain", help="Let a worker finish its task and stop.")
         drain.add_argument("worker_id", nargs="?", type=positive_int)
+        undrain = sub.add_parser(
+            "undrain", help="Cancel an operator's drain: the worker serves its queues again."
+        )
+        undrain.add_argument("worker_id", type=positive_int)
         abort = sub.add_parser("abort", help="Stop a worker now; its task is requeued.")
         abort.add_argument("worker_id", type=positive_int)
         sub.add_parser("list", help="Show workers.")
@@ -54,6 +58,10 @@ class Command(BaseCommand):
     def do_drain(self, options: dict[str, Any]) -> None:
         worker = launcher.drain(options["worker_id"])
         self.stdout.write(f"draining worker {worker.pk}")
+
+    def do_undrain(self, options: dict[str, Any]) -> None:
+        worker = launcher.undrain(options["worker_id"])
+        self.stdout.write(f"cancelled the drain of worker {worker.pk}: it serves its queues again")
 
     def do_abort(self, options: dict[str, Any]) -> None:
         worker = launcher.abort(options["worker_id"])
