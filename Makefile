@@ -14,29 +14,47 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
 
 .PHONY: run test test-sqlite test-postgres lint bench screenshots clean
 
-$(VENV)/.installed: pyproject.toml
-	@test -n "$(PYTHON)" || { echo "Crucible needs Python 3.12 or newer; none found on PATH or under pyenv." >&2; exit 1; }
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet ".[dev]"
+# `make run` installs what serves the app; tests, linters, screenshots and benchmarks add the
+# development extras (pytest, mypy, ruff, Playwright...). Each set has its own stamp file,
+# redone when pyproject.toml changes; pip shows what it fetches and builds.
+$(PY):
+	@py="$(PYTHON)"; \
+	test -n "$$py" || { echo "Crucible needs Python 3.12 or newer; none found on PATH or under pyenv." >&2; exit 1; }; \
+	echo "== Creating the virtual environment $(VENV) with $$py =="; \
+	"$$py" -m venv $(VENV)
+	@echo "== Upgrading pip in $(VENV) =="
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml | $(PY)
+	@echo "== Installing Crucible's runtime dependencies into $(VENV) (not the development extras) =="
+	$(PY) -m pip install --disable-pip-version-check "."
 	@touch $@
 
-run: $(VENV)/.installed
+$(VENV)/.installed-dev: pyproject.toml | $(PY)
+	@echo "== Installing Crucible with its development extras (pytest, mypy, ruff, Playwright) into $(VENV) =="
+	$(PY) -m pip install --disable-pip-version-check ".[dev]"
+	@touch $@ $(VENV)/.installed-run
+
+run: $(VENV)/.installed-run
+	@echo "== Applying database migrations =="
 	$(PY) manage.py migrate --noinput
+	@echo "== Making sure the admin account exists =="
 	$(PY) manage.py ensure_superuser
+	@echo "== Collecting static files =="
 	$(PY) manage.py collectstatic --noinput --verbosity 0
+	@echo "== Serving on http://127.0.0.1:8000/admin/ (Ctrl-C stops) =="
 	$(VENV)/bin/gunicorn config.wsgi --bind 127.0.0.1:8000 --workers 2 --threads 4 --access-logfile -
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-dev
 	@$(MAKE) --no-print-directory test-sqlite
 	@$(MAKE) --no-print-directory test-postgres
 
-test-sqlite: $(VENV)/.installed
+test-sqlite: $(VENV)/.installed-dev
 	@echo "== tests on SQLite =="
 	env -u DATABASE_URL $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 # Off CI a missing server skips this run with one line; in CI it must be there.
-test-postgres: $(VENV)/.installed
+test-postgres: $(VENV)/.installed-dev
 	@if $(PY) -c "import psycopg; psycopg.connect('$(PG_URL)', connect_timeout=3).close()" 2>/dev/null; then \
 	  echo "== tests on PostgreSQL =="; \
 	  DATABASE_URL=$(PG_URL) $(VENV)/bin/pytest $(PYTEST_ARGS); \
@@ -46,14 +64,14 @@ test-postgres: $(VENV)/.installed
 	  echo "SKIPPED PostgreSQL tests: no server reachable at $(PG_URL)."; \
 	fi
 
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy .
 
-screenshots: $(VENV)/.installed
+screenshots: $(VENV)/.installed-dev
 	$(PY) docs/screenshots.py
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed-dev
 	$(PY) bench/core.py --db sqlite
 	$(PY) bench/core.py --db postgres
 
