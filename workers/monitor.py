@@ -20,6 +20,7 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
 
 from . import conf, doorbell, launcher, lifecycle, processes, queue, retention
+from .charts import sampling
 from .clock import Now, ago
 from .models import TickGuard, Worker
 from .runtime import logs
@@ -28,6 +29,7 @@ from .states import ACTIVE_WORKER_STATES, Outcome, WorkerState
 logger = logging.getLogger(__name__)
 ABORT_GRACE = 3.0
 PRUNE_EVERY = 60.0
+SAMPLE_EVERY = 20.0  # a minute's chart sample is written within this long of its end
 
 
 @dataclass
@@ -103,16 +105,22 @@ def maybe_tick() -> TickReport | None:
     if not node_turn("tick", settings.tick_interval * 0.9):
         return None
     leases_every = max(settings.tick_interval, settings.lease_ttl / 10) * 0.9
-    return tick(leases=node_turn("leases", leases_every), prune=node_turn("prune", PRUNE_EVERY))
+    return tick(
+        leases=node_turn("leases", leases_every),
+        prune=node_turn("prune", PRUNE_EVERY),
+        sample=node_turn("sample", SAMPLE_EVERY),
+    )
 
 
-def tick(*, leases: bool = True, prune: bool = True) -> TickReport:
+def tick(*, leases: bool = True, prune: bool = True, sample: bool = True) -> TickReport:
     report = TickReport()
     live_here = _local_workers(report)
     if leases or report.gone or report.killed or report.timed_out:
         report.reclaimed += queue.reclaim_expired_leases(live_here)
     if prune and acquire("prune", "tick", PRUNE_EVERY):
         _prune(report)
+    if sample and acquire("sample", "tick", SAMPLE_EVERY):
+        _sample()
     return report
 
 
@@ -180,6 +188,14 @@ def _stopped(pid: int) -> bool:
         return psutil.Process(pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
     except psutil.Error:
         return False
+
+
+def _sample() -> None:
+    """The charts' samples of the minutes that have ended (see ``charts.sampling``)."""
+    try:
+        sampling.sample()
+    except DatabaseError:
+        logger.exception("tick: could not write the charts' samples; the next tick tries again")
 
 
 def _prune(report: TickReport) -> None:

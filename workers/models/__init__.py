@@ -1,11 +1,14 @@
 from .heartbeat import Heartbeat, TickGuard
+from .sample import ALL_QUEUES, QueueSample, WorkerSample
 from .task import Task, TaskAttempt, TaskDependency, TaskQuerySet
 from .token import ApiToken
 from .worker import Worker, WorkerQuerySet
 
 __all__ = [
+    "ALL_QUEUES",
     "ApiToken",
     "Heartbeat",
+    "QueueSample",
     "Task",
     "TaskAttempt",
     "TaskDependency",
@@ -13,4 +16,5 @@ __all__ = [
     "TickGuard",
     "Worker",
     "WorkerQuerySet",
+    "WorkerSample",
 ]
