@@ -116,6 +116,15 @@ def apply(
     return done
 
 
+def report(modeladmin: admin.ModelAdmin[Any], request: HttpRequest, done: int, did: str,
+           nothing: str) -> None:
+    """A success only when something was done; nothing done is a warning that says so."""
+    if done:
+        modeladmin.message_user(request, did, messages.SUCCESS)
+    else:
+        modeladmin.message_user(request, nothing, messages.WARNING)
+
+
 # --- Workers ---
 
 
@@ -217,7 +226,8 @@ class WorkerAdmin(ReadOnlyMixin, WorkerAdminBase):
     def drain_workers(self, request: HttpRequest, queryset: QuerySet[Worker]) -> None:
         active = queryset.filter(state__in=ACTIVE_WORKER_STATES)
         done = apply(self, request, active, "drain", lambda w: _none(launcher.drain(w.pk)))
-        self.message_user(request, f"Draining {done} worker(s).", messages.SUCCESS)
+        report(self, request, done, f"Draining {done} worker(s).",
+               "No worker was drained: none of those selected is active.")
 
     @admin.action(
         permissions=["manage"], description="Abort: stop now, requeue the task", location=BOTH
@@ -534,11 +544,8 @@ class TaskAdmin(ReadOnlyMixin, TaskAdminBase):
         live = queryset.exclude(state__in=FINISHED_TASK_STATES)
         skipped = queryset.count() - live.count()
         done = apply(self, request, live, "cancel", lambda t: _none(queue.cancel(t.pk)))
-        self.message_user(
-            request,
-            f"Cancelled {done} task(s); running ones stop within a second.",
-            messages.SUCCESS,
-        )
+        report(self, request, done, f"Cancelled {done} task(s); running ones stop within a second.",
+               "No task was cancelled.")
         if skipped:
             self.message_user(request, f"{skipped} already finished, left alone.", messages.WARNING)
 

@@ -231,3 +231,19 @@ def test_worker_actions_need_manage_workers(client, worker):
     client.post(WORKERS, {"action": "abort_workers", "_selected_action": [worker.pk]})
     worker.refresh_from_db()
     assert worker.abort_requested_at is None
+
+
+def test_an_action_that_did_nothing_is_a_warning_not_a_success(admin_client, worker):
+    done = make_task(TaskState.SUCCEEDED)
+    page = run_action(admin_client, "cancel_tasks", done)
+    shown = [(m.level_tag, m.message) for m in page.context["messages"]]
+    assert ("warning", "No task was cancelled.") in shown
+    assert not any(level == "success" for level, _ in shown), shown
+    assert not any("Cancelled 0" in text for _, text in shown)
+
+    gone = Worker.objects.create(state=WorkerState.DEAD, node="node-b")
+    page = admin_client.post(
+        WORKERS, {"action": "drain_workers", "_selected_action": [gone.pk]}, follow=True
+    )
+    shown = [(m.level_tag, m.message) for m in page.context["messages"]]
+    assert shown == [("warning", "No worker was drained: none of those selected is active.")]
