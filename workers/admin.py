@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -20,12 +21,13 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.timezone import localtime
 
-from . import audit, launcher, listing, monitor, queue
+from . import audit, launcher, listing, queue
+from .admin_logs import TaskLogs, WorkerLogs
 from .exceptions import CrucibleError
 from .models import Task, TaskAttempt, Worker
 from .panel.cards import duration
 from .spec import TaskSpec
-from .states import ACTIVE_WORKER_STATES, FINISHED_TASK_STATES, TaskState
+from .states import ACTIVE_WORKER_STATES, FINISHED_TASK_STATES, WorkerState
 
 DASH = "\u2013"  # shown for a missing value
 if TYPE_CHECKING:
@@ -72,6 +74,33 @@ def moment(value: datetime | None) -> str:
         date_format(local, "Y-m-d H:i:s"),
         date_format(local, "M j, H:i"),
     )
+
+
+def since(value: datetime | None) -> str:
+    """A local, readable time and how long ago it was (by this server's clock)."""
+    if value is None:
+        return "never"
+    local = localtime(value)
+    ago = duration((timezone.now() - value).total_seconds())
+    return format_html(
+        '<time class="cr-nowrap" datetime="{}">{}</time> ({} ago)',
+        local.isoformat(),
+        date_format(local, "Y-m-d H:i:s"),
+        ago,
+    )
+
+
+def exit_text(code: int | None) -> str:
+    """A process's exit as recorded: a code, a signal (negative), or unknown."""
+    if code is None:
+        return DASH
+    if code < 0:
+        try:
+            name = f" ({signal.Signals(-code).name})"
+        except ValueError:
+            name = ""
+        return f"killed by signal {-code}{name}"
+    return f"exit code {code}"
 
 
 def worker_link(worker_id: int | None) -> str:
@@ -129,7 +158,7 @@ def report(modeladmin: admin.ModelAdmin[Any], request: HttpRequest, done: int, d
 
 
 @admin.register(Worker)
-class WorkerAdmin(ReadOnlyMixin, WorkerAdminBase):
+class WorkerAdmin(ReadOnlyMixin, WorkerLogs, WorkerAdminBase):
     list_display = (
         "id",
         "state_badge",
@@ -160,7 +189,6 @@ class WorkerAdmin(ReadOnlyMixin, WorkerAdminBase):
                 )
             },
         ),
-        ("End", {"fields": (("exit_code", "stopped_at"), "failure_reason", "log")}),
         (
             "Times",
             {
@@ -179,7 +207,9 @@ class WorkerAdmin(ReadOnlyMixin, WorkerAdminBase):
         "task_memory",
         "heartbeat",
         "running_task",
-        "log",
+        "exit_status",
+        "stop_reason",
+        "failure",
     )
 
     class Media:
@@ -209,16 +239,32 @@ class WorkerAdmin(ReadOnlyMixin, WorkerAdminBase):
         return DASH if obj.cpu_percent is None else f"{obj.cpu_percent:.0f} %"
 
     @admin.display(description="Last heartbeat", ordering="last_heartbeat")
-    def heartbeat(self, obj: Worker) -> Any:
-        return obj.last_heartbeat or "never"
+    def heartbeat(self, obj: Worker) -> str:
+        return since(obj.last_heartbeat)
 
     @admin.display(description="Running task")
     def running_task(self, obj: Worker) -> str:
         return task_link(getattr(obj, "running_task_id", None))
 
-    @admin.display(description="Log tail")
-    def log(self, obj: Worker) -> str:
-        return pre(obj.log_tail)
+    def get_fieldsets(self, request: HttpRequest, obj: Worker | None = None) -> Any:
+        """An ended worker's end: a failure is called one, a drain or an abort is not."""
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is not None and not obj.is_active:
+            reason = "failure" if obj.state == WorkerState.FAILED else "stop_reason"
+            fieldsets.insert(2, ("End", {"fields": (("exit_status", "stopped_at"), reason)}))
+        return fieldsets
+
+    @admin.display(description="Exit")
+    def exit_status(self, obj: Worker) -> str:
+        return exit_text(obj.exit_code)
+
+    @admin.display(description="Stop reason")
+    def stop_reason(self, obj: Worker) -> str:
+        return obj.failure_reason or DASH
+
+    @admin.display(description="Failure reason")
+    def failure(self, obj: Worker) -> str:
+        return obj.failure_reason or DASH
 
     @admin.action(
         permissions=["manage"], description="Drain: finish the task, then stop", location=BOTH
@@ -358,7 +404,7 @@ class TaskAttemptInline(ReadOnlyMixin, AttemptInlineBase):
 
 
 @admin.register(Task)
-class TaskAdmin(ReadOnlyMixin, TaskAdminBase):
+class TaskAdmin(ReadOnlyMixin, TaskLogs, TaskAdminBase):
     list_display = (
         "id",
         "func_path",
@@ -394,7 +440,6 @@ class TaskAdmin(ReadOnlyMixin, TaskAdminBase):
             },
         ),
         ("Call", {"fields": (("args", "kwargs"), "result_text")}),
-        ("Log tail", {"fields": ("log_tail",)}),
         (
             "Limits and schedule",
             {
@@ -429,7 +474,6 @@ class TaskAdmin(ReadOnlyMixin, TaskAdminBase):
         "result_text",
         "error_text",
         "peak_memory",
-        "log_tail",
     )
 
     class Media:
@@ -520,13 +564,6 @@ class TaskAdmin(ReadOnlyMixin, TaskAdminBase):
     @admin.display(description="Peak memory")
     def peak_memory(self, obj: Task) -> str:
         return size(obj.peak_rss_bytes)
-
-    @admin.display(description="Log tail")
-    def log_tail(self, obj: Task) -> str:
-        if obj.state == TaskState.RUNNING and obj.worker_id is not None:
-            return pre(monitor.log_tail(obj.worker_id))
-        last = obj.attempts.order_by("-number").values_list("log_tail", flat=True).first()
-        return pre(last or "")
 
     @admin.action(
         permissions=["retry"], description="Retry (a fresh budget of attempts)", location=BOTH

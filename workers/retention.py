@@ -26,7 +26,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, Model, OuterRef, QuerySet
 from django.db.models.fields.reverse_related import ForeignObjectRel
 
-from . import conf
+from . import conf, logs
 from .clock import ago
 from .literals import Literal, literals
 from .models import Heartbeat, Task, TaskAttempt, TaskDependency, TaskQuerySet, Worker
@@ -124,6 +124,7 @@ def _task_batch(report: PruneReport, retention: float, size: int) -> bool:
             return True
         # Django's collector honours each relation's on_delete, each through its FK index.
         _, counts = Task.objects.filter(pk__in=ids).only("pk").delete()
+    logs.remove_task_logs(ids)  # their attempts' log files on this machine, once committed
     report.tasks += counts.get(Task._meta.label, 0)
     report.attempts += counts.get(TaskAttempt._meta.label, 0)
     report.dependencies += counts.get(TaskDependency._meta.label, 0)

@@ -1,18 +1,43 @@
-"""Each worker logs to WORKER_LOG_DIR/worker_<id>.log, rotated at 10 MB with 3 backups."""
+"""Each worker logs to WORKER_LOG_DIR/worker_<id>.log, rotated at 10 MB with 3 backups.
+
+Each attempt of a task also gets a file of its own, holding only that attempt's output:
+WORKER_LOG_DIR/tasks/<task id>/attempt_<number>.log. The pair (task, attempt) is unique
+across nodes, so the path needs no database column.
+"""
 
 from __future__ import annotations
 
 import logging
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
+from typing import BinaryIO
 
 MAX_BYTES = 10 * 1024 * 1024
 BACKUPS = 3
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+TASKS_DIR = "tasks"
+ELLIPSIS = "\u2026"
+
+logger = logging.getLogger(__name__)
 
 
 def log_path(log_dir: Path, worker_id: int) -> Path:
     return log_dir / f"worker_{worker_id}.log"
+
+
+def rotated_paths(log_dir: Path, worker_id: int) -> list[Path]:
+    """The worker's log files that exist, oldest first (backups, then the current one)."""
+    current = log_path(log_dir, worker_id)
+    backups = [current.with_name(f"{current.name}.{n}") for n in range(BACKUPS, 0, -1)]
+    return [path for path in [*backups, current] if path.is_file()]
+
+
+def task_log_dir(log_dir: Path, task_id: int) -> Path:
+    return log_dir / TASKS_DIR / str(task_id)
+
+
+def attempt_log_path(log_dir: Path, task_id: int, attempt: int) -> Path:
+    return task_log_dir(log_dir, task_id) / f"attempt_{attempt}.log"
 
 
 def to_file(log_dir: Path, worker_id: int, *, keep_console: bool) -> Path:
@@ -29,11 +54,64 @@ def to_file(log_dir: Path, worker_id: int, *, keep_console: bool) -> Path:
     return path
 
 
+def clip(text: str, chars: int, *, cut: bool = False) -> str:
+    """The last whole lines of ``text`` that fit in ``chars`` characters.
+
+    ``cut``: the text itself starts somewhere in a line (read from the middle of a file).
+    A last line longer than ``chars`` starts at a word, after an ellipsis.
+    """
+    if len(text) > chars:
+        text, cut = text[-chars:], True
+    if not cut:
+        return text
+    newline = text.find("\n")
+    if 0 <= newline < len(text.rstrip("\n")):  # a whole line starts inside the text
+        return text[newline + 1:]
+    space = text.find(" ")  # one line, longer than what is kept: start at a word
+    if 0 <= space < len(text) // 2:
+        text = text[space + 1:]
+    return ELLIPSIS + text[-(chars - 1):]
+
+
 def tail(path: Path, chars: int = 1000) -> str:
+    """The last whole lines of a log file, at most ``chars`` characters ("" if unreadable)."""
     try:
         with path.open("rb") as handle:
-            handle.seek(0, 2)
-            handle.seek(max(handle.tell() - chars * 4, 0))
-            return handle.read().decode(errors="replace")[-chars:]
+            size = handle.seek(0, 2)
+            start = max(size - chars * 4, 0)
+            handle.seek(start)
+            data = handle.read()
     except OSError:
         return ""
+    return clip(data.decode(errors="replace"), chars, cut=start > 0)
+
+
+class AttemptLog:
+    """One attempt's own output, appended as it comes; a failing disk never stops a task."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle: BinaryIO | None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.handle = path.open("ab", buffering=0)
+        except OSError as exc:
+            logger.warning("cannot write the attempt's log %s: %s", path, exc)
+            self.handle = None
+
+    def write(self, data: bytes) -> None:
+        if self.handle is None:
+            return
+        try:
+            self.handle.write(data)
+        except OSError as exc:
+            logger.warning("stopped writing the attempt's log %s: %s", self.path, exc)
+            self.close()
+
+    def close(self) -> None:
+        if self.handle is not None:
+            handle, self.handle = self.handle, None
+            try:
+                handle.close()
+            except OSError as exc:
+                logger.warning("could not close the attempt's log %s: %s", self.path, exc)

@@ -23,7 +23,6 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
@@ -50,6 +49,7 @@ SAMPLE_EVERY = 1.0
 MAX_DB_BACKOFF = 30.0
 PROBE_EVERY_BEATS = 2  # the LISTEN connection: the main one proves itself every beat
 TAIL_CHARS = queue.TAIL_CHARS
+TAIL_KEEP = 4 * TAIL_CHARS  # room to cut the stored tail at a line boundary
 OPERATOR_DRAIN = "drained by operator"
 
 
@@ -108,6 +108,10 @@ class Running:
     progress: tuple[float | None, str] | None = None
     progress_sent_at: float = 0.0
     stopped: queue.Ending | None = None  # set when the supervisor stopped it on purpose
+    log: logs.AttemptLog | None = None  # this attempt's own output, in a file of its own
+
+    def log_tail(self) -> str:
+        return logs.clip(self.tail, TAIL_CHARS)
 
 
 @dataclass
@@ -535,12 +539,15 @@ class Supervisor:
             chunks.append(chunk)
         if not chunks:
             return
-        text = b"".join(chunks).decode(errors="replace")
+        data = b"".join(chunks)
+        text = data.decode(errors="replace")
         task_id = self.running.token.id if self.running else None
         for line in text.splitlines():
             task_log.info("[task %s] %s", task_id, line)
         if self.running is not None:
-            self.running.tail = (self.running.tail + text)[-TAIL_CHARS:]
+            self.running.tail = (self.running.tail + text)[-TAIL_KEEP:]
+            if self.running.log is not None:
+                self.running.log.write(data)
 
     def _on_executor(self) -> None:
         assert self.executor is not None
@@ -578,7 +585,9 @@ class Supervisor:
         settings = self.settings
         timeout = min(token.timeout, settings.task_timeout)
         lease = Lease(sent, settings.lease_ttl, settings.lease_margin, settings.renew_every)
-        self.running = Running(token=token, deadline=time.monotonic() + timeout, lease=lease)
+        log = logs.AttemptLog(logs.attempt_log_path(settings.log_dir, token.id, token.attempt))
+        self.running = Running(token=token, deadline=time.monotonic() + timeout, lease=lease,
+                               log=log)
         self._arm(lease)
         self.timers.sample = time.monotonic() + SAMPLE_EVERY
         self.timers.control = time.monotonic() + settings.poll_interval
@@ -611,24 +620,26 @@ class Supervisor:
             fraction, text = running.progress
             self._queue_write(Progress(running.token, fraction, text))
         if message["ok"]:
-            ending = queue.Ending(Outcome.SUCCEEDED, peak_rss_bytes=peak)
+            ending = queue.Ending(Outcome.SUCCEEDED, peak_rss_bytes=peak,
+                                  log_tail=running.log_tail())
             self._queue_write(Success(running.token, message["value"], ending))
             self.counts[0] += 1
             self._after_task()
         else:
             self._end(queue.Ending(Outcome.ERROR, message["error"], message["traceback"], peak,
-                                   running.tail, message.get("exception_class", "")))
+                                   running.log_tail(), message.get("exception_class", "")))
 
     def _end(self, ending: queue.Ending) -> None:
         """Record a failed attempt (retry, fail, cancel) and free the slot."""
         assert self.running is not None
         token = self.running.token
         peak = ending.peak_rss_bytes or self.running.peak_rss or None
-        tail = ending.log_tail or self.running.tail or self._log_tail()
+        tail = ending.log_tail or self.running.log_tail()  # its own lines, never the worker's
         final = queue.Ending(ending.outcome, ending.error, ending.traceback, peak, tail,
                              ending.exception_class).storable()
         logger.warning("task %s attempt %s ended %s: %s\n%s", token.id, token.attempt,
                        final.outcome, final.error, final.traceback)
+        self._log_ending(final)
         self._queue_write(Failure(token, final))
         self.counts[1] += 1
         self._after_task()
@@ -642,14 +653,19 @@ class Supervisor:
             logger.exception("the database refused task %s's progress", write.token.id)
             return True
 
-    def _log_tail(self) -> str:
-        for handler in logging.getLogger().handlers:
-            if isinstance(handler, logging.FileHandler):
-                handler.flush()
-                return logs.tail(Path(handler.baseFilename), TAIL_CHARS)
-        return ""
+    def _log_ending(self, ending: queue.Ending) -> None:
+        """End the attempt's own log with why it failed, as the worker's log says it."""
+        assert self.running is not None
+        if self.running.log is not None:
+            note = f"[crucible] attempt ended {ending.outcome}: {ending.error}\n{ending.traceback}"
+            self.running.log.write(note.rstrip("\n").encode(errors="replace") + b"\n")
+
+    def _close_log(self) -> None:
+        if self.running is not None and self.running.log is not None:
+            self.running.log.close()
 
     def _after_task(self) -> None:
+        self._close_log()
         self.running = None
         self.want_claim = True
         self.finished += 1
@@ -672,6 +688,7 @@ class Supervisor:
             lost = queue.Ending(Outcome.LEASE_EXPIRED, "The lease ended before its worker could "
                                 "renew it; the worker stopped the task.")
             self._queue_write(Failure(running.token, lost))
+            self._close_log()
             self.running = None
             self.want_claim = True
         else:

@@ -1,0 +1,223 @@
+"""Per-attempt logs with real worker processes: captured apart, tails cut at lines, pages
+that follow them, downloads, and what the worker page says about its log and its end."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+
+from tests.conftest import wait_for
+from workers import launcher, logs, queue, retention
+from workers.models import Task, TaskAttempt, Worker
+from workers.runtime import logs as files
+from workers.spec import TaskSpec
+from workers.states import Outcome, TaskState, WorkerState
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
+
+LOG_TASKS = "tests.testapp.log_tasks"
+TASKS = "/admin/workers/task/"
+WORKERS = "/admin/workers/worker/"
+
+
+def enqueue(name: str, *args: Any, **fields: Any) -> Task:
+    return queue.enqueue(TaskSpec(func_path=f"{LOG_TASKS}.{name}", args=list(args), **fields))
+
+
+def attempt_file(crucible: Any, task: Task, number: int = 1) -> Path:
+    return files.attempt_log_path(crucible.log_dir, task.pk, number)
+
+
+def attempt(task: Task, number: int = 1) -> TaskAttempt:
+    return TaskAttempt.objects.get(task=task, number=number)
+
+
+@pytest.fixture
+def admin(django_user_model: Any) -> Client:
+    client = Client()
+    client.force_login(django_user_model.objects.create_superuser("root", "r@localhost", "pw"))
+    return client
+
+
+def run_batch(workers: Any) -> None:
+    workers.start("--batch")
+    assert workers.wait_all() == [0]
+
+
+def test_each_attempt_logs_only_its_own_lines(workers, crucible):
+    first = enqueue("print_lines", "alpha", 3, priority=5)
+    second = enqueue("print_then_fail", "beta", 2, max_attempts=1)
+    run_batch(workers)
+
+    assert attempt_file(crucible, first).read_text() == "".join(
+        f"alpha line {n}\n" for n in range(3)
+    )
+    beta = attempt_file(crucible, second).read_text()
+    assert beta.startswith("beta line 0\nbeta line 1\n[crucible] attempt ended ERROR: ")
+    assert "ValueError: beta failed on purpose" in beta and "alpha" not in beta
+    assert attempt(first).log_tail == "alpha line 0\nalpha line 1\nalpha line 2\n"
+    assert attempt(second).log_tail == "beta line 0\nbeta line 1\n"
+
+
+def test_a_silent_failure_keeps_no_other_tasks_lines(workers):
+    enqueue("print_lines", "alpha", 3, priority=5)
+    silent = enqueue("fail_silently", max_attempts=1)
+    run_batch(workers)
+
+    failed = attempt(silent)
+    assert failed.outcome == Outcome.ERROR
+    assert failed.log_tail == "", "the worker's log (alpha's lines) is not this attempt's"
+
+
+def test_a_long_log_tail_starts_at_the_start_of_a_line(workers):
+    job = enqueue("print_then_fail", "gamma", 60, 8, max_attempts=1)  # ~3,000 characters
+    run_batch(workers)
+
+    tail = attempt(job).log_tail
+    assert 0 < len(tail) <= queue.TAIL_CHARS
+    assert re.fullmatch(r"(gamma line \d+( word){8}\n)+", tail), tail[:80]
+    assert tail.endswith("gamma line 59" + " word" * 8 + "\n")
+
+
+def test_the_task_page_shows_the_attempt_log_and_downloads_it(workers, crucible, admin):
+    first = enqueue("print_lines", "alpha", 3, priority=5)
+    job = enqueue("print_lines", "beta", 2)
+    run_batch(workers)
+
+    html = admin.get(f"{TASKS}{job.pk}/change/").content.decode()
+    assert "beta line 0\nbeta line 1\n" in html and "alpha line" not in html
+    assert 'id="cr-log-poll" hidden>' in html, "a finished attempt is not polled"
+    download = f"{TASKS}{job.pk}/log/1/download/"
+    assert f'href="{download}"' in html
+
+    response = admin.get(download)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert response["Content-Disposition"] == f'attachment; filename="task-{job.pk}-attempt-1.log"'
+    assert b"".join(response.streaming_content) == b"beta line 0\nbeta line 1\n"
+    assert b"alpha" not in b"".join(admin.get(download).streaming_content)
+    assert first.pk != job.pk
+
+
+def test_a_missing_log_is_a_404_page(crucible, admin):
+    job = Task.objects.create(func_path=f"{LOG_TASKS}.print_lines", timeout=60, attempt=1,
+                              state=TaskState.SUCCEEDED)
+    for url in (f"{TASKS}{job.pk}/log/1/download/", f"{TASKS}{job.pk}/log/2/download/",
+                f"{TASKS}999999/log/1/download/", f"{WORKERS}999999/log/download/"):
+        response = admin.get(url)
+        assert response.status_code == 404, url
+        assert response["Content-Type"].startswith("text/html")
+        assert 'class="errornote"' in response.content.decode(), url
+
+
+def test_logs_need_the_view_permission(crucible, django_user_model):
+    job = Task.objects.create(func_path=f"{LOG_TASKS}.print_lines", timeout=60, attempt=1,
+                              state=TaskState.RUNNING)
+    path = attempt_file(crucible, job)
+    path.parent.mkdir(parents=True)
+    path.write_text("secret line\n")
+    staff = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    client = Client()
+    client.force_login(staff)
+    download = f"{TASKS}{job.pk}/log/1/download/"
+    poll = f"{TASKS}{job.pk}/log/?attempt=1&offset=0"
+    assert client.get(download).status_code == 403
+    assert client.get(poll, headers={"HX-Request": "true"}).status_code == 403
+    assert Client().get(poll, headers={"HX-Request": "true"}).status_code == 403
+    assert Client().get(download).status_code == 302, "a browser is sent to log in"
+
+    staff.user_permissions.add(Permission.objects.get(codename="view_task"))
+    client.force_login(User.objects.get(pk=staff.pk))
+    assert b"".join(client.get(download).streaming_content) == b"secret line\n"
+
+
+def test_the_poll_sends_what_came_after_its_offset_and_stops_at_the_end(crucible, admin):
+    job = Task.objects.create(func_path=f"{LOG_TASKS}.print_lines", timeout=60, attempt=1,
+                              state=TaskState.RUNNING)
+    path = attempt_file(crucible, job)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"one\ntwo\nthr")
+    page = admin.get(f"{TASKS}{job.pk}/change/").content.decode()
+    assert "one\ntwo\n</pre>" in page, "a line still being written waits"
+    assert f'hx-get="{TASKS}{job.pk}/log/?attempt=1&amp;offset=8"' in page
+
+    with path.open("ab") as handle:
+        handle.write(b"ee\nfour")
+    poll = admin.get(f"{TASKS}{job.pk}/log/", {"attempt": 1, "offset": 8}).content.decode()
+    assert 'hx-swap-oob="beforeend:#cr-log-lines">three\n</span>' in poll
+    assert "offset=14" in poll
+
+    Task.objects.filter(pk=job.pk).update(state=TaskState.SUCCEEDED)
+    last = admin.get(f"{TASKS}{job.pk}/log/", {"attempt": 1, "offset": 14}).content.decode()
+    assert ">four</span>" in last and "hx-get" not in last, "the end: the rest, and no poll"
+    assert "The attempt has ended (task SUCCEEDED)." in last
+
+
+@pytest.mark.parametrize("query", [{"attempt": 1, "offset": "x"}, {"attempt": "-1"},
+                                   {"offset": 0}, {"attempt": 5, "offset": 0}])
+def test_a_bad_poll_is_refused_with_the_reason(crucible, admin, query):
+    job = Task.objects.create(func_path=f"{LOG_TASKS}.print_lines", timeout=60, attempt=1,
+                              state=TaskState.RUNNING)
+    response = admin.get(f"{TASKS}{job.pk}/log/", query)
+    assert response.status_code in (400, 404)
+    text = response.content.decode()
+    assert any(word in text for word in ("offset", "attempt")), text
+
+
+def test_the_worker_page_shows_its_log_its_heartbeat_and_how_it_stopped(workers, admin):
+    enqueue("print_lines", "alpha", 2)
+    proc = workers.start()
+    worker = wait_for(lambda: Worker.objects.filter(state=WorkerState.RUNNING,
+                                                    last_heartbeat__isnull=False).first())
+    wait_for(lambda: Task.objects.filter(state=TaskState.SUCCEEDED).exists())
+    html = admin.get(f"{WORKERS}{worker.pk}/change/").content.decode()
+    assert "[task " in html and "alpha line 1" in html, "the log file's lines, not a dash"
+    assert f'href="{WORKERS}{worker.pk}/log/download/"' in html
+    heartbeat = re.search(r'datetime="[^"]+">(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)</time> \((\d+) s ago\)',
+                          html)
+    assert heartbeat is not None, "a local, readable time and its age"
+    assert "Failure reason" not in html and "Stop reason" not in html, "it has not ended"
+
+    launcher.drain(worker.pk)
+    assert proc.wait(timeout=15) == 0
+    html = admin.get(f"{WORKERS}{worker.pk}/change/").content.decode()
+    assert "Stop reason" in html and "drained by operator" in html
+    assert "Failure reason" not in html
+    assert "exit code 0" in html
+    body = b"".join(admin.get(f"{WORKERS}{worker.pk}/log/download/").streaming_content)
+    assert b"alpha line 1" in body and b"stopped: drained by operator" in body
+
+
+def test_a_failed_worker_shows_its_failure_and_signal(admin):
+    worker = Worker.objects.create(node="n", state=WorkerState.FAILED, exit_code=-9,
+                                   failure_reason="Process gone: killed")
+    html = admin.get(f"{WORKERS}{worker.pk}/change/").content.decode()
+    assert "Failure reason" in html and "Stop reason" not in html
+    assert "killed by signal 9 (SIGKILL)" in html
+
+
+def test_retention_removes_the_logs_of_pruned_tasks(crucible, settings):
+    import dataclasses
+
+    from django.utils import timezone
+
+    settings.CRUCIBLE = dataclasses.replace(crucible, result_retention=60.0)
+    old = Task.objects.create(func_path=f"{LOG_TASKS}.print_lines", timeout=60, attempt=2,
+                              state=TaskState.SUCCEEDED,
+                              finished_at=timezone.now() - timezone.timedelta(hours=1))
+    young = Task.objects.create(func_path=f"{LOG_TASKS}.print_lines", timeout=60, attempt=1,
+                                state=TaskState.SUCCEEDED, finished_at=timezone.now())
+    for task, number in ((old, 1), (old, 2), (young, 1)):
+        path = attempt_file(crucible, task, number)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x\n")
+
+    assert retention.prune().tasks == 1
+    assert not files.task_log_dir(crucible.log_dir, old.pk).exists()
+    assert attempt_file(crucible, young).read_text() == "x\n"
+    assert logs.remove_task_logs([young.pk]) == 1
