@@ -16,6 +16,10 @@ class InvalidTaskSpec(CrucibleError):
         self.message = message
 
 
+class CallMismatch(InvalidTaskSpec):
+    """The arguments do not fit the task function's signature."""
+
+
 class IllegalTransition(CrucibleError):
     """A state change the state machine does not allow."""
 

@@ -12,7 +12,7 @@ from typing import Any
 from django.tasks import Task as DjangoTask
 from django.utils.module_loading import import_string
 
-from .exceptions import InvalidTaskSpec
+from .exceptions import CallMismatch, InvalidTaskSpec
 from .models.task import MAX_PRIORITY, MIN_PRIORITY
 
 
@@ -42,15 +42,50 @@ def resolve(func_path: str) -> Callable[..., Any]:
         target = import_string(func_path)
     except ImportError as exc:
         raise InvalidTaskSpec("func_path", f"cannot import {func_path!r}: {exc}") from exc
-    if isinstance(target, DjangoTask):
-        target = target.func
+    task = target if isinstance(target, DjangoTask) else None
+    if task is not None:
+        target = task.func
     if not inspect.isfunction(target):
         kind = type(target).__name__
         article = "an" if kind[:1].lower() in "aeiou" else "a"
         raise InvalidTaskSpec("func_path", f"{func_path!r} is {article} {kind}, not a function")
-    if target.__qualname__ != name:
+    # A @task may be exposed under another name (``<app>.tasks.run_slab``); its function
+    # must still be defined at module level.
+    if target.__qualname__ != (target.__name__ if task is not None else name):
         raise InvalidTaskSpec("func_path", f"{func_path!r} is not a module-level function")
     return target
+
+
+def signature(func_path: str) -> inspect.Signature:
+    """How a task is called: a ``takes_context`` task's context is not the caller's to give."""
+    target = import_string(func_path)
+    func = target.func if isinstance(target, DjangoTask) else target
+    found = inspect.signature(func)
+    if isinstance(target, DjangoTask) and target.takes_context:
+        found = found.replace(parameters=list(found.parameters.values())[1:])
+    return found
+
+
+def _plain(found: inspect.Signature) -> str:
+    """``(a, b=2)``: annotations are strings under ``from __future__ import annotations``."""
+    params = [param.replace(annotation=param.empty) for param in found.parameters.values()]
+    return str(found.replace(parameters=params, return_annotation=found.empty))
+
+
+def check_call(spec: TaskSpec) -> None:
+    """Refuse arguments the function cannot take, before they are queued (and retried)."""
+    expected = signature(spec.func_path)
+    try:
+        expected.bind(*spec.args, **spec.kwargs)
+    except TypeError as exc:
+        problem = str(exc)
+        by_keyword = "keyword" in problem or "multiple values" in problem or bool(
+            spec.kwargs and not spec.args)
+        name = spec.func_path.rpartition(".")[2]
+        raise CallMismatch(
+            "kwargs" if by_keyword else "args",
+            f"do not match {name}{_plain(expected)}: {problem}",
+        ) from exc
 
 
 MAX_ATTEMPTS = 1000
@@ -93,3 +128,4 @@ def validate(spec: TaskSpec) -> None:
         raise InvalidTaskSpec("run_after", "must include a time zone (e.g. 2026-01-01T10:00Z)")
     if len(spec.queue) > 100 or "\x00" in spec.queue:
         raise InvalidTaskSpec("queue", "must be at most 100 printable characters")
+    check_call(spec)

@@ -218,9 +218,12 @@ def _submit_body(allowed: list[str]) -> Schema:
                       "description": "An allowed task: a @task of an installed app's tasks "
                                      "module, or a path in CRUCIBLE_TASK_ALLOWLIST."},
         **_nullable({
-            "args": {"type": "array", "items": _ref("JsonValue"), "default": []},
+            "args": {"type": "array", "items": _ref("JsonValue"), "default": [],
+                     "description": "Positional arguments; with kwargs, a call the task's "
+                                    "function takes (its signature), else a 400."},
             "kwargs": {"type": "object", "propertyNames": {"pattern": NO_NUL},
-                       "additionalProperties": _ref("JsonValue"), "default": {}},
+                       "additionalProperties": _ref("JsonValue"), "default": {},
+                       "description": "Keyword arguments (see args)."},
             "priority": {**INTEGER, "minimum": MIN_PRIORITY, "maximum": MAX_PRIORITY,
                          "default": 0},
             "queue": {**TEXT, "maxLength": QUEUE_LENGTH,

@@ -111,10 +111,12 @@ def _refuse_unreachable(task: DjangoTask[..., Any]) -> None:
 def _submit(spec: TaskSpec) -> Task:
     """Enqueue through Crucible's queue; translate its refusals into Django's exceptions."""
     from .. import queue
-    from ..exceptions import InvalidTaskSpec
+    from ..exceptions import CallMismatch, InvalidTaskSpec
 
     try:
         return queue.enqueue(spec)
+    except CallMismatch as exc:
+        raise TypeError(str(exc)) from exc
     except InvalidTaskSpec as exc:
         if exc.field in ("args", "kwargs"):
             raise ValueError(str(exc)) from exc

@@ -115,7 +115,7 @@ def test_submit_refuses_an_allowed_path_that_is_not_a_function(admin_api, allowl
     ({"func_path": RECORD, "depends_on": 3}, "depends_on"),
     ({"func_path": RECORD, "depends_on": [0]}, "depends_on"),
     ({"func_path": RECORD, "depends_on": [2**63]}, "depends_on"),
-    ({"func_path": RECORD, "depends_on": [999_999]}, "depends_on"),
+    ({"func_path": RECORD, "args": ["x"], "depends_on": [999_999]}, "depends_on"),
     ({"func_path": RECORD, "prority": 1}, "prority"),
 ])
 def test_submit_refuses_bad_input_naming_the_field(admin_api, allowlist, body, field):
@@ -152,7 +152,8 @@ def test_submit_refuses_json_nested_too_deeply(admin_api, allowlist):
 def test_submit_refuses_a_failed_predecessor(admin_api, allowlist):
     failed = task_row(TaskState.FAILED)
 
-    response = admin_api.post("/api/tasks/", {"func_path": RECORD, "depends_on": [failed.pk]})
+    response = admin_api.post("/api/tasks/", {"func_path": RECORD, "args": ["x"],
+                                               "depends_on": [failed.pk]})
 
     assert response.status_code == 400
     assert response.json()["error"] == f"depends_on: task {failed.pk} already failed"
