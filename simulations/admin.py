@@ -45,9 +45,11 @@ INLINE_TYPES = {".png"}
 
 def progress_bar(percent: int) -> str:
     return format_html(
-        '<span class="sim-bar" style="display:inline-block;width:120px;height:10px;'
-        'background:#e4e4e4;border-radius:5px;vertical-align:middle;overflow:hidden">'
-        '<span style="display:block;height:100%;background:#417690;width: {}%"></span></span>'
+        '<span class="sim-bar" style="display:inline-block;box-sizing:border-box;width:120px;'
+        "height:10px;background:var(--darkened-bg,#f8f8f8);border:1px solid var(--border-color,"
+        '#ccc);border-radius:5px;vertical-align:middle;overflow:hidden">'
+        '<span style="display:block;height:100%;background:var(--link-fg,#417893);width: {}%">'
+        "</span></span>"
         " {}%",
         percent, percent,
     )

@@ -3,8 +3,10 @@ web processes that never open a simulation page, stay small."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,19 +18,41 @@ from .schema import Param
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+    from matplotlib.typing import RcKeyType
 
 MAX_POINTS = 4000
 MAX_CSV_BYTES = 64 * 1024 * 1024
+
+# Plots are transparent and drawn in colours that read on the admin's light page (#fff) and
+# its dark one (#121212) alike, at 3:1 or more against both: one image fits either theme.
+INK = "#808080"
+LINES = ("#1f77b4", "#d55e00", "#009e73", "#8d65c5", "#a66d00", "#c04f8a", "#0f8fa8", "#d62728")
+THEME: dict[RcKeyType, Any] = {
+    "figure.facecolor": "none",
+    "axes.facecolor": "none",
+    "savefig.transparent": True,
+    **{key: INK for key in ("text.color", "axes.labelcolor", "axes.edgecolor", "xtick.color",
+                            "ytick.color", "grid.color", "legend.edgecolor")},
+    "legend.facecolor": "none",
+}
 
 
 class CannotPlot(Exception):
     """The data is missing or too large to plot."""
 
 
-def _figure() -> Figure:
+@contextlib.contextmanager
+def _themed() -> Iterator[None]:
+    """Draw and save inside this: the theme applies to what is made and saved in it."""
     import matplotlib
+    from matplotlib.rcsetup import cycler
 
     matplotlib.use("Agg")
+    with matplotlib.rc_context({**THEME, "axes.prop_cycle": cycler(color=LINES)}):
+        yield
+
+
+def _figure() -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(7.5, 4.0), layout="constrained")
@@ -51,12 +75,18 @@ def read_curves(path: Path) -> tuple[list[str], np.ndarray[Any, np.dtype[np.floa
 
 def curves_svg(path: Path, curves: Curves, level: float | None = None) -> bytes:
     header, data = read_curves(path)
+    with _themed():
+        return _curves(header, data, curves, level)
+
+
+def _curves(header: list[str], data: np.ndarray[Any, np.dtype[np.float64]], curves: Curves,
+            level: float | None) -> bytes:
     fig = _figure()
     ax = fig.add_subplot()
     for index, name in enumerate(header[1:], start=1):
         ax.plot(data[:, 0], data[:, index], label=name)
     if level is not None:
-        ax.axhline(level, linestyle="--", color="grey", label=curves.level_key)
+        ax.axhline(level, linestyle="--", color=INK, label=curves.level_key)
     ax.set(title=curves.title, xlabel=curves.x_label, ylabel=curves.y_label)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -68,6 +98,12 @@ def comparison_png(comparison: dict[str, Any], kind: Kind, path: Path) -> bool:
     metric_key = comparison.get("metric")
     if not metric_key:
         return False
+    with _themed():
+        path.write_bytes(_comparison(comparison, kind, metric_key))
+    return True
+
+
+def _comparison(comparison: dict[str, Any], kind: Kind, metric_key: str) -> bytes:
     keys = [column["key"] for column in comparison["columns"]]
     axes: list[str] = comparison["axes"]
     x_index, y_index = keys.index(axes[0]), keys.index(metric_key)
@@ -81,8 +117,7 @@ def comparison_png(comparison: dict[str, Any], kind: Kind, path: Path) -> bool:
     _label(ax, kind, axes[0], metric_key, [row[x_index] for row in comparison["rows"]])
     if len(axes) > 1:
         ax.legend()
-    path.write_bytes(_render(fig, "png"))
-    return True
+    return _render(fig, "png")
 
 
 def _series(rows: list[list[Any]], indexes: list[int],

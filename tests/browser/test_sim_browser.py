@@ -1,0 +1,197 @@
+"""Simulation and sweep pages in a real Chromium, in the light and the dark theme: progress
+bars and plots must read on either background."""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+from PIL import Image
+from playwright.sync_api import Page
+
+from simulations import services
+from simulations.kinds import slab, summary
+from simulations.models import Simulation, Sweep
+from workers.models import Task
+from workers.states import TaskState
+
+from .conftest import PASSWORD, VIEWPORT
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.filterwarnings("ignore:No directory at:UserWarning"),
+]
+
+SMALL = {"n": "11", "t_end": "600", "target_temp": "850"}
+WHITE = (255, 255, 255)
+
+# Every bar on the page: its fill, its track, and the first opaque background behind it.
+BARS_JS = """() => [...document.querySelectorAll('.sim-bar')].map(bar => {
+  const opaque = c => c !== 'transparent' && !/rgba\\(.*, 0\\)$/.test(c);
+  let el = bar.parentElement, page = null;
+  while (el && !page) {
+    const c = getComputedStyle(el).backgroundColor;
+    if (opaque(c)) page = c;
+    el = el.parentElement;
+  }
+  return {fill: getComputedStyle(bar.firstElementChild).backgroundColor,
+          track: getComputedStyle(bar).backgroundColor, page: page};
+})"""
+
+PLOT_BACKGROUND_JS = """img => {
+  const opaque = c => c !== 'transparent' && !/rgba\\(.*, 0\\)$/.test(c);
+  let el = img.parentElement;
+  while (el && !opaque(getComputedStyle(el).backgroundColor)) el = el.parentElement;
+  return {own: getComputedStyle(img).backgroundColor,
+          page: getComputedStyle(el).backgroundColor};
+}"""
+
+
+def rgb(text: str) -> tuple[int, int, int]:
+    """``rgb(1, 2, 3)``, ``rgba(1, 2, 3, 1)`` or ``#010203`` as a triple."""
+    if text.startswith("#"):
+        return (int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16))
+    red, green, blue = (int(float(part)) for part in re.findall(r"[\d.]+", text)[:3])
+    return (red, green, blue)
+
+
+def luminance(colour: tuple[int, int, int]) -> float:
+    """WCAG 2 relative luminance."""
+
+    def linear(channel: int) -> float:
+        c = channel / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    red, green, blue = (linear(channel) for channel in colour)
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+
+def contrast(one: tuple[int, int, int], other: tuple[int, int, int]) -> float:
+    high, low = sorted((luminance(one), luminance(other)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.fixture
+def tab(chromium: Any, live_server: Any, operator: Any,
+        request: pytest.FixtureRequest) -> Iterator[Page]:
+    """A logged-in tab whose browser prefers the light or the dark theme."""
+    context = chromium.new_context(base_url=live_server.url, viewport=VIEWPORT,
+                                   color_scheme=request.param)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    page.goto("/admin/login/?next=/admin/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_url("**/admin/")
+    yield page
+    context.close()
+
+
+def set_task(task_id: int | None, **fields: object) -> None:
+    assert task_id is not None
+    Task.objects.filter(pk=task_id).update(**fields)
+
+
+def finish(simulation: Simulation) -> None:
+    """Run the kind in this process (files, result), then mark its task as done."""
+    slab.run.call(simulation_id=simulation.pk)
+    set_task(simulation.task_id, state=TaskState.SUCCEEDED, progress=1.0,
+             finished_at=timezone.now())
+
+
+def half_done_sweep() -> Sweep:
+    sweep = services.submit_sweep("slab", SMALL, [("h", ["500", "1000"])])
+    first, second = sweep.simulations.order_by("pk")
+    finish(first)
+    set_task(second.task_id, state=TaskState.RUNNING, progress=0.3)
+    return sweep
+
+
+def finished_sweep() -> Sweep:
+    sweep = services.submit_sweep("slab", SMALL, [("h", ["500", "1000", "2000"])])
+    for point in sweep.simulations.all():
+        finish(point)
+    summary.summarise.call(sweep_id=sweep.pk)
+    set_task(sweep.summary_task_id, state=TaskState.SUCCEEDED, finished_at=timezone.now())
+    return sweep
+
+
+def assert_theme(page: Page, scheme: str) -> tuple[int, int, int]:
+    """The page is drawn in the theme asked for; its background."""
+    body = rgb(page.evaluate("getComputedStyle(document.body).backgroundColor"))
+    assert (luminance(body) < 0.05) == (scheme == "dark"), body
+    return body
+
+
+@pytest.mark.parametrize("tab", ["light", "dark"], indirect=True)
+def test_progress_bars_stand_out_from_their_track_and_the_page(tab, crucible):
+    """In the dark theme the fill was #264b5d on #212121 (1.7:1); in the light one 2.3:1."""
+    running = services.submit("slab", SMALL)
+    set_task(running.task_id, state=TaskState.RUNNING, progress=0.42)
+    sweep = half_done_sweep()
+    pages = [
+        reverse("admin:simulations_simulation_change", args=[running.pk]),
+        reverse("admin:simulations_sweep_change", args=[sweep.pk]),
+        reverse("admin:simulations_simulation_changelist"),
+    ]
+    scheme = "dark" if tab.evaluate("matchMedia('(prefers-color-scheme: dark)').matches") \
+        else "light"
+    for path in pages:
+        tab.goto(path)
+        assert_theme(tab, scheme)
+        bars = tab.evaluate(BARS_JS)
+        assert bars, f"no progress bar on {path}"
+        for bar in bars:
+            fill, track, behind = rgb(bar["fill"]), rgb(bar["track"]), rgb(bar["page"])
+            assert contrast(fill, track) >= 3, (path, scheme, bar)
+            assert contrast(fill, behind) >= 3, (path, scheme, bar)
+
+
+def drawn_colours(svg: str) -> set[str]:
+    return set(re.findall(r"(?:fill|stroke):\s*(#[0-9a-fA-F]{6})", svg))
+
+
+def corner_of(png: bytes) -> tuple[tuple[int, int, int], int]:
+    """The colour and the alpha of a pixel near the top left corner."""
+    image = Image.open(io.BytesIO(png)).convert("RGBA")
+    red, green, blue, alpha = image.getpixel((2, 2))  # type: ignore[misc]
+    return (red, green, blue), alpha
+
+
+@pytest.mark.parametrize("tab", ["dark"], indirect=True)
+def test_plots_are_transparent_and_their_lines_read_in_the_dark_theme(tab, crucible):
+    """They were drawn on white, a white block in the dark page."""
+    simulation = services.submit("slab", SMALL)
+    finish(simulation)
+    sweep = finished_sweep()
+
+    tab.goto(reverse("admin:simulations_simulation_change", args=[simulation.pk]))
+    body = assert_theme(tab, "dark")
+    plot = tab.locator("img.sim-plot")
+    backgrounds = plot.evaluate(PLOT_BACKGROUND_JS)
+    assert rgb(backgrounds["own"]) == (0, 0, 0) and backgrounds["own"].endswith(", 0)")
+    behind = rgb(backgrounds["page"])
+    assert luminance(behind) < 0.05, "the plot sits on the dark page"
+    svg = tab.request.get(plot.get_attribute("src") or "").text()
+    assert re.search(r'<g id="patch_1">\s*<path[^>]*style="fill: none"', svg), \
+        "the figure has no background of its own"
+    colours = drawn_colours(svg)
+    assert len(colours) >= 3, "two curves and the axes' ink"
+    for colour in colours:
+        assert contrast(rgb(colour), behind) >= 3, colour
+        assert contrast(rgb(colour), WHITE) >= 3, colour
+    seen, _ = corner_of(plot.screenshot())
+    assert contrast(seen, body) < 1.1, f"what the eye sees at the corner is the page: {seen}"
+
+    tab.goto(reverse("admin:simulations_sweep_change", args=[sweep.pk]))
+    comparison = tab.locator("img.sim-plot")
+    served = tab.request.get(comparison.get_attribute("src") or "").body()
+    assert corner_of(served)[1] == 0, "the comparison PNG is transparent"
+    seen, _ = corner_of(comparison.screenshot())
+    assert contrast(seen, body) < 1.1, f"the corner seen is the page: {seen}"
