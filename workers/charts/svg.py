@@ -1,0 +1,209 @@
+"""Chart data drawn as SVG on the server: axes with ticks and titles, one path per series.
+
+Colours come from CSS classes (``static/crucible/charts.css``), so the admin's light and
+dark themes both apply; the SVG scales with its box (``viewBox``), down to a phone's width.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.utils import timezone
+
+from .series import ChartData, Number
+
+WIDTH, HEIGHT = 480, 220
+LEFT, RIGHT, TOP, BOTTOM = 62, 12, 12, 44
+PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+Y_TICKS = 4
+WORKER_COLOURS = 8
+LEGEND_WORKERS = 8
+MB = 1024 * 1024
+# x-axis ticks per range: every (seconds) and the label's strftime format
+X_TICKS = {"hour": (600, "%H:%M"), "day": (3 * 3600, "%H:%M"), "week": (86400, "%a %d")}
+SPAN_WORDS = {60: "minute", 900: "15 min", 3600: "hour"}
+NO_SAMPLES = "no samples in this range"
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    at: float
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    label: str
+    kind: str  # the CSS class suffix that colours it
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    key: str
+    title: str
+    y_title: str
+    x_title: str
+    lines: list[Line]
+    y_ticks: list[Tick]
+    x_ticks: list[Tick]
+    legend: list[Line]
+    more: int  # series drawn but not listed in the legend
+    summary: str
+
+    width: int = WIDTH
+    height: int = HEIGHT
+    left: int = LEFT
+    top: int = TOP
+    right_edge: int = WIDTH - RIGHT
+    bottom_edge: int = HEIGHT - BOTTOM
+    x_title_x: int = LEFT + PLOT_W // 2
+    x_title_y: int = HEIGHT - 6
+    y_title_x: int = 14
+    y_title_y: int = TOP + PLOT_H // 2
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    label: str
+    kind: str
+    values: Sequence[Number]
+
+
+def charts(data: ChartData) -> list[Chart]:
+    """The charts of one range: the queue charts, and the workers' when all queues are shown."""
+    per = SPAN_WORDS[data.range.span]
+    drawn = [
+        _throughput(data),
+        _chart(data, key="failures", title="Failures", y_title=f"failed per {per}",
+               series=[Series("failed", "failed", data.failed)], summary=_failures(data)),
+        _chart(data, key="depth", title="Queue depth", y_title="tasks",
+               series=[Series(name, name, values) for name, values in data.depth.items()],
+               summary=_latest("queued", data.depth["queued"], "{:.0f}")),
+        _chart(data, key="wait", title="Wait before start", y_title="seconds",
+               series=[Series("mean wait", "wait", data.wait_seconds)],
+               summary=_latest("latest mean", data.wait_seconds, "{:.1f} s")),
+    ]
+    if data.queue is None:
+        drawn += _worker_charts(data)
+    return drawn
+
+
+def _throughput(data: ChartData) -> Chart:
+    series = [Series(name, name, values) for name, values in data.throughput.items()]
+    rates = [
+        sum(values[i] or 0.0 for values in data.throughput.values())
+        for i, sampled in enumerate(data.throughput["succeeded"]) if sampled is not None
+    ]
+    summary = f"{sum(rates) / len(rates):.1f} finished / min" if rates else NO_SAMPLES
+    return _chart(data, key="throughput", title="Throughput", y_title="finished / min",
+                  series=series, summary=summary)
+
+
+def _worker_charts(data: ChartData) -> list[Chart]:
+    peak = max((v for w in data.workers for v in w.rss_peak_bytes if v is not None), default=0)
+    unit, scale = ("GB", 1024 * MB) if peak >= 2048 * MB else ("MB", MB)
+    memory = [
+        Series(f"worker {w.worker_id}", f"c{i % WORKER_COLOURS}",
+               [None if v is None else v / scale for v in w.rss_peak_bytes])
+        for i, w in enumerate(data.workers)
+    ]
+    cpu = [
+        Series(f"worker {w.worker_id}", f"c{i % WORKER_COLOURS}", w.cpu_percent)
+        for i, w in enumerate(data.workers)
+    ]
+    count = f"{len(data.workers)} worker{'s' if len(data.workers) != 1 else ''}"
+    return [
+        _chart(data, key="memory", title="Worker memory (peak)", y_title=unit, series=memory,
+               summary=count),
+        _chart(data, key="cpu", title="Worker CPU (mean)", y_title="% of a core", series=cpu,
+               summary=count),
+    ]
+
+
+def _chart(data: ChartData, *, key: str, title: str, y_title: str, series: list[Series],
+           summary: str) -> Chart:
+    top = _nice_top(max((v for s in series for v in s.values if v is not None), default=0.0))
+    x_of = _x_scale(data)
+    lines = [Line(s.label, s.kind, _path(data.buckets, s.values, x_of, top)) for s in series]
+    return Chart(
+        key=key, title=title, y_title=y_title, x_title=_x_title(), lines=lines,
+        y_ticks=[Tick(_y(top * i / Y_TICKS, top), _number(top * i / Y_TICKS))
+                 for i in range(Y_TICKS + 1)],
+        x_ticks=_x_ticks(data, x_of), legend=lines[:LEGEND_WORKERS],
+        more=max(0, len(lines) - LEGEND_WORKERS), summary=summary,
+    )
+
+
+def _x_scale(data: ChartData) -> Callable[[float], float]:
+    first = data.buckets[0]
+    width = max(data.buckets[-1] - first, 1)
+    return lambda epoch: LEFT + PLOT_W * (epoch - first) / width
+
+
+def _y(value: float, top: float) -> float:
+    return TOP + PLOT_H * (1 - value / top)
+
+
+def _path(buckets: list[int], values: Sequence[Number], x_of: Callable[[float], float],
+          top: float) -> str:
+    """Segments between gaps; a point alone is a dot (a zero-length stroke with round caps)."""
+    parts: list[str] = []
+    pen_down = False
+    for bucket, value in zip(buckets, values, strict=True):
+        if value is None:
+            pen_down = False
+            continue
+        parts.append(f"{'L' if pen_down else 'M'}{x_of(bucket):.1f} {_y(value, top):.1f}")
+        if not pen_down:
+            parts.append("h0")
+        pen_down = True
+    return " ".join(parts)
+
+
+def _nice_top(peak: float) -> float:
+    """The smallest 1, 2, 2.5 or 5 times a power of ten that is at least ``peak``."""
+    if peak <= 0:
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(peak))
+    return next(step * power for step in (1.0, 2.0, 2.5, 5.0, 10.0) if step * power >= peak)
+
+
+def _number(value: float) -> str:
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= limit:
+            return f"{value / limit:g}{suffix}"
+    return f"{value:.3g}"
+
+
+def _x_ticks(data: ChartData, x_of: Callable[[float], float]) -> list[Tick]:
+    step, fmt = X_TICKS[data.range.name]
+    zone = timezone.get_current_timezone()
+    offset = _offset(data.buckets[0])
+    first = math.ceil((data.buckets[0] + offset) / step) * step - offset
+    return [
+        Tick(x_of(at), datetime.fromtimestamp(at, zone).strftime(fmt))
+        for at in range(first, data.buckets[-1] + 1, step)
+    ]
+
+
+def _offset(epoch: int) -> int:
+    delta = datetime.fromtimestamp(epoch, timezone.get_current_timezone()).utcoffset()
+    return int(delta.total_seconds()) if delta else 0
+
+
+def _x_title() -> str:
+    return f"time ({timezone.get_current_timezone_name()})"
+
+
+def _latest(label: str, values: Sequence[Number], fmt: str) -> str:
+    known = [v for v in values if v is not None]
+    return f"{label}: {fmt.format(known[-1])}" if known else NO_SAMPLES
+
+
+def _failures(data: ChartData) -> str:
+    failed = [v for v in data.failed if v is not None]
+    return f"{sum(failed):.0f} failed in the range" if failed else NO_SAMPLES
