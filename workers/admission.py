@@ -82,6 +82,7 @@ class Admission:
     reason: str
     limits: dict[str, int]
     memory: MachineMemory
+    binding: str = "max_count"  # the key of the limit that decides: max_count, cores, memory
 
 
 # --- Boundary: the only functions that touch psutil, the platform or a subprocess. ---
@@ -201,6 +202,7 @@ def compute(
         reason=f"{why}; {_active_phrase(active)}.",
         limits=limits,
         memory=machine.memory,
+        binding=binding,
     )
 
 

@@ -31,6 +31,9 @@ class Readable:
     def __getitem__(self, name: str) -> Any:
         return getattr(self, name)
 SPARKLINE_SAMPLES = 30
+# A worker's first heartbeat measures its start-up (importing Django, forking the executor),
+# not the worker at work: its CPU is shown from the second one, which spans a whole interval.
+CPU_SHOWN_FROM_SAMPLE = 2
 MAX_ENDED_SHOWN = 16
 
 
@@ -184,7 +187,7 @@ def _view(worker: Worker, task: Task | None, samples: list[int], now: datetime) 
         queues=list(worker.queues),
         spawned=worker.spawned,
         rss_bytes=worker.rss_bytes,
-        cpu_percent=worker.cpu_percent,
+        cpu_percent=worker.cpu_percent if len(samples) >= CPU_SHOWN_FROM_SAMPLE else None,
         task_rss_bytes=worker.task_rss_bytes,
         last_heartbeat=worker.last_heartbeat,
         heartbeat_age=age,

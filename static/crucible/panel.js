@@ -86,7 +86,17 @@
     "drain": (body) => "Draining worker " + workerId(body) + ": it finishes its task, then stops.",
     "drain-worker": (body) => "Draining worker " + workerId(body) + ": it finishes its task, then stops.",
     "abort": (body) => "Aborting worker " + workerId(body) + ".",
+    "undrain": (body) => "Cancelled the drain of worker " + workerId(body) + ": it serves its queues again.",
   };
+
+  const LIMIT_TITLES = {memory: "Insufficient memory", cores: "All cores in use", max_count: "Worker cap reached"};
+
+  /* The limit that refused: the API names it; an older answer only has the sentence. */
+  function refusingLimit(detail, reason) {
+    if (detail.limit) return detail.limit;
+    if (detail.forceable === false || /^WORKER_MAX_COUNT/.test(reason)) return "max_count";
+    return /^memory/i.test(reason) ? "memory" : "cores";
+  }
 
   function openDialog(id) {
     const dialog = byId(id);
@@ -101,11 +111,16 @@
   function refused(body) {
     const detail = (body && body.detail) || {};
     const reason = detail.reason || (body && body.error) || "Admission refused another worker.";
-    const memory = /^memory/i.test(reason);
-    byId("cr-memory-title").textContent = memory ? "Insufficient memory" : "At capacity";
+    const limit = refusingLimit(detail, reason);
+    byId("cr-memory-title").textContent = LIMIT_TITLES[limit] || "At capacity";
     byId("cr-memory-reason").textContent = reason;
+    document.querySelectorAll("#cr-memory [data-limit]").forEach((part) => {
+      part.hidden = part.dataset.limit !== limit;
+    });
     /* Force passes the memory and core limits, never WORKER_MAX_COUNT. */
-    byId("cr-force-add").hidden = detail.forceable === false;
+    const forceable = detail.forceable !== false && limit !== "max_count";
+    byId("cr-force-add").hidden = !forceable;
+    byId("cr-go-on").hidden = !forceable;
     openDialog("cr-memory");
   }
 
@@ -141,6 +156,12 @@
     byId("cr-confirm-title").textContent = elt.dataset.confirmTitle || "Are you sure?";
     byId("cr-confirm-text").textContent = event.detail.question;
     const ok = byId("cr-confirm-ok");
+    const calm = Boolean(elt.dataset.confirmOk);  // not destructive: no red button
+    ok.textContent = elt.dataset.confirmOk || "Abort worker";
+    ok.classList.toggle("cr-button--danger", !calm);
+    ok.classList.toggle("cr-button--primary", calm);
+    dialog.classList.toggle("cr-dialog--calm", calm);
+    byId("cr-confirm-cancel").textContent = elt.dataset.confirmCancel || "Cancel";
     ok.onclick = () => {
       ok.onclick = null;
       dialog.close();
@@ -164,8 +185,53 @@
   document.addEventListener("htmx:afterSwap", (event) => {
     if (event.detail.target.id !== "cr-body") return;
     openDetails.forEach((id) => { const d = byId(id); if (d) d.open = true; });
+    fresh();
     mark("Updated " + lastUpdated(), false);
   });
+
+  /* What the new snapshot says: ages count from now, "Drain one" only with a worker to drain. */
+  let receivedAt = Date.now();
+  function fresh() {
+    receivedAt = Date.now();
+    stale(false);
+    const snapshot = document.querySelector("#cr-body .cr-snapshot");
+    const drainOne = byId("cr-drain-one");
+    if (snapshot && drainOne) {
+      const none = snapshot.dataset.drainable === "0";
+      drainOne.disabled = none;
+      drainOne.title = none ? drainOne.dataset.titleDisabled : drainOne.dataset.titleEnabled;
+    }
+  }
+
+  /* Dim the figures while updates fail: they are getting old, and say so. */
+  function stale(failing) {
+    const body = byId("cr-body");
+    if (body) body.classList.toggle("cr-stale", failing);
+  }
+
+  /* The same words as the server's duration(): "42 s", "3 min 05 s", "2 h 03 min", "3 d 4 h". */
+  function duration(seconds) {
+    const whole = Math.max(Math.floor(seconds), 0);
+    const days = Math.floor(whole / 86400);
+    const hours = Math.floor(whole / 3600) % 24;
+    const minutes = Math.floor(whole / 60) % 60;
+    const secs = whole % 60;
+    const two = (n) => String(n).padStart(2, "0");
+    if (days) return days + " d " + hours + " h";
+    if (hours) return hours + " h " + two(minutes) + " min";
+    if (minutes) return minutes + " min " + two(secs) + " s";
+    return secs + " s";
+  }
+
+  /* Ages keep counting from the last good update, whether or not the next one comes. */
+  function tick() {
+    const passed = (Date.now() - receivedAt) / 1000;
+    document.querySelectorAll("#cr-body [data-tick]").forEach((el) => {
+      const text = duration(parseFloat(el.dataset.tick) + passed) + (el.dataset.suffix || "");
+      if (el.textContent !== text) el.textContent = text;
+    });
+  }
+  setInterval(tick, 1000);
 
   /* Times come from the server's snapshot, so the mark never mixes two clocks. */
   function lastUpdated() {
@@ -178,7 +244,8 @@
     const status = event.detail.xhr ? event.detail.xhr.status : 0;
     const why = status === 403 ? " (signed out?)" : status ? " (HTTP " + status + ")" : " (no answer)";
     const shown = lastUpdated();
-    mark("Update failed" + why + (shown ? ": showing " + shown : ""), true);
+    mark("Updates failing" + why + (shown ? ": showing " + shown : ""), true);
+    stale(true);
   }
   document.addEventListener("htmx:responseError", pollFailed);
   document.addEventListener("htmx:sendError", pollFailed);

@@ -109,7 +109,7 @@ def test_insufficient_memory_warns_and_start_anyway_starts_one(page, spawning, m
     tiny = admission.MachineMemory(total=8 * 2**30, available=2**20, percent=99.9)
     monkeypatch.setattr(admission, "_virtual_memory", lambda: tiny)
     log_in(page, STATUS)
-    expect(page.locator("#cr-capacity")).to_contain_text("at capacity")
+    expect(page.locator("#cr-capacity")).to_contain_text("no room for a worker now")
     expect(page.locator("#cr-add")).to_be_enabled()
 
     page.click("#cr-add")
@@ -118,7 +118,8 @@ def test_insufficient_memory_warns_and_start_anyway_starts_one(page, spawning, m
     expect(dialog.locator("h2")).to_have_text("Insufficient memory")
     expect(dialog).to_contain_text("Memory allows 0 workers")
     for risk in ("Crashes", "Slowdowns", "Data loss"):
-        expect(dialog.locator(".cr-risks")).to_contain_text(risk)
+        expect(dialog.locator('[data-limit="memory"] .cr-risks')).to_contain_text(risk)
+    expect(dialog.locator('[data-limit="cores"]')).to_be_hidden()
     assert not Worker.objects.exists(), "refused: nothing started yet"
 
     dialog.get_by_role("button", name="Start anyway").click()
@@ -136,7 +137,9 @@ def test_at_worker_max_count_the_panel_does_not_offer_to_force(page, settings, m
     page.click("#cr-add")
     dialog = page.locator("#cr-memory")
     expect(dialog).to_be_visible()
-    expect(dialog.locator("h2")).to_have_text("At capacity")
+    expect(dialog.locator("h2")).to_have_text("Worker cap reached")
+    expect(dialog.locator('[data-limit="max_count"]')).to_contain_text("hard cap")
+    expect(dialog.locator('[data-limit="memory"]')).to_be_hidden()
     expect(dialog).to_contain_text("WORKER_MAX_COUNT allows 0 workers")
     expect(dialog.get_by_role("button", name="Start anyway")).to_be_hidden()
     assert not Worker.objects.exists()
@@ -180,7 +183,7 @@ def test_a_failed_update_is_marked(page):
     log_in(page, STATUS)
     page.route(f"**{FRAGMENT}", lambda route: route.fulfill(status=500, body="down"))
     page.click("#cr-refresh")
-    failed = re.compile(r"^Update failed \(HTTP 500\): showing \d\d:\d\d:\d\d$")
+    failed = re.compile(r"^Updates failing \(HTTP 500\): showing \d\d:\d\d:\d\d$")
     expect(page.locator("#cr-fresh")).to_have_text(failed)
     expect(page.locator("#cr-fresh")).to_have_class(re.compile("cr-fresh--failed"))
     page.unroute(f"**{FRAGMENT}")

@@ -157,7 +157,8 @@ def test_the_add_button_stays_enabled_at_zero_capacity(manager, monkeypatch):
     html = manager.get(PAGE).content.decode()
     add = html[html.index('id="cr-add"') :]
     assert "disabled" not in add[: add.index(">")]
-    assert "cr-capacity--full" in html and "at capacity" in html
+    assert "cr-capacity--full" in html and "no room for a worker now" in html
+    assert "memory allows none" in html
     assert "Memory allows 0 workers" in html
 
 
@@ -258,3 +259,34 @@ def test_a_worker_that_ends_while_the_panel_reads_is_shown_once(crucible):
     with connection.execute_wrapper(end_it_after_the_active_read):
         rows = status._workers(timezone.now())
     assert [row.pk for row in rows] == [worker.pk]
+
+
+def cpu_shown(html: str, worker: Worker) -> str:
+    card = html.split(f'id="worker-{worker.pk}"', 1)[1]
+    match = re.search(r"<dt>CPU</dt><dd[^>]*>([^<]*)</dd>", card)
+    assert match
+    return match.group(1)
+
+
+def test_a_new_worker_shows_no_cpu_until_a_second_heartbeat(admin_client):
+    """The first sample measures start-up (85 % while importing), not the worker at work."""
+    new = busy_worker(1, samples=1)
+    Worker.objects.filter(pk=new.pk).update(cpu_percent=85.0)
+    assert cpu_shown(admin_client.get(FRAGMENT, **HTMX).content.decode(), new) == "\u2013"
+    status = admin_client.get("/api/workers/status/").json()
+    assert status["workers"][0]["cpu"] is None
+
+    Heartbeat.objects.create(worker=new, at=timezone.now(), rss_bytes=2**20, cpu_percent=3.0)
+    Worker.objects.filter(pk=new.pk).update(cpu_percent=3.0)
+    assert cpu_shown(admin_client.get(FRAGMENT, **HTMX).content.decode(), new) == "3 %"
+
+
+def test_drain_one_is_disabled_without_a_running_worker(manager):
+    html = manager.get(PAGE).content.decode()
+    button = re.search(r'<button[^>]*id="cr-drain-one"[^>]*>', html, re.S)
+    assert button and " disabled" in button.group(0)
+    assert 'title="No running worker to drain"' in button.group(0)
+    busy_worker(1)
+    button = re.search(r'<button[^>]*id="cr-drain-one"[^>]*>', manager.get(PAGE).content.decode(),
+                       re.S)
+    assert button and " disabled" not in button.group(0)

@@ -385,3 +385,16 @@ def test_check_on_the_real_machine() -> None:
     assert result.memory.total >= result.memory.available > 0
     assert 0.0 <= result.memory.percent <= 100.0
     assert result.active == 0
+
+
+@pytest.mark.parametrize(
+    ("max_count", "available", "cores", "binding"),
+    [(2, 100 * GB, 8, "max_count"), (16, 100 * GB, 4, "cores"), (16, 20 * GB, 8, "memory")],
+)
+def test_the_answer_names_the_limit_that_binds(
+    max_count: int, available: int, cores: int, binding: str
+) -> None:
+    result = compute(settings_(max_count=max_count), machine(available, cores=cores), active=0)
+
+    assert result.binding == binding
+    assert min(result.limits, key=result.limits.__getitem__) == binding

@@ -185,3 +185,60 @@ def test_build_splits_active_and_stopped_workers_and_totals_the_queues():
     assert [c.worker.id for c in panel.ended] == [4]
     assert panel.overview.totals == cards.QueueRow("all", 1, 8, 1, 2)
     assert [row.name for row in panel.overview.queues] == ["default", "gpu"]
+
+
+@pytest.mark.parametrize(
+    ("active", "admissible", "binding", "capacity", "detail"),
+    [
+        (1, 2, "cores", "room for 1 more", "1 of 2 places in use"),
+        (2, 2, "cores", "full", "2 of 2 places in use"),
+        (3, 2, "cores", "1 started beyond capacity", "the cores allow 2"),
+        (0, 0, "memory", "no room for a worker now", "memory allows none"),
+        (5, 4, "max_count", "1 started beyond capacity", "WORKER_MAX_COUNT allows 4"),
+    ],
+)
+def test_capacity_reads_as_a_state_never_as_n_of_fewer(active, admissible, binding, capacity,
+                                                       detail):
+    adm = admission(active=active, admissible=admissible, can_add=active < admissible,
+                    binding=binding)
+    ov = cards.overview(Snapshot(generated_at=NOW, workers=[], admission=adm))
+    assert (ov.capacity, ov.capacity_detail) == (capacity, detail)
+    assert "at capacity" not in ov.capacity
+    assert f"{active} of {admissible}" not in ov.capacity_detail or active <= admissible
+
+
+def test_a_worker_without_a_cpu_reading_shows_a_dash():
+    assert cards.card(worker_view(cpu_percent=None), NOW).cpu == "\u2013"
+
+
+def test_only_an_operators_drain_can_be_cancelled():
+    drained = cards.card(worker_view(state="DRAINING", draining=True), NOW)
+    assert drained.can_undrain and not drained.can_drain
+    assert drained.undrain_url == "/api/workers/3/undrain/"
+    assert "stays RUNNING" in drained.undrain_question
+    after_signal = cards.card(worker_view(state="DRAINING", draining=False), NOW)
+    aborting = cards.card(worker_view(state="DRAINING", draining=True, aborting=True), NOW)
+    dead = cards.card(worker_view(state="DEAD", draining=True, stopped_at=NOW), NOW)
+    assert not (after_signal.can_undrain or aborting.can_undrain or dead.can_undrain)
+
+
+def test_drain_one_counts_only_running_workers_not_yet_draining():
+    workers = [
+        worker_view(id=1),
+        worker_view(id=2, draining=True),
+        worker_view(id=3, state="STARTING"),
+        worker_view(id=4, state="DEAD", stopped_at=NOW),
+    ]
+    panel = cards.build(Snapshot(generated_at=NOW, workers=workers, admission=admission()))
+    assert panel.drainable == 1
+    empty = cards.build(Snapshot(generated_at=NOW, workers=[], admission=admission()))
+    assert empty.drainable == 0
+
+
+def test_ages_carry_their_seconds_so_the_page_keeps_them_ticking():
+    card = cards.card(worker_view(), NOW)
+    assert (card.heartbeat_seconds, card.uptime_seconds, card.stopped_seconds) == (
+        4.0, 7200.0, None)
+    ended = cards.card(worker_view(state="DEAD", stopped_at=NOW - timedelta(seconds=90)), NOW)
+    assert (ended.uptime_seconds, ended.stopped_seconds, ended.stopped) == (
+        None, 90.0, "1 min 30 s ago")

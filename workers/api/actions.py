@@ -37,6 +37,7 @@ def add_workers(user: Operator, count: int, *, force: bool) -> list[Worker]:
         raise Conflict(str(exc), {
             "reason": exc.reason,
             "forceable": exc.forceable,
+            "limit": room.binding if exc.forceable else "max_count",
             "admissible": room.admissible,
             "active": room.active,
             "requested": count,

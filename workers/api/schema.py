@@ -260,6 +260,9 @@ ERRORS = {
             "reason": {**STRING, "description": "Why, as the panel shows it."},
             "forceable": {**BOOLEAN, "description": "Whether force would start them: false "
                           "when WORKER_MAX_COUNT refuses, which force never passes."},
+            "limit": {**STRING, "enum": ["max_count", "cores", "memory"],
+                      "description": "The limit that refused: memory, cores, or the hard cap "
+                      "(max_count)."},
             "admissible": INTEGER,
             "active": INTEGER,
             "requested": INTEGER,

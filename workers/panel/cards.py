@@ -21,6 +21,9 @@ MEMORY_WARN_PERCENT = 75.0
 MEMORY_CRIT_PERCENT = 90.0
 
 LIMIT_LABELS = {"max_count": "max count", "cores": "cores", "memory": "memory"}
+# Who allows how many, in a sentence: "memory allows 2", "the cores allow 4".
+LIMIT_SUBJECTS = {"max_count": "WORKER_MAX_COUNT allows", "cores": "the cores allow",
+                  "memory": "memory allows"}
 QUEUE_COLUMNS = ("waiting", "queued", "running", "failed_last_hour")
 
 
@@ -111,6 +114,7 @@ class Links:
 
     drain: str
     abort: str
+    undrain: str
     task: str
 
     @classmethod
@@ -118,6 +122,7 @@ class Links:
         return cls(
             drain=reverse("api-worker-drain"),
             abort=reverse("api-worker-abort", args=[SENTINEL]),
+            undrain=reverse("api-worker-undrain", args=[SENTINEL]),
             task=reverse("admin:workers_task_change", args=[SENTINEL]),
         )
 
@@ -138,14 +143,30 @@ class Card(Readable):
     abort_question: str
     uptime: str
     stopped: str
+    # Seconds at the snapshot, for the page to keep ages ticking between (and without) updates.
+    heartbeat_seconds: float | None
+    uptime_seconds: float | None
+    stopped_seconds: float | None
     drain_url: str
     abort_url: str
+    undrain_url: str
     task_url: str
 
     @property
     def can_drain(self) -> bool:
         w = self.worker
         return w.state in (WorkerState.RUNNING, WorkerState.STARTING) and not w.draining
+
+    @property
+    def can_undrain(self) -> bool:
+        """Only an operator's drain can be cancelled, not one after a signal or an abort."""
+        w = self.worker
+        return w.is_active and w.draining and not w.aborting
+
+    @property
+    def undrain_question(self) -> str:
+        return (f"Worker {self.worker.id} stays RUNNING: it finishes its current task, if "
+                "any, and then claims more from its queues instead of stopping.")
 
     @property
     def can_abort(self) -> bool:
@@ -162,15 +183,20 @@ def _progress(task: TaskView | None) -> int | None:
     return round(task.progress * 100)
 
 
-def _uptime(worker: WorkerView, now: datetime) -> str:
+def _up_seconds(worker: WorkerView, now: datetime) -> float | None:
     if worker.started_at is None:
-        return "not started"
-    end = worker.stopped_at or now
-    return duration((end - worker.started_at).total_seconds())
+        return None
+    return ((worker.stopped_at or now) - worker.started_at).total_seconds()
+
+
+def _uptime(worker: WorkerView, now: datetime) -> str:
+    seconds = _up_seconds(worker, now)
+    return "not started" if seconds is None else duration(seconds)
 
 
 def card(worker: WorkerView, now: datetime, links: Links | None = None) -> Card:
     links = links or Links.build()
+    stopped = (now - worker.stopped_at).total_seconds() if worker.stopped_at else None
     return Card(
         worker=worker,
         badge=worker.state.lower(),
@@ -182,9 +208,13 @@ def card(worker: WorkerView, now: datetime, links: Links | None = None) -> Card:
         sparkline=sparkline(worker.samples),
         abort_question=abort_question(worker),
         uptime=_uptime(worker, now),
-        stopped=age((now - worker.stopped_at).total_seconds()) if worker.stopped_at else "",
+        stopped="" if stopped is None else age(stopped),
+        heartbeat_seconds=worker.heartbeat_age,
+        uptime_seconds=_up_seconds(worker, now) if worker.is_active else None,
+        stopped_seconds=stopped,
         drain_url=links.drain,
         abort_url=links.with_id(links.abort, worker.id),
+        undrain_url=links.with_id(links.undrain, worker.id),
         task_url=links.with_id(links.task, worker.task.id) if worker.task else "",
     )
 
@@ -224,10 +254,29 @@ class Overview(Readable):
     limits: list[Limit]
     memory: MemoryBar
     queues: list[QueueRow]
+    binding: str = "max_count"
 
     @property
     def room(self) -> int:
         return max(self.admissible - self.active, 0)
+
+    @property
+    def capacity(self) -> str:
+        """How full the node is, worded as a state rather than an error."""
+        if self.active > self.admissible:
+            return f"{self.active - self.admissible} started beyond capacity"
+        if self.admissible == 0:
+            return "no room for a worker now"
+        return "full" if self.room == 0 else f"room for {self.room} more"
+
+    @property
+    def capacity_detail(self) -> str:
+        allows = LIMIT_SUBJECTS.get(self.binding, f"{self.binding} allows")
+        if self.admissible == 0:
+            return f"{allows} none"
+        if self.active > self.admissible:
+            return f"{allows} {self.admissible}"
+        return f"{self.active} of {self.admissible} places in use"
 
     @property
     def totals(self) -> QueueRow:
@@ -279,6 +328,7 @@ def overview(snap: Snapshot) -> Overview:
         limits=limits(adm.limits),
         memory=memory_bar(adm),
         queues=queue_rows(snap.queues),
+        binding=adm.binding,
     )
 
 
@@ -288,6 +338,11 @@ class Panel(Readable):
     overview: Overview
     active: list[Card]
     ended: list[Card]
+
+    @property
+    def drainable(self) -> int:
+        """Workers "Drain one" may pick (it picks only RUNNING ones)."""
+        return sum(c.can_drain and c.worker.state == WorkerState.RUNNING for c in self.active)
 
 
 def build(snap: Snapshot) -> Panel:

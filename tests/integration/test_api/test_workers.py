@@ -114,7 +114,7 @@ def test_add_counts_the_workers_asked_for(admin_api, crucible, capacity):
     assert response.status_code == 409
     assert response.json()["detail"] == {
         "reason": "WORKER_MAX_COUNT allows 3 workers; 1 is active.", "forceable": False,
-        "admissible": 3, "active": 1, "requested": 3,
+        "limit": "max_count", "admissible": 3, "active": 1, "requested": 3,
         "limits": response.json()["detail"]["limits"],
     }
 
@@ -154,6 +154,7 @@ def test_a_refusal_force_would_pass_says_so(admin_api, crucible, capacity, monke
     assert response.status_code == 409
     assert response.json()["detail"]["reason"].startswith("Memory allows 2 workers")
     assert response.json()["detail"]["forceable"] is True
+    assert response.json()["detail"]["limit"] == "memory"
 
 
 def refuse_to_start(*args: object) -> int:
