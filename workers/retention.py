@@ -27,6 +27,7 @@ from django.db.models import Exists, Model, OuterRef, QuerySet
 from django.db.models.fields.reverse_related import ForeignObjectRel
 
 from . import conf, logs
+from .charts import sampling
 from .clock import ago
 from .literals import Literal, literals
 from .models import Heartbeat, Task, TaskAttempt, TaskDependency, TaskQuerySet, Worker
@@ -50,6 +51,7 @@ class PruneReport:
     dependencies: int = 0
     workers: int = 0
     samples: int = 0
+    chart_samples: int = 0
     more: bool = False  # a batch limit was reached: more is old enough to go
 
     def __str__(self) -> str:
@@ -76,7 +78,9 @@ def prune(*, batch_size: int = BATCH_SIZE, max_batches: int = MAX_BATCHES) -> Pr
     for batch, age in kinds:
         if age > 0 and not _repeat(partial(batch, report, age, batch_size), max_batches):
             report.more = True
-    if report.tasks or report.workers or report.samples:
+    if not _repeat(partial(_chart_batch, report, batch_size), max_batches):
+        report.more = True
+    if report.tasks or report.workers or report.samples or report.chart_samples:
         logger.info("%s", report, extra={"pruned": asdict(report)})
     return report
 
@@ -187,3 +191,13 @@ def _sample_batch(report: PruneReport, retention: float, size: int) -> bool:
     deleted, _ = Heartbeat.objects.filter(pk__in=old).delete()
     report.samples += deleted
     return deleted < size
+
+
+# --- The charts' samples ---
+
+
+def _chart_batch(report: PruneReport, size: int) -> bool:
+    """Samples past their span's keeping time (a day of minutes, eight days of hours)."""
+    deleted, done = sampling.prune_batch(size)
+    report.chart_samples += deleted
+    return done

@@ -200,3 +200,18 @@ def test_the_tick_writes_samples(crucible: Any) -> None:
     monitor.tick(leases=False, prune=False)
     assert QueueSample.objects.filter(span=60, queue="default", succeeded=1).exists()
     assert QueueSample.objects.filter(span=60, queue=ALL_QUEUES).count() == 60
+
+
+def test_retention_prunes_the_samples_with_the_rest(crucible: Any) -> None:
+    from workers import retention
+
+    old = int((datetime.now(UTC) - timedelta(days=9)).timestamp()) // 3600 * 3600
+    QueueSample.objects.bulk_create(
+        QueueSample(span=span, bucket=old, queue=ALL_QUEUES) for span in (60, 900, 3600)
+    )
+    QueueSample.objects.create(span=3600, bucket=old + 2 * 86400, queue=ALL_QUEUES)  # 7 days
+
+    report = retention.prune(batch_size=2, max_batches=1)
+    assert (report.chart_samples, report.more) == (2, True)
+    assert retention.prune().chart_samples == 1
+    assert list(QueueSample.objects.values_list("bucket", flat=True)) == [old + 2 * 86400]
