@@ -7,5 +7,10 @@ class SimulationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from workers import owners
+
         from . import signals  # noqa: F401 - connects the receivers
+        from .tasklinks import SimulationOwner
+
+        owners.register(SimulationOwner())  # task search and links reach simulations
 

@@ -21,8 +21,9 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.timezone import localtime
 
-from . import audit, launcher, listing, queue
+from . import audit, launcher, listing, owners, queue, tasklist
 from .admin_logs import TaskLogs, WorkerLogs
+from .admin_tasks import StateFilter, TaskViews
 from .exceptions import CrucibleError
 from .models import Task, TaskAttempt, Worker
 from .panel.cards import duration
@@ -344,6 +345,15 @@ class TaskChangeList(ChangeList):
         rows = super().get_queryset(request, exclude_parameters)
         return listing.pinned(rows) if rows.query.has_filters() else rows
 
+    def get_results(self, request: HttpRequest) -> None:
+        """Each row learns its owner (a simulation...) and whether it is scheduled, from
+        two statements for the page."""
+        super().get_results(request)
+        found = owners.links([task.pk for task in self.result_list])
+        for task in self.result_list:
+            task.owner_links = found.get(task.pk, [])
+        tasklist.mark_scheduled(self.result_list)
+
 
 class TaskAttemptInline(ReadOnlyMixin, AttemptInlineBase):
     model = TaskAttempt
@@ -404,24 +414,25 @@ class TaskAttemptInline(ReadOnlyMixin, AttemptInlineBase):
 
 
 @admin.register(Task)
-class TaskAdmin(ReadOnlyMixin, TaskLogs, TaskAdminBase):
+class TaskAdmin(ReadOnlyMixin, TaskLogs, TaskViews, TaskAdminBase):
+    # Narrow enough for 1366 px beside the navigation; state first for a phone.
     list_display = (
         "id",
-        "func_path",
-        "state_badge",
-        "queue",
-        "priority",
-        "attempts",
+        "state_cell",
+        "task_cell",
+        "queue_cell",
         "progress_bar",
         "worker_cell",
-        "created",
-        "finished",
+        "times",
     )
     # Millions of rows: filters, counts, search and sorting that an index answers.
-    list_filter = ("state", QueueFilter, PriorityFilter, WorkerFilter)
+    list_filter = (StateFilter, QueueFilter, PriorityFilter, WorkerFilter)
     search_fields = ("func_path", "=id")
-    search_help_text = "A task id, or part of a task's function path."
-    sortable_by = ("id", "created")
+    search_help_text = (
+        "Words a task must all match: its id, part of its function path, part of its "
+        "simulation's name or parameters, or one parameter's value as name=value (h=100)."
+    )
+    sortable_by = ("id",)
     paginator = listing.BoundedPaginator
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
@@ -433,8 +444,8 @@ class TaskAdmin(ReadOnlyMixin, TaskLogs, TaskAdminBase):
             {
                 "fields": (
                     ("state_badge", "queue", "priority", "worker_cell"),
-                    "func_path",
-                    ("progress_bar", "progress_message"),
+                    ("func_path", "owner"),
+                    ("progress_bar", "progress_message", "eta"),
                     ("attempts", "elapsed", "peak_memory"),
                 )
             },
@@ -474,10 +485,13 @@ class TaskAdmin(ReadOnlyMixin, TaskLogs, TaskAdminBase):
         "result_text",
         "error_text",
         "peak_memory",
+        "owner",
+        "eta",
     )
 
     class Media:
-        css = {"all": ("crucible/crucible.css",)}
+        css = {"all": ("crucible/crucible.css", "crucible/tasks.css")}
+        js = ("crucible/tasks.js",)
 
     def get_fieldsets(self, request: HttpRequest, obj: Task | None = None) -> Any:
         """The failure section only for a task that has failed or crashed."""
@@ -516,7 +530,17 @@ class TaskAdmin(ReadOnlyMixin, TaskLogs, TaskAdminBase):
 
     @admin.display(description="State", ordering="state")
     def state_badge(self, obj: Task) -> SafeString:
-        return badge(obj.state)
+        shown = tasklist.shown_state(obj)
+        if shown == obj.state:
+            return badge(shown)
+        return format_html('<span title="Runs after {}">{}</span>',
+                           date_format(localtime(obj.run_after), "Y-m-d H:i:s"), badge(shown))
+
+    @admin.display(description="State")
+    def state_cell(self, obj: Task) -> str:
+        attempts = f"attempt {obj.attempt - obj.attempt_base} of {obj.max_attempts}"
+        return format_html('{}<span class="cr-attempts">{}</span>', self.state_badge(obj),
+                           attempts)
 
     @admin.display(description="Worker", ordering="worker")
     def worker_cell(self, obj: Task) -> str:
@@ -531,21 +555,21 @@ class TaskAdmin(ReadOnlyMixin, TaskLogs, TaskAdminBase):
         if obj.progress is None:
             return DASH
         percent = round(obj.progress * 100)
+        eta = tasklist.task_eta(obj, timezone.now())
         return format_html(
             '<span class="cr-nowrap" title="{}"><span class="cr-bar"><span style="width: {}%">'
-            '</span></span><span class="cr-bar-label">{} %</span></span>',
+            '</span></span><span class="cr-bar-label">{} %</span></span>{}',
             obj.progress_message,
             percent,
             percent,
+            format_html('<span class="cr-eta">{}</span>', eta) if eta else "",
         )
 
-    @admin.display(description="Created", ordering="id")  # the same order, through the key
-    def created(self, obj: Task) -> str:
-        return moment(obj.created_at)
-
-    @admin.display(description="Finished", ordering="finished_at")
-    def finished(self, obj: Task) -> str:
-        return moment(obj.finished_at)
+    @admin.display(description="Created", ordering="id")  # the key's order; finished below
+    def times(self, obj: Task) -> str:
+        finished = moment(obj.finished_at) if obj.finished_at else ""
+        return format_html('{}<span class="cr-finished">{}</span>', moment(obj.created_at),
+                           finished)
 
     @admin.display(description="Elapsed")
     def elapsed(self, obj: Task) -> str:

@@ -16,6 +16,7 @@ from django.core.paginator import Page, Paginator
 from django.db import connection
 from django.db.models import Field, Model, Q, QuerySet
 
+from . import owners
 from .literals import Literal
 from .models import Task, TaskQuerySet, Worker
 from .states import TaskState
@@ -167,7 +168,8 @@ def recent_workers() -> list[Worker]:
 
 
 def search(tasks: QuerySet[Task], text: str) -> QuerySet[Task]:
-    """Every word must match: a task id, or part of the task's function path."""
+    """Every word must match: a task id, part of the task's function path, or its owner
+    (a simulation's name or parameters, ``key=value`` for one parameter's value)."""
     paths: list[str] | None = None
     for word in text.split():
         if paths is None:
@@ -181,4 +183,6 @@ def _word(word: str, paths: list[str]) -> Q:
     matches = Q(func_path__in=[path for path in paths if needle in path.casefold()])
     if word.isdigit() and int(word) <= MAX_TASK_ID:
         matches |= Q(pk=int(word))
+    if owned := owners.find(word, COUNT_CAP):
+        matches |= Q(pk__in=owned)
     return matches

@@ -1,0 +1,213 @@
+"""The live task list: its refresh, the scheduled filter, bulk actions on what a filter
+matches, a page per queue, links to a task's owner and its ETA. Thin: the services are in
+``tasklist``; ``TaskAdmin`` takes this mixin before ``ModelAdmin``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_http_methods
+
+from . import owners, tasklist
+from .models import Task
+from .panel import views as panel_views
+from .states import TaskState
+
+if TYPE_CHECKING:
+    from django.contrib.admin import ModelAdmin
+
+    class _Admin(ModelAdmin[Task]): ...
+else:
+    class _Admin:  # the admin class itself follows in the model admin's bases
+        pass
+
+LIST_TEMPLATE = "admin/workers/task/change_list.html"
+ROWS = f"{LIST_TEMPLATE}#task-rows"
+ROWS_TARGET = "cr-task-rows"
+BULK_TEMPLATE = "admin/workers/task/bulk_confirm.html"
+QUEUE_TEMPLATE = "admin/workers/task/queue.html"
+PERMISSIONS = {"cancel": "workers.cancel_task", "retry": "workers.retry_task"}
+DASH = "\u2013"
+
+
+class StateFilter(admin.SimpleListFilter):
+    """The task states, with "scheduled" (QUEUED, run_after ahead) apart from "queued"."""
+
+    title = "state"
+    parameter_name = "state__exact"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        found = [(str(value), str(label)) for value, label in TaskState.choices]
+        at = [value for value, _ in found].index(TaskState.QUEUED) + 1
+        return [*found[:at], (tasklist.SCHEDULED, "Scheduled"), *found[at:]]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        if value == tasklist.SCHEDULED:
+            return tasklist.scheduled(queryset)
+        if value == TaskState.QUEUED:
+            return tasklist.queued_now(queryset)
+        if value not in TaskState.values:
+            raise IncorrectLookupParameters(f"not a task state: {value!r}")
+        return queryset.filter(state=value)
+
+
+def owner_links(links: list[owners.OwnerLink]) -> str:
+    return format_html_join(" ", '<a class="cr-owner" href="{}" title="{}">{}</a>',
+                            ((link.url, link.kind, link.label) for link in links))
+
+
+class TaskViews(_Admin):
+    change_list_template = LIST_TEMPLATE
+
+    def get_urls(self) -> list[URLPattern]:
+        view = self.admin_site.admin_view
+        mine = [
+            path("bulk/<str:verb>/", view(self.bulk_view), name="workers_task_bulk"),
+            path("queues/<str:name>/", view(self.queue_view), name="workers_task_queue"),
+        ]
+        return [*mine, *super().get_urls()]
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None
+                   ) -> Task | None:
+        task = super().get_object(request, object_id, from_field)
+        tasklist.mark_scheduled([task] if task else [])
+        return task
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        context = {**(extra_context or {}), **self._list_context(request)}
+        response = super().changelist_view(request, context)
+        htmx = getattr(request, "htmx", None)
+        if isinstance(response, TemplateResponse) and htmx and htmx.target == ROWS_TARGET:
+            response.template_name = ROWS  # the rows alone, for the list's refresh
+            add_never_cache_headers(response)
+        return response
+
+    def _list_context(self, request: HttpRequest) -> dict[str, Any]:
+        query = request.GET.urlencode()
+        bulk = {verb: f"{reverse('admin:workers_task_bulk', args=[verb])}?{query}"
+                for verb, perm in PERMISSIONS.items() if request.user.has_perm(perm)}
+        return {"poll_seconds": panel_views.POLL_SECONDS, "bulk_urls": bulk,
+                "updated": timezone.localtime()}
+
+    # --- Bulk actions on everything the list's filter and search match ---
+
+    @method_decorator(require_http_methods(["GET", "POST"]))
+    def bulk_view(self, request: HttpRequest, verb: str) -> HttpResponse:
+        """GET: how many tasks the action would touch; POST: do it (not past ``upto``)."""
+        if verb not in PERMISSIONS:
+            raise Http404(f"unknown bulk action {verb!r}: use cancel or retry")
+        if not request.user.has_perm(PERMISSIONS[verb]):
+            raise PermissionDenied
+        back = f"{reverse('admin:workers_task_changelist')}?{request.GET.urlencode()}"
+        try:
+            cl = self.get_changelist_instance(request)
+        except IncorrectLookupParameters:
+            return self._refuse(request, back, "The filter is not valid.")
+        upto = request.POST.get("upto") if request.method == "POST" else None
+        if upto is not None and not upto.isdigit():
+            why = f"Nothing done: upto must be a task id, not {upto!r}."
+            return self._refuse(request, back, why)
+        try:
+            bulk = tasklist.plan(verb, cl.queryset, int(upto) if upto else None)
+        except tasklist.BulkError as exc:
+            return self._refuse(request, back, f"Nothing done: {exc}.")
+        if request.method == "POST":
+            return self._bulk_done(request, back, tasklist.carry_out(bulk, request.user), verb)
+        context = {**self.admin_site.each_context(request), "opts": self.opts, "bulk": bulk,
+                   "title": f"{verb.capitalize()} {len(bulk.ids)} task(s)?", "back": back,
+                   "filters": self._described(cl)}
+        return TemplateResponse(request, BULK_TEMPLATE, context)
+
+    def _refuse(self, request: HttpRequest, back: str, text: str) -> HttpResponse:
+        self.message_user(request, text, messages.ERROR)
+        return HttpResponseRedirect(back)
+
+    def _bulk_done(self, request: HttpRequest, back: str, outcome: tasklist.BulkOutcome,
+                   verb: str) -> HttpResponse:
+        done = {"cancel": "Cancelled", "retry": "Retrying"}[verb]
+        level = messages.SUCCESS if outcome.done else messages.WARNING
+        self.message_user(request, f"{done} {outcome.done} task(s).", level)
+        for refusal in outcome.refused[:10]:
+            self.message_user(request, refusal, messages.ERROR)
+        return HttpResponseRedirect(back)
+
+    def _described(self, cl: Any) -> list[str]:
+        found = [f"{spec.title}: {choice['display']}" for spec in cl.filter_specs
+                 for choice in spec.choices(cl) if choice.get("selected") and
+                 choice.get("display") != "All"]
+        if cl.query:
+            found.append(f"search: {cl.query}")
+        return found or ["no filter: every task"]
+
+    # --- A queue's page ---
+
+    def queue_view(self, request: HttpRequest, name: str) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        summary = tasklist.queue_summary(name)
+        now = timezone.now()
+        tasks = reverse("admin:workers_task_changelist")
+        context = {
+            **self.admin_site.each_context(request), "opts": self.opts, "summary": summary,
+            "title": f"Queue {name}",
+            "running": [(task, tasklist.task_eta(task, now)) for task in summary.running_tasks],
+            "links": {state: f"{tasks}?{urlencode({'queue': name, 'state__exact': state})}"
+                      for state in [*TaskState.values, tasklist.SCHEDULED]},
+            "all_url": f"{tasks}?{urlencode({'queue': name})}",
+            "poll_seconds": panel_views.POLL_SECONDS,
+        }
+        response = TemplateResponse(request, QUEUE_TEMPLATE, context)
+        if getattr(request, "htmx", None):
+            response.template_name = f"{QUEUE_TEMPLATE}#queue-body"
+            add_never_cache_headers(response)
+        return response
+
+    # --- Columns ---
+
+    @admin.display(description="Task", ordering="id")
+    def task_cell(self, obj: Task) -> str:
+        links = getattr(obj, "owner_links", [])
+        short = obj.func_path.rsplit(".", 2)
+        return format_html(
+            '<span class="cr-func" title="{}">{}</span>{}', obj.func_path,
+            ".".join(short[-2:]), format_html(" {}", owner_links(links)) if links else "",
+        )
+
+    @admin.display(description="Queue")
+    def queue_cell(self, obj: Task) -> str:
+        url = reverse("admin:workers_task_queue", args=[obj.queue])
+        priority = format_html(' <span class="cr-quiet" title="Priority">p{}</span>',
+                               obj.priority) if obj.priority else ""
+        return format_html('<a href="{}">{}</a>{}', url, obj.queue, priority)
+
+    @admin.display(description="Owner")
+    def owner(self, obj: Task) -> str:
+        links = owners.links([obj.pk]).get(obj.pk, [])
+        return owner_links(links) if links else DASH
+
+    @admin.display(description="ETA")
+    def eta(self, obj: Task) -> str:
+        """Also tells the page's script the task's state and how often to look again."""
+        return format_html(
+            '<span class="cr-task-live" data-state="{}" data-poll-seconds="{}">{}</span>',
+            tasklist.shown_state(obj), panel_views.POLL_SECONDS,
+            tasklist.task_eta(obj, timezone.now()) or DASH,
+        )

@@ -1,0 +1,55 @@
+"""What owns a task (a simulation, a sweep): found by search, linked from task pages.
+
+The engine knows no domain app; an app that enqueues tasks for its own rows registers an
+``Owner`` (``simulations`` does, in its ``AppConfig.ready``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerLink:
+    kind: str  # e.g. "simulation"
+    label: str
+    url: str
+
+
+class Owner(Protocol):
+    def find(self, word: str, limit: int) -> list[int]:
+        """Ids of the tasks whose owner matches ``word``, at most ``limit``."""
+        ...
+
+    def links(self, task_ids: Collection[int]) -> dict[int, OwnerLink]:
+        """The owner of each of these tasks that has one, in one query."""
+        ...
+
+
+_owners: list[Owner] = []
+
+
+def register(owner: Owner) -> None:
+    if not any(type(known) is type(owner) for known in _owners):
+        _owners.append(owner)
+
+
+def find(word: str, limit: int) -> list[int]:
+    found: list[int] = []
+    for owner in _owners:
+        found.extend(owner.find(word, limit - len(found)))
+        if len(found) >= limit:
+            break
+    return found[:limit]
+
+
+def links(task_ids: Collection[int]) -> dict[int, list[OwnerLink]]:
+    found: dict[int, list[OwnerLink]] = {}
+    if not task_ids:
+        return found
+    for owner in _owners:
+        for task_id, link in owner.links(task_ids).items():
+            found.setdefault(task_id, []).append(link)
+    return found
