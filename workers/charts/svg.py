@@ -18,7 +18,6 @@ from .series import ChartData, Number
 WIDTH, HEIGHT = 480, 220
 LEFT, RIGHT, TOP, BOTTOM = 62, 12, 12, 44
 PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-Y_TICKS = 4
 WORKER_COLOURS = 8
 LEGEND_WORKERS = 8
 MB = 1024 * 1024
@@ -127,12 +126,13 @@ def _worker_charts(data: ChartData) -> list[Chart]:
 def _chart(data: ChartData, *, key: str, title: str, y_title: str, series: list[Series],
            summary: str) -> Chart:
     top = _nice_top(max((v for s in series for v in s.values if v is not None), default=0.0))
+    ticks = _tick_count(top)
     x_of = _x_scale(data)
     lines = [Line(s.label, s.kind, _path(data.buckets, s.values, x_of, top)) for s in series]
     return Chart(
         key=key, title=title, y_title=y_title, x_title=_x_title(), lines=lines,
-        y_ticks=[Tick(_y(top * i / Y_TICKS, top), _number(top * i / Y_TICKS))
-                 for i in range(Y_TICKS + 1)],
+        y_ticks=[Tick(_y(top * i / ticks, top), _number(top * i / ticks))
+                 for i in range(ticks + 1)],
         x_ticks=_x_ticks(data, x_of), legend=lines[:LEGEND_WORKERS],
         more=max(0, len(lines) - LEGEND_WORKERS), summary=summary,
     )
@@ -170,6 +170,12 @@ def _nice_top(peak: float) -> float:
         return 1.0
     power = 10.0 ** math.floor(math.log10(peak))
     return next(step * power for step in (1.0, 2.0, 2.5, 5.0, 10.0) if step * power >= peak)
+
+
+def _tick_count(top: float) -> int:
+    """Steps of a round size: 4 of 0.5 for a top of 2; 5 of 2, 0.5 or 1 for 10, 2.5 or 5."""
+    leading = top / 10.0 ** math.floor(math.log10(top))
+    return 4 if round(leading, 6) == 2.0 else 5
 
 
 def _number(value: float) -> str:
