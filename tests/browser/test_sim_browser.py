@@ -12,7 +12,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 
 from simulations import services
 from simulations.kinds import slab, summary
@@ -20,7 +20,7 @@ from simulations.models import Simulation, Sweep
 from workers.models import Task
 from workers.states import TaskState
 
-from .conftest import PASSWORD, VIEWPORT
+from .conftest import PASSWORD, VIEWPORT, log_in
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -195,3 +195,24 @@ def test_plots_are_transparent_and_their_lines_read_in_the_dark_theme(tab, cruci
     assert corner_of(served)[1] == 0, "the comparison PNG is transparent"
     seen, _ = corner_of(comparison.screenshot())
     assert contrast(seen, body) < 1.1, f"the corner seen is the page: {seen}"
+
+
+def test_the_panel_shows_a_sweep_s_progress_and_follows_it(page, crucible):
+    sweep = services.submit_sweep("slab", SMALL, [("h", ["500", "1000"])])
+    first, second = sweep.simulations.order_by("pk")
+    log_in(page, "/admin/worker-status/")
+    row = page.locator(f"#sweep-{sweep.pk}")
+    expect(row).to_contain_text("0 of 2")
+
+    set_task(first.task_id, state=TaskState.SUCCEEDED, finished_at=timezone.now())
+
+    expect(row).to_contain_text("1 of 2")  # the next poll brings it
+    fill = row.locator(".cr-progress-fill")
+    expect(fill).to_have_attribute("style", "width: 50%")
+    track_width = row.locator(".cr-progress").evaluate("el => el.getBoundingClientRect().width")
+    assert fill.evaluate("el => el.getBoundingClientRect().width") == pytest.approx(
+        track_width / 2, abs=2)
+
+    set_task(second.task_id, state=TaskState.SUCCEEDED, finished_at=timezone.now())
+    set_task(sweep.summary_task_id, state=TaskState.SUCCEEDED, finished_at=timezone.now())
+    expect(row).to_have_count(0)  # an ended sweep leaves the panel
