@@ -38,6 +38,6 @@ def test_run_installs_only_the_runtime_dependencies_and_says_so_first():
     assert any(line.startswith("echo") and "Serving" in line for line in commands)
 
 
-@pytest.mark.parametrize("target", ["test", "lint"])
+@pytest.mark.parametrize("target", ["test", "lint", "screenshots", "bench"])
 def test_tests_and_linters_still_get_the_development_extras(target):
     assert any('".[dev]"' in line for line in installs(dry_run(target)))
