@@ -180,19 +180,22 @@ def test_the_week_reads_a_bounded_number_of_rows_in_five_queries(tasks: None) ->
         data = series.chart_data("week")
     assert len(data.buckets) == 168
     assert len(queries) == 5  # the clock, hours, minutes in progress, workers' of both
+    assert not [q for q in queries if "workers_task" in q["sql"]], "samples only, no tasks"
 
 
 def test_old_samples_are_pruned_by_span() -> None:
     old = int((NOW - timedelta(days=3)).timestamp()) // 60 * 60
     QueueSample.objects.create(span=60, bucket=old, queue=ALL_QUEUES)
+    QueueSample.objects.create(span=900, bucket=old // 900 * 900, queue=ALL_QUEUES)
+    QueueSample.objects.create(span=900, bucket=old + 36 * 3600, queue=ALL_QUEUES)  # 1.5 days
     QueueSample.objects.create(span=3600, bucket=old // 3600 * 3600, queue=ALL_QUEUES)
     WorkerSample.objects.create(span=60, bucket=old, worker_id=1, heartbeats=1, rss_bytes=1,
                                 rss_peak_bytes=1, cpu_percent=0)
 
     deleted, done = sampling.prune_batch(10)
 
-    assert (deleted, done) == (2, True)
-    assert list(QueueSample.objects.values_list("span", flat=True)) == [3600]
+    assert (deleted, done) == (3, True)
+    assert sorted(QueueSample.objects.values_list("span", flat=True)) == [900, 3600]
 
 
 def test_the_tick_writes_samples(crucible: Any) -> None:
