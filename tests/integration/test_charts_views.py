@@ -113,3 +113,13 @@ def test_the_queue_page_shows_that_queues_charts(viewer: Client, sampled: None) 
     assert "Over time: queue gpu" in html
     assert "1 failed in the range" in html
     assert "Worker memory" not in html
+
+
+def test_a_queue_named_with_a_slash_has_its_page(viewer: Client) -> None:
+    Task.objects.create(func_path="tests.testapp.tasks.noop", timeout=60, queue="gpu/big",
+                        state=TaskState.SUCCEEDED,
+                        finished_at=datetime.now(UTC) - timedelta(minutes=2))
+    sampling.sample()
+    html = viewer.get(PAGE).content.decode()
+    assert 'href="/charts/queue/gpu/big/"' in html
+    assert "Over time: queue gpu/big" in viewer.get(PAGE + "queue/gpu/big/").content.decode()

@@ -16,6 +16,6 @@ urlpatterns = [
     path("api/charts/", Route(charts.chart_json), name="charts_json"),
     path("htmx/charts/", charts.charts_fragment, name="charts_fragment"),
     path("charts/", admin.site.admin_view(charts.charts_page), name="charts_page"),
-    path("charts/queue/<str:queue>/", admin.site.admin_view(charts.charts_page),
+    path("charts/queue/<path:queue>/", admin.site.admin_view(charts.charts_page),
          name="queue_charts_page"),
 ]
