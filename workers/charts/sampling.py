@@ -19,7 +19,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Avg, Count, Max, Q, QuerySet, Sum
+from django.db.models import (
+    Avg,
+    BigIntegerField,
+    Count,
+    ExpressionWrapper,
+    F,
+    Max,
+    Q,
+    QuerySet,
+    Sum,
+)
 from django.db.models.functions import Coalesce, Greatest
 
 from .. import clock, status
@@ -223,28 +233,29 @@ def combine_queues(minutes: Iterable[QueueSample], span: int) -> list[QueueSampl
     return rows.rows()
 
 
-def combine_workers(minutes: Iterable[WorkerSample], span: int) -> list[WorkerSample]:
+def worker_totals(minutes: QuerySet[WorkerSample], span: int) -> Iterator[Mapping[str, Any]]:
+    """Minute rows of each worker added up by the database into ``span`` buckets.
+
+    ``rss`` and ``cpu`` are sums weighted by heartbeats: divide them by ``beats``.
+    """
+    start = ExpressionWrapper(F("bucket") / span * span, output_field=BigIntegerField())
+    grouped = minutes.order_by().annotate(start=start).values("worker_id", "start")
+    yield from grouped.annotate(
+        beats=Sum("heartbeats"), rss=Sum(F("rss_bytes") * F("heartbeats")),
+        peak=Max("rss_peak_bytes"), cpu=Sum(F("cpu_percent") * F("heartbeats")),
+    )
+
+
+def combine_workers(minutes: QuerySet[WorkerSample], span: int) -> list[WorkerSample]:
     """Minute rows of each worker into ``span`` buckets: means weighted by heartbeats."""
-    rows: dict[tuple[int, int], WorkerSample] = {}
-    for minute in minutes:
-        key = (minute.worker_id, floor(minute.bucket, span))
-        row = rows.get(key)
-        if row is None:
-            rows[key] = WorkerSample(
-                span=span, bucket=key[1], worker_id=key[0], heartbeats=minute.heartbeats,
-                rss_bytes=minute.rss_bytes * minute.heartbeats,
-                rss_peak_bytes=minute.rss_peak_bytes,
-                cpu_percent=minute.cpu_percent * minute.heartbeats,
-            )
-            continue
-        row.heartbeats += minute.heartbeats
-        row.rss_bytes += minute.rss_bytes * minute.heartbeats
-        row.rss_peak_bytes = max(row.rss_peak_bytes, minute.rss_peak_bytes)
-        row.cpu_percent += minute.cpu_percent * minute.heartbeats
-    for row in rows.values():
-        row.rss_bytes = round(row.rss_bytes / row.heartbeats)
-        row.cpu_percent = row.cpu_percent / row.heartbeats
-    return list(rows.values())
+    return [
+        WorkerSample(
+            span=span, bucket=row["start"], worker_id=row["worker_id"], heartbeats=row["beats"],
+            rss_bytes=round(row["rss"] / row["beats"]), rss_peak_bytes=row["peak"],
+            cpu_percent=row["cpu"] / row["beats"],
+        )
+        for row in worker_totals(minutes, span)
+    ]
 
 
 # --- Pruning ---

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db.models import F, Max, Sum
-
 from .. import clock
 from ..models import ALL_QUEUES, QueueSample, WorkerSample
 from .sampling import (
@@ -24,6 +22,7 @@ from .sampling import (
     QUARTER,
     combine_queues,
     floor,
+    worker_totals,
 )
 
 Number = float | None
@@ -161,22 +160,18 @@ def _worker_series(span: int, first: int, end: int, buckets: list[int]) -> list[
         )
     )
     if span > MINUTE:
-        rows += _workers_in_progress(end)
+        rows += _workers_in_progress(end, span)
     by_worker: dict[int, dict[int, WorkerRow]] = defaultdict(dict)
     for row in rows:
         by_worker[row[0]][row[1]] = row
     return [_one_worker(key, by_worker[key], buckets) for key in sorted(by_worker)]
 
 
-def _workers_in_progress(bucket: int) -> list[WorkerRow]:
+def _workers_in_progress(bucket: int, span: int) -> list[WorkerRow]:
     """The bucket in progress from its minutes, added up by the database: a row per worker."""
-    minutes = WorkerSample.objects.filter(span=MINUTE, bucket__gte=bucket).order_by()
-    totals = minutes.values("worker_id").annotate(
-        beats=Sum("heartbeats"), rss=Sum(F("rss_bytes") * F("heartbeats")),
-        peak=Max("rss_peak_bytes"), cpu=Sum(F("cpu_percent") * F("heartbeats")),
-    )
+    minutes = WorkerSample.objects.filter(span=MINUTE, bucket__gte=bucket)
     return [(row["worker_id"], bucket, row["rss"] / row["beats"], row["peak"],
-             row["cpu"] / row["beats"]) for row in totals]
+             row["cpu"] / row["beats"]) for row in worker_totals(minutes, span)]
 
 
 def _one_worker(worker_id: int, rows: dict[int, WorkerRow], buckets: list[int]) -> WorkerSeries:
