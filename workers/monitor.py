@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,9 +129,15 @@ def log_tail(worker_id: int) -> str:
     return logs.tail(logs.log_path(conf.get().log_dir, worker_id), queue.TAIL_CHARS)
 
 
-def fail_worker(worker: Worker, reason: str, outcome: str = Outcome.WORKER_LOST) -> list[int]:
-    """Mark a worker FAILED and put its tasks back, in one transaction."""
-    return lifecycle.fail(worker, reason, outcome, log_tail=log_tail(worker.pk))
+def fail_worker(worker: Worker, reason: str, outcome: str = Outcome.WORKER_LOST,
+                killed: bool = False) -> list[int]:
+    """Mark a worker FAILED and put its tasks back, in one transaction.
+
+    ``killed``: this tick SIGKILLed it, so that is its exit (recorded as -9); else unknown.
+    """
+    exit_code = -signal.SIGKILL if killed else None
+    return lifecycle.fail(worker, reason, outcome, log_tail=log_tail(worker.pk),
+                          exit_code=exit_code)
 
 
 def _local_workers(report: TickReport) -> set[int]:
@@ -158,9 +165,10 @@ def _flag(condition: Q) -> ExpressionWrapper[Q]:
 def _judge(worker: Any, report: TickReport) -> bool:
     """Fail a worker that timed out, vanished or outlived its abort; True if it lives on."""
     if worker.late:
-        launcher.kill(worker)
+        killed = launcher.kill(worker)
         limit = conf.get().startup_timeout
-        fail_worker(worker, f"Did not start within WORKER_STARTUP_TIMEOUT ({limit:g} s).")
+        fail_worker(worker, f"Did not start within WORKER_STARTUP_TIMEOUT ({limit:g} s).",
+                    killed=killed)
         report.timed_out.append(worker.pk)
         return False
     if worker.abort_overdue:
@@ -168,7 +176,7 @@ def _judge(worker: Any, report: TickReport) -> bool:
         reason = "Aborted: killed after it did not stop within the grace period."
         if not killed:
             reason = "Aborted: its process was already gone."
-        report.reclaimed += fail_worker(worker, reason, Outcome.ABORTED)
+        report.reclaimed += fail_worker(worker, reason, Outcome.ABORTED, killed=killed)
         report.killed.append(worker.pk)
         return False
     if worker.state == WorkerState.STARTING or worker.pid is None:

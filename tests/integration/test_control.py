@@ -56,7 +56,8 @@ def test_a_second_sigterm_aborts_the_task_and_requeues_it(workers):
     wait_for(lambda: Worker.objects.get().state == WorkerState.DRAINING)
     proc.send_signal(signal.SIGTERM)
 
-    assert proc.wait(timeout=5) == 0
+    assert proc.wait(timeout=5) == 128 + signal.SIGTERM, "aborted: not the exit of a drain"
+    assert Worker.objects.get().exit_code == 128 + signal.SIGTERM
     requeued = task(job.pk)
     assert requeued.state == TaskState.QUEUED
     assert requeued.attempts.get().outcome == Outcome.ABORTED

@@ -61,6 +61,8 @@ def clip(text: str, chars: int, *, cut: bool = False) -> str:
     A last line longer than ``chars`` starts at a word, after an ellipsis.
     """
     if len(text) > chars:
+        if text[-chars - 1] == "\n":
+            return text[-chars:]
         text, cut = text[-chars:], True
     if not cut:
         return text

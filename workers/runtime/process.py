@@ -54,7 +54,10 @@ def identify(launch: Launch) -> int:
 
 
 def serve(launch: Launch, worker_id: int) -> str:
-    """Run the worker until it ends; record DEAD or FAILED with the reason."""
+    """Run the worker until it ends; record DEAD or FAILED with the reason.
+
+    The exit code recorded is the one this process exits with (SystemExit when aborted).
+    """
     settings = conf.get()
     log_file = logs.to_file(settings.log_dir, worker_id, keep_console=launch.worker_id is None)
     supervisor = Supervisor(worker_id, launch.options)
@@ -71,5 +74,7 @@ def serve(launch: Launch, worker_id: int) -> str:
         raise
     supervisor.close()
     logger.info("worker %s stopped: %s", worker_id, reason)
-    lifecycle.finish(worker_id, WorkerState.DEAD, reason=reason, exit_code=0)
+    lifecycle.finish(worker_id, WorkerState.DEAD, reason=reason, exit_code=supervisor.exit_code)
+    if supervisor.exit_code:
+        raise SystemExit(supervisor.exit_code)
     return reason

@@ -49,6 +49,7 @@ SAMPLE_EVERY = 1.0
 MAX_DB_BACKOFF = 30.0
 PROBE_EVERY_BEATS = 2  # the LISTEN connection: the main one proves itself every beat
 TAIL_CHARS = queue.TAIL_CHARS
+EXIT_ABORTED = 1  # after an operator's abort; after a signal's, 128 + its number
 TAIL_KEEP = 4 * TAIL_CHARS  # room to cut the stored tail at a line boundary
 OPERATOR_DRAIN = "drained by operator"
 
@@ -137,6 +138,7 @@ class Supervisor:
         self.outbox: list[Write] = []
         self.stop_reason = ""
         self.abort_reason = ""
+        self.exit_code = 0  # what the process exits with: 0 when it ended as asked
         self.counts = [0, 0]  # succeeded, failed
         self.finished = 0
         self.db_backoff = 0.0
@@ -210,9 +212,11 @@ class Supervisor:
             self.stop_reason = self.stop_reason or "drained after SIGTERM"
         else:
             self.abort_reason = "aborted by a second SIGTERM"
+            self.exit_code = 128 + signum
 
     def _on_sigint(self, signum: int, frame: object) -> None:
         self.abort_reason = "aborted by SIGINT"
+        self.exit_code = 128 + signum
 
     def _on_signal_wake(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -448,7 +452,9 @@ class Supervisor:
 
     def _apply(self, control: Control) -> None:
         if control.abort:
-            self.abort_reason = self.abort_reason or "aborted by operator"
+            if not self.abort_reason:
+                self.abort_reason = "aborted by operator"
+                self.exit_code = EXIT_ABORTED
         elif control.drain and not self.stop_reason:
             self.stop_reason = OPERATOR_DRAIN
             self._mark_draining()

@@ -1,0 +1,81 @@
+"""Reading logs: tails cut at line starts, chunks that never split a line while written,
+rotation, and a worker's download joining its rotated files oldest first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from workers import logs
+from workers.admin import exit_text
+from workers.models import Worker
+from workers.runtime import logs as files
+
+
+def test_clip_keeps_the_last_whole_lines():
+    text = "first line\nsecond line\nthird\n"
+    assert files.clip(text, 100) == text
+    assert files.clip(text, 18) == "second line\nthird\n"
+    assert files.clip(text, 15) == "third\n"  # not "ond line\nthird\n"
+    assert files.clip("a\nb\n", 2) == "b\n"
+    assert files.clip("mid-line\nend\n", 10, cut=True) == "end\n"
+
+
+def test_clip_starts_a_line_longer_than_the_limit_at_a_word():
+    line = " ".join(f"word{n}" for n in range(100))
+    clipped = files.clip(line, 50)
+    assert len(clipped) <= 50 and clipped.startswith("…word")
+    assert clipped.endswith("word99")
+
+
+def test_a_file_tail_starts_at_a_line(tmp_path: Path):
+    path = tmp_path / "x.log"
+    path.write_text("".join(f"line number {n}\n" for n in range(1000)))
+    tail = files.tail(path, 100)
+    assert tail.startswith("line number ") and tail.endswith("line number 999\n")
+    assert len(tail) <= 100
+    assert files.tail(tmp_path / "missing.log") == ""
+
+
+def test_a_chunk_of_a_live_log_waits_for_the_end_of_its_line(tmp_path: Path):
+    path = tmp_path / "a.log"
+    path.write_bytes("one\ntwo ü\nthr".encode())
+    first = logs.tail_chunk(path, live=True)
+    assert first == logs.Chunk("one\ntwo ü\n", len("one\ntwo ü\n".encode()))
+    assert logs.read_from(path, first.offset, live=True) == logs.Chunk("", first.offset)
+    ended = logs.read_from(path, first.offset, live=False)
+    assert ended.text == "thr" and ended.offset == path.stat().st_size
+
+
+def test_a_tail_chunk_of_a_big_file_starts_at_a_line(tmp_path: Path):
+    path = tmp_path / "big.log"
+    path.write_text("".join(f"{n:06d}\n" for n in range(100_000)))
+    chunk = logs.tail_chunk(path, live=False, limit=1000)
+    assert chunk.text.startswith("0") and chunk.text.endswith("099999\n")
+    assert len(chunk.text) <= 1000 and chunk.offset == path.stat().st_size
+
+
+def test_a_rotated_log_is_read_from_its_start(tmp_path: Path):
+    path = tmp_path / "w.log"
+    path.write_text("new\n")
+    assert logs.read_from(path, 500, live=True) == logs.Chunk("new\n", 4)
+
+
+@pytest.mark.django_db
+def test_a_workers_download_joins_its_rotated_files_oldest_first(crucible):
+    worker = Worker.objects.create(node="here")
+    current = files.log_path(crucible.log_dir, worker.pk)
+    current.parent.mkdir(parents=True)
+    for suffix, text in (("", "newest\n"), (".1", "older\n"), (".2", "oldest\n")):
+        current.with_name(current.name + suffix).write_text(text)
+    found = logs.worker_files(worker)
+    assert b"".join(logs.stream(found)) == b"oldest\nolder\nnewest\n"
+
+
+@pytest.mark.parametrize(("code", "text"), [
+    (None, "\u2013"), (0, "exit code 0"), (1, "exit code 1"),
+    (-9, "killed by signal 9 (SIGKILL)"), (-200, "killed by signal 200"),
+])
+def test_an_exit_reads_as_a_code_a_signal_or_nothing(code, text):
+    assert exit_text(code) == text
