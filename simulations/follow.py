@@ -1,4 +1,5 @@
-"""Follow tasks to their end, for ``simulate --wait``: a text progress bar, no extra library."""
+"""Follow tasks to their end, for ``simulate --wait``: a text progress bar with an ETA from
+the progress rate, one line of at most 79 columns (a terminal of 80 redraws it in place)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ from dataclasses import dataclass, field
 from workers.models import Task, Worker
 from workers.states import ACTIVE_WORKER_STATES, FINISHED_TASK_STATES, TaskState
 
-BAR_WIDTH = 30
+from . import terminal
+
+BAR_WIDTH = 20
+LINE_WIDTH = terminal.WIDTH - 1
+MIN_RATE_SECONDS = 2.0  # progress measured over less time is noise, not a rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +58,26 @@ def bar(fraction: float, width: int = BAR_WIDTH) -> str:
     return f"[{'#' * filled}{'.' * (width - filled)}] {fraction * 100:3.0f}%"
 
 
-def line(snap: Snapshot) -> str:
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """Where following began: the progress made since then, over the time it took."""
+
+    started: float
+    fraction: float
+
+    def eta(self, fraction: float, now: float) -> float | None:
+        """Seconds left at the rate so far; None until there is a rate to go by."""
+        gained, elapsed = fraction - self.fraction, now - self.started
+        if gained <= 0 or elapsed < MIN_RATE_SECONDS or fraction >= 1:
+            return None
+        return elapsed * (1 - fraction) / gained
+
+
+def line(snap: Snapshot, eta: float | None = None) -> str:
     counts = ", ".join(f"{count} {state.lower()}" for state, count in sorted(snap.states.items()))
-    text = f"{bar(snap.fraction)}  {counts}"
-    return f"{text}  {snap.message}" if snap.message else text
+    parts = [bar(snap.fraction), f"ETA {terminal.duration(eta)}" if eta is not None else "",
+             counts, snap.message]  # what matters most first: a cut takes the end
+    return terminal.cut("  ".join(part for part in parts if part), LINE_WIDTH)
 
 
 def workers_available() -> bool:
@@ -71,9 +92,12 @@ def follow(task_ids: list[int], write: Callable[[str, str], None], poll: float =
     when the percentage or the states change, so that logs stay short.
     """
     last: object = None
+    rate: Rate | None = None
     while True:
         snap = snapshot(task_ids)
-        text = line(snap)
+        now = time.monotonic()
+        rate = rate or Rate(now, snap.fraction)
+        text = line(snap, rate.eta(snap.fraction, now))
         key = text if live else (round(snap.fraction * 100), sorted(snap.states.items()))
         if key != last:
             write(text, "\r" if live else "\n")

@@ -33,12 +33,41 @@ def add(count: int = 1, *, force: bool = False, queues: list[str] | None = None)
     The decision and the STARTING rows are one transaction under a per-node lock, so two
     requests at once cannot both take the last place; the processes start after it commits.
     """
+    return _add(count, force=force, queues=queues, fit=False)[0]
+
+
+def add_what_fits(count: int, *, force: bool = False,
+                  queues: list[str] | None = None) -> tuple[list[Worker], str]:
+    """Start as many of ``count`` workers as are admitted now (refused only when none is);
+    the workers, and the limit that stopped the others as admission words it."""
+    return _add(count, force=force, queues=queues, fit=True)
+
+
+def _add(count: int, *, force: bool, queues: list[str] | None,
+         fit: bool) -> tuple[list[Worker], str]:
     names = queues or [conf.get().queue_name]
     with transaction.atomic():
         _lock_admission(conf.get().node_address)
-        admission.admit(admission.check(), count, force=force)
+        room = admission.check()
+        if fit:
+            count = max(fitting(count, force=force, room=room), 1)
+        admission.admit(room, count, force=force)
         reserved = [_reserve(names) for _ in range(count)]
-    return _launch_all(reserved, names)
+    return _launch_all(reserved, names), _limit(room, force=force)
+
+
+def _limit(room: admission.Admission, *, force: bool) -> str:
+    if force or room.admissible >= room.limits["max_count"]:
+        return (f"WORKER_MAX_COUNT is {room.limits['max_count']} (force never goes past it); "
+                f"{room.active} were active.")
+    return room.reason
+
+
+def fitting(count: int, *, force: bool = False, room: admission.Admission | None = None) -> int:
+    """How many of ``count`` more workers admission lets start now (0 to ``count``)."""
+    room = room or admission.check()
+    limit = room.limits["max_count"] if force else min(room.admissible, room.limits["max_count"])
+    return max(0, min(count, limit - room.active))
 
 
 def _lock_admission(node: str) -> None:

@@ -77,7 +77,8 @@ def test_the_cli_refuses_force_beyond_the_cap_naming_it(cap, no_processes):
 
     message = str(refused.value)
     assert message == ("Cannot add 6: WORKER_MAX_COUNT allows 4 workers; none are active. "
-                       "Force does not go past WORKER_MAX_COUNT.")
+                       "Force does not go past WORKER_MAX_COUNT. "
+                       "4 would fit now: add --fit to start them.")
     assert Worker.objects.count() == 0
     assert no_processes == []
 

@@ -13,7 +13,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from simulations import comparison, display, external, services, workdir
+from simulations import comparison, display, external, follow, services, workdir
 from simulations.models import Simulation, Sweep
 from tests.conftest import wait_for
 from workers import launcher, queue
@@ -159,7 +159,7 @@ def test_simulate_wait_shows_progress_then_the_result(workers):
     text = out.getvalue()
     sim = Simulation.objects.get()
     assert text.startswith(f"simulation {sim.pk} (task {sim.task_id})\n")
-    assert f"[{'#' * 30}] 100%  1 succeeded" in text
+    assert f"[{'#' * follow.BAR_WIDTH}] 100%  1 succeeded" in text
     assert f"Time to target: {(sim.result or {})['time_to_target']:.6g}"[:18] in text
 
     with pytest.raises(CommandError, match=r"(?s)did not succeed: task \d+ failed: .*diverged"):

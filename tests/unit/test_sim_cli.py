@@ -27,7 +27,7 @@ def nothing_written() -> bool:
 def test_prints_the_ids_of_a_simulation(crucible):
     out = simulate("slab", "--param", "h=250", "-p", "n=21", "--name", "cli run")
     sim = Simulation.objects.get()
-    assert out.strip() == f"simulation {sim.pk} (task {sim.task_id})"
+    assert out.splitlines()[0] == f"simulation {sim.pk} (task {sim.task_id})"
     assert sim.parameters["h"] == 250.0
     assert sim.name == "cli run"
     assert sim.submitted_by is None
@@ -38,7 +38,7 @@ def test_prints_the_ids_of_a_sweep(crucible):
     sweep = Sweep.objects.get()
     ids = ", ".join(str(pk) for pk in sweep.simulations.order_by("pk").values_list("pk", flat=True))
     summary = sweep.summary_task_id
-    assert out.strip() == f"sweep {sweep.pk}: simulations {ids}; summary task {summary}"
+    assert out.splitlines()[0] == f"sweep {sweep.pk}: simulations {ids}; summary task {summary}"
     assert sweep.simulations.count() == 6
 
 

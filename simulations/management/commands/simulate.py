@@ -6,12 +6,15 @@ import argparse
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.urls import reverse
 
-from simulations import display, follow, grid, registry, services
+from simulations import display, follow, grid, registry, services, terminal, workdir
 from simulations.exceptions import InvalidParameters, UnknownKind
 from simulations.models import Simulation, Sweep
 from simulations.registry import Kind
-from workers.cli import seconds
+from workers.cli import quiet_console, seconds
+
+SITE = "http://127.0.0.1:8000"  # where `make run` serves the admin
 
 
 def assignment(raw: str) -> tuple[str, str]:
@@ -35,20 +38,28 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("kind", metavar="KIND")
+        parser.add_argument("kind", metavar="KIND",
+                            help="The simulation kind, e.g. slab or lorenz.")
         parser.add_argument("--param", "-p", action="append", type=assignment, default=[],
                             metavar="NAME=VALUE", help="A parameter (repeatable).")
         parser.add_argument("--sweep", action="append", type=axis, default=[],
                             metavar="NAME=V1,V2,...", help="A sweep axis (repeatable).")
-        parser.add_argument("--name", default="")
+        parser.add_argument("--name", default="", help="A name to find it by in the admin.")
         parser.add_argument("--priority", default="0", help="-100..100, higher runs first")
         parser.add_argument("--timeout", default=None, help="seconds one attempt may run")
         parser.add_argument("--wait", action="store_true", help="Follow it to the end.")
         parser.add_argument("--poll", type=seconds, default=0.5, help=argparse.SUPPRESS)
         parser.add_argument("--describe", action="store_true",
                             help="List KIND's parameters and exit.")
+        parser.add_argument("--site", default=SITE, metavar="URL",
+                            help=f"Where the admin is served, for the link printed "
+                                 f"(default {SITE}, as `make run` serves it).")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        with quiet_console(options["verbosity"]):
+            self._handle(options)
+
+    def _handle(self, options: dict[str, Any]) -> None:
         try:
             kind = registry.get(options["kind"])
         except UnknownKind as exc:
@@ -68,6 +79,7 @@ class Command(BaseCommand):
         except InvalidParameters as exc:
             raise CommandError(f"Refused: {exc}") from exc
         tasks = self._announce(submitted)
+        self._where(submitted, options["site"])
         if options["wait"]:
             self._wait(submitted, tasks, options["poll"])
 
@@ -95,6 +107,17 @@ class Command(BaseCommand):
         tasks = [point.task_id for point in points if point.task_id]
         return [*tasks, submitted.summary_task_id] if submitted.summary_task_id else tasks
 
+    def _where(self, submitted: Simulation | Sweep, site: str) -> None:
+        """The admin page and the work directory of what was submitted."""
+        if isinstance(submitted, Simulation):
+            page = reverse("admin:simulations_simulation_change", args=[submitted.pk])
+            directory = workdir.for_simulation(submitted.pk)
+        else:
+            page = reverse("admin:simulations_sweep_change", args=[submitted.pk])
+            directory = workdir.for_sweep(submitted.pk)
+        self.stdout.write(f"  admin:     {site.rstrip('/')}{page}")
+        self.stdout.write(f"  work dir:  {directory}")
+
     def _wait(self, submitted: Simulation | Sweep, tasks: list[int], poll: float) -> None:
         if not follow.workers_available():
             self.stdout.write("No worker is running yet: start one with "
@@ -120,7 +143,5 @@ class Command(BaseCommand):
 
     def _show_comparison(self, sweep: Sweep) -> None:
         headings, rows = display.comparison_rows(sweep.summary or {})
-        widths = [max(len(cell) for cell in column) for column in zip(headings, *rows,
-                                                                         strict=True)]
-        for cells in [headings, *rows]:
-            self.stdout.write("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)))
+        for text in terminal.table(headings, rows):
+            self.stdout.write(text)

@@ -24,7 +24,8 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("username", nargs="?", metavar="USERNAME")
+        parser.add_argument("username", nargs="?", metavar="USERNAME",
+                            help="The active staff user the token acts as.")
         parser.add_argument("--name", default="", help="What the token is for, e.g. 'sweeps'.")
         action = parser.add_mutually_exclusive_group()
         action.add_argument("--revoke", metavar="PREFIX",

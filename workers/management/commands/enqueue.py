@@ -16,17 +16,25 @@ class Command(BaseCommand):
     help = "Enqueue a call of a module-level function and print the new task's id."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("func_path", metavar="DOTTED.PATH")
+        parser.add_argument("func_path", metavar="DOTTED.PATH",
+                            help="The module-level function (or @task) to call, e.g. "
+                                 "bench.tasks.stamp.")
         parser.add_argument("--args", dest="task_args", type=json_value, default=[],
-                            help="JSON array")
+                            help="Positional arguments, a JSON array (default []).")
         parser.add_argument("--kwargs", dest="task_kwargs", type=json_value, default={},
-                            help="JSON object")
-        parser.add_argument("--priority", type=whole_number, default=0, help="-100..100")
-        parser.add_argument("--queue", default="")
-        parser.add_argument("--max-attempts", type=positive_int)
-        parser.add_argument("--timeout", type=seconds, help="seconds")
-        parser.add_argument("--memory-mb", type=positive_int)
-        parser.add_argument("--run-after", type=moment, help="ISO 8601 with a time zone")
+                            help="Keyword arguments, a JSON object (default {}).")
+        parser.add_argument("--priority", type=whole_number, default=0,
+                            help="-100..100, higher runs first (default 0).")
+        parser.add_argument("--queue", default="",
+                            help="Queue to put it on (default WORKER_QUEUE_NAME).")
+        parser.add_argument("--max-attempts", type=positive_int, metavar="N",
+                            help="Attempts before it fails (default WORKER_MAX_ATTEMPTS).")
+        parser.add_argument("--timeout", type=seconds,
+                            help="Seconds one attempt may run (default WORKER_TASK_TIMEOUT).")
+        parser.add_argument("--memory-mb", type=positive_int, metavar="MB",
+                            help="Memory it is expected to need (admission sizes workers by it).")
+        parser.add_argument("--run-after", type=moment, metavar="TIME",
+                            help="Not before this ISO 8601 time with a time zone.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         spec = TaskSpec(

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
+from datetime import datetime
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from workers import launcher, monitor
-from workers.cli import positive_int
+from workers.cli import positive_int, quiet_console
 from workers.exceptions import AdmissionRefused, CrucibleError
 from workers.models import Task, Worker
 from workers.states import TaskState
+
+WIDTH = 80
+
+
+def ended_because(worker: Worker) -> str:
+    """Why an ended worker ended, as the list shows it under its row."""
+    reason = worker.failure_reason.strip() or "no reason recorded"
+    code = f" (exit code {worker.exit_code})" if worker.exit_code else ""
+    return f"{worker.state.lower()}: {reason}{code}"
 
 
 class Command(BaseCommand):
@@ -20,40 +31,64 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(
-            dest="action", required=True, parser_class=argparse.ArgumentParser
+            dest="action", required=True, parser_class=argparse.ArgumentParser,
+            metavar="ACTION", help="What to do (each has its own --help).",
         )
         add = sub.add_parser("add", help="Start workers on this machine.")
-        add.add_argument("--count", type=positive_int, default=1)
+        add.add_argument("--count", type=positive_int, default=1, metavar="N",
+                         help="How many workers to start (default 1).")
         add.add_argument(
             "--force", action="store_true",
             help="Start beyond the memory and core limits (never beyond WORKER_MAX_COUNT).",
         )
-        add.add_argument("--queue", action="append", dest="queues")
+        add.add_argument(
+            "--fit", action="store_true",
+            help="Start as many of N as fit now, and say how many were not started and why.",
+        )
+        add.add_argument("--queue", action="append", dest="queues", metavar="Q",
+                         help="Queue the workers serve (repeatable; default WORKER_QUEUE_NAME).")
         drain = sub.add_parser("drain", help="Let a worker finish its task and stop.")
-        drain.add_argument("worker_id", nargs="?", type=positive_int)
+        drain.add_argument("worker_id", nargs="?", type=positive_int, metavar="ID",
+                           help="The worker (default: an idle running one, else any running).")
         undrain = sub.add_parser(
             "undrain", help="Cancel an operator's drain: the worker serves its queues again."
         )
-        undrain.add_argument("worker_id", type=positive_int)
+        undrain.add_argument("worker_id", type=positive_int, metavar="ID", help="The worker.")
         abort = sub.add_parser("abort", help="Stop a worker now; its task is requeued.")
-        abort.add_argument("worker_id", type=positive_int)
-        sub.add_parser("list", help="Show workers.")
+        abort.add_argument("worker_id", type=positive_int, metavar="ID", help="The worker.")
+        sub.add_parser("list", help="Show workers, and why each ended one ended.")
         sub.add_parser("tick", help="Run the monitor tick once.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
         try:
-            getattr(self, f"do_{action}")(options)
+            with quiet_console(options["verbosity"]):
+                getattr(self, f"do_{action}")(options)
         except AdmissionRefused as exc:
-            hint = " Use --force to start anyway." if exc.forceable else ""
-            raise CommandError(f"{exc}{hint}") from exc
+            raise CommandError(f"{exc}{self._hint(exc, options)}") from exc
         except CrucibleError as exc:
             raise CommandError(str(exc)) from exc
 
+    def _hint(self, refused: AdmissionRefused, options: dict[str, Any]) -> str:
+        if options["action"] != "add":
+            return ""
+        fits = launcher.fitting(options["count"], force=options["force"])
+        them = "it" if fits == 1 else "them"
+        hint = f" {fits} would fit now: add --fit to start {them}." if fits else ""
+        return f"{hint} Use --force to start anyway." if refused.forceable else hint
+
     def do_add(self, options: dict[str, Any]) -> None:
-        for worker in launcher.add(options["count"], force=options["force"],
-                                   queues=options["queues"]):
+        wanted = options["count"]
+        limit = ""
+        if options["fit"]:
+            started, limit = launcher.add_what_fits(wanted, force=options["force"],
+                                                    queues=options["queues"])
+        else:
+            started = launcher.add(wanted, force=options["force"], queues=options["queues"])
+        for worker in started:
             self.stdout.write(f"started worker {worker.pk} (pid {worker.pid})")
+        if len(started) < wanted:
+            self.stdout.write(f"{wanted - len(started)} of {wanted} not started: {limit}")
 
     def do_drain(self, options: dict[str, Any]) -> None:
         worker = launcher.drain(options["worker_id"])
@@ -77,15 +112,23 @@ class Command(BaseCommand):
         )
         self.stdout.write(header)
         for worker in Worker.objects.order_by("id"):
-            beat = "-"
-            if worker.last_heartbeat:
-                beat = f"{(now - worker.last_heartbeat).total_seconds():.0f}s"
-            rss = f"{worker.rss_bytes / 2**20:.0f}" if worker.rss_bytes else "-"
-            task = running.get(worker.pk, "-")
-            self.stdout.write(
-                f"{worker.pk:>5} {worker.state:<9} {worker.pid or '-':>7} {worker.node[:16]:<16}"
-                f" {beat:>9} {rss:>7} {task}"
-            )
+            self._list_row(worker, running, now)
+
+    def _list_row(self, worker: Worker, running: dict[int, int],
+                  now: datetime) -> None:
+        beat = "-"
+        if worker.last_heartbeat:
+            beat = f"{(now - worker.last_heartbeat).total_seconds():.0f}s"
+        rss = f"{worker.rss_bytes / 2**20:.0f}" if worker.rss_bytes else "-"
+        task = running.get(worker.pk, "-")
+        self.stdout.write(
+            f"{worker.pk:>5} {worker.state:<9} {worker.pid or '-':>7} {worker.node[:16]:<16}"
+            f" {beat:>9} {rss:>7} {task}"
+        )
+        if not worker.is_active:
+            self.stdout.write(textwrap.fill(
+                ended_because(worker), WIDTH, initial_indent=" " * 6, subsequent_indent=" " * 8,
+            ))
 
     def do_tick(self, options: dict[str, Any]) -> None:
         report = monitor.tick()

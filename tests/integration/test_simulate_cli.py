@@ -1,0 +1,57 @@
+"""``manage.py simulate --wait`` in a terminal, against a real worker: where to look (the admin
+page, the work directory), an ETA while it runs, 80 columns, and no log lines in between."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from simulations import workdir
+from simulations.models import Simulation
+from tests.conftest import ROOT, worker_env
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
+
+# About 78,000 explicit steps: long enough to measure a rate, short enough for a test.
+LONG_ENOUGH = ["-p", "thickness=0.1", "-p", "t_end=3000"]
+
+
+def simulate(runtime_dir: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "simulate", *args],
+        cwd=ROOT, env=worker_env(runtime_dir), capture_output=True, text=True, timeout=150,
+        check=False,
+    )
+
+
+def test_simulate_wait_says_where_to_look_shows_an_eta_and_fits_80_columns(workers,
+                                                                           runtime_dir):
+    workers.start()
+
+    done = simulate(runtime_dir, "slab", *LONG_ENOUGH, "--wait", "--poll", "0.2")
+
+    assert done.returncode == 0, done.stderr
+    sim = Simulation.objects.get()
+    lines = done.stdout.splitlines()
+    assert lines[:3] == [
+        f"simulation {sim.pk} (task {sim.task_id})",
+        f"  admin:     http://127.0.0.1:8000/admin/simulations/simulation/{sim.pk}/change/",
+        f"  work dir:  {workdir.for_simulation(sim.pk)}",
+    ]
+    assert (workdir.for_simulation(sim.pk) / "summary.json").exists()
+    assert any(re.search(r"%  ETA (\d+m )?\d+s  ", text) for text in lines), done.stdout
+    assert max(len(text) for text in lines) <= 80
+    assert done.stderr == "", "log records stay off the terminal"
+
+
+def test_the_site_of_the_admin_link_can_be_given(workers, runtime_dir):
+    done = simulate(runtime_dir, "slab", "--site", "https://sims.example.org/")
+
+    sim = Simulation.objects.get()
+    assert done.returncode == 0, done.stderr
+    assert (f"  admin:     https://sims.example.org/admin/simulations/simulation/{sim.pk}/change/"
+            in done.stdout.splitlines())
