@@ -79,3 +79,18 @@ def test_a_workers_download_joins_its_rotated_files_oldest_first(crucible):
 ])
 def test_an_exit_reads_as_a_code_a_signal_or_nothing(code, text):
     assert exit_text(code) == text
+
+
+def test_an_attempt_log_that_cannot_be_written_never_stops_the_task(tmp_path: Path, caplog):
+    blocker = tmp_path / "tasks"
+    blocker.write_text("a file where the folder should be")
+    log = files.AttemptLog(files.attempt_log_path(tmp_path, 7, 1))
+    log.write(b"lost\n")
+    log.close()
+    assert "cannot write the attempt's log" in caplog.text
+
+    written = files.AttemptLog(files.attempt_log_path(tmp_path / "ok", 7, 2))
+    written.write(b"kept\n")
+    written.close()
+    written.write(b"after the end\n")
+    assert (tmp_path / "ok" / "tasks" / "7" / "attempt_2.log").read_bytes() == b"kept\n"
