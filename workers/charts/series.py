@@ -7,7 +7,6 @@ minutes (at most 60 rows per series); the last hour ends with the last minute sa
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -161,10 +160,16 @@ def _worker_series(span: int, first: int, end: int, buckets: list[int]) -> list[
     )
     if span > MINUTE:
         rows += _workers_in_progress(end, span)
-    by_worker: dict[int, dict[int, WorkerRow]] = defaultdict(dict)
-    for row in rows:
-        by_worker[row[0]][row[1]] = row
-    return [_one_worker(key, by_worker[key], buckets) for key in sorted(by_worker)]
+    workers: dict[int, WorkerSeries] = {}
+    for worker_id, bucket, rss, peak, cpu in rows:
+        series = workers.get(worker_id)
+        if series is None:
+            series = workers[worker_id] = WorkerSeries(
+                worker_id, [None] * len(buckets), [None] * len(buckets), [None] * len(buckets)
+            )
+        at = (bucket - first) // span
+        series.rss_bytes[at], series.rss_peak_bytes[at], series.cpu_percent[at] = rss, peak, cpu
+    return [workers[key] for key in sorted(workers)]
 
 
 def _workers_in_progress(bucket: int, span: int) -> list[WorkerRow]:
@@ -172,16 +177,6 @@ def _workers_in_progress(bucket: int, span: int) -> list[WorkerRow]:
     minutes = WorkerSample.objects.filter(span=MINUTE, bucket__gte=bucket)
     return [(row["worker_id"], bucket, row["rss"] / row["beats"], row["peak"],
              row["cpu"] / row["beats"]) for row in worker_totals(minutes, span)]
-
-
-def _one_worker(worker_id: int, rows: dict[int, WorkerRow], buckets: list[int]) -> WorkerSeries:
-    picked = [rows.get(bucket) for bucket in buckets]
-    return WorkerSeries(
-        worker_id=worker_id,
-        rss_bytes=[row[2] if row else None for row in picked],
-        rss_peak_bytes=[row[3] if row else None for row in picked],
-        cpu_percent=[row[4] if row else None for row in picked],
-    )
 
 
 def queue_names(data: ChartData) -> list[str]:
