@@ -22,7 +22,7 @@ from django.utils.safestring import SafeString
 from django.utils.timezone import localtime
 
 from . import audit, launcher, listing, owners, queue, tasklist
-from .admin_logs import TaskLogs, WorkerLogs
+from .admin_logs import TaskLogs, WorkerLogs, attempt_links
 from .admin_tasks import StateFilter, TaskViews
 from .exceptions import CrucibleError
 from .models import Task, TaskAttempt, Worker
@@ -371,6 +371,7 @@ class TaskAttemptInline(ReadOnlyMixin, AttemptInlineBase):
         "error_summary",
         "peak_memory",
         "details",
+        "log_links",
     )
     readonly_fields = fields
 
@@ -411,6 +412,10 @@ class TaskAttemptInline(ReadOnlyMixin, AttemptInlineBase):
         return format_html(
             '<details><summary>show</summary><pre class="cr-pre">{}</pre></details>', text
         )
+
+    @admin.display(description="Log")
+    def log_links(self, obj: TaskAttempt) -> str:
+        return attempt_links(obj.task_id, obj.number)
 
 
 @admin.register(Task)

@@ -25,6 +25,7 @@ from django.http.response import HttpResponseBase
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.cache import add_never_cache_headers
+from django.utils.html import format_html
 
 from . import logs
 from .logs import Chunk, LogNotFound, LogView
@@ -59,6 +60,15 @@ def _download(paths: list[Any], filename: str) -> StreamingHttpResponse:
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     add_never_cache_headers(response)
     return response
+
+
+def attempt_links(task_id: int, number: int) -> str:
+    """Links of an attempt's row: its log on the page, and its download when here."""
+    view = format_html('<a href="?attempt={}#cr-log">view</a>', number)
+    if not logs.attempt_path(task_id, number).is_file():
+        return view
+    url = reverse("admin:workers_task_log_download", args=[task_id, number])
+    return format_html('{} · <a href="{}" download>download</a>', view, url)
 
 
 class LogSection[M: Model](_Admin[M]):

@@ -255,6 +255,12 @@ def test_the_page_shows_an_earlier_attempt_when_asked(crucible, admin):
     latest = admin.get(f"{TASKS}{job.pk}/change/").content.decode()
     assert "Log · Attempt 2" in latest and "attempt 2 said this" in latest
     assert 'hx-trigger="every 1s ' in latest, "a running attempt is polled every second"
+    assert 'href="?attempt=1#cr-log"' not in latest, "no attempt row yet"
+    TaskAttempt.objects.create(task=job, number=1, finished_at=timezone.now(),
+                               outcome=Outcome.WORKER_LOST)
+    rows = admin.get(f"{TASKS}{job.pk}/change/").content.decode()
+    assert 'href="?attempt=1#cr-log">view</a>' in rows, "each attempt's row links its log"
+    assert f'href="{TASKS}{job.pk}/log/1/download/" download>download</a>' in rows
     earlier = admin.get(f"{TASKS}{job.pk}/change/", {"attempt": 1}).content.decode()
     assert "Log · Attempt 1" in earlier and "attempt 1 said this" in earlier
     assert "attempt 2 said" not in earlier and "hx-trigger" not in earlier, "it has ended"
