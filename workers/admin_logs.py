@@ -206,10 +206,10 @@ class TaskLogs(LogSection[Task]):
         """GET <task>/log/<attempt>/download/: the attempt's whole log as a text file."""
         try:
             task = self._log_object(request, object_id)
-            found = logs.attempt_file(task, attempt)
+            found = logs.attempt_files(task, attempt)
         except LogNotFound as exc:
             return self.log_missing(request, str(exc))
-        return _download([found], f"task-{task.pk}-attempt-{attempt}.log")
+        return _download(found, f"task-{task.pk}-attempt-{attempt}.log")
 
 
 class WorkerLogs(LogSection[Worker]):

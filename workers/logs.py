@@ -159,8 +159,8 @@ def attempt_chunk(task: Task, attempt: int, offset: int) -> tuple[Chunk, bool]:
     return read_from(attempt_path(task.pk, attempt), offset, live=live), live
 
 
-def attempt_file(task: Task, attempt: int) -> Path:
-    """The whole log of one attempt, for a download."""
+def attempt_files(task: Task, attempt: int) -> list[Path]:
+    """The whole log of one attempt, for a download: its rotated part first, if any."""
     attempt_number(task, attempt)
     path = attempt_path(task.pk, attempt)
     if not path.is_file():
@@ -168,7 +168,7 @@ def attempt_file(task: Task, attempt: int) -> Path:
             f"The log of task {task.pk}, attempt {attempt} is not on this machine "
             "(another node ran it, or it was removed with old tasks)."
         )
-    return path
+    return [part for part in (files.backup_path(path), path) if part.is_file()]
 
 
 def remove_task_logs(task_ids: Iterable[int]) -> int:

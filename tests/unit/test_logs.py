@@ -9,7 +9,7 @@ import pytest
 
 from workers import logs
 from workers.admin import exit_text
-from workers.models import Worker
+from workers.models import Task, Worker
 from workers.runtime import logs as files
 
 
@@ -94,3 +94,25 @@ def test_an_attempt_log_that_cannot_be_written_never_stops_the_task(tmp_path: Pa
     written.close()
     written.write(b"after the end\n")
     assert (tmp_path / "ok" / "tasks" / "7" / "attempt_2.log").read_bytes() == b"kept\n"
+
+
+def test_an_attempt_log_past_its_limit_keeps_its_last_part(tmp_path: Path):
+    path = files.attempt_log_path(tmp_path, 8, 1)
+    log = files.AttemptLog(path, max_bytes=10)
+    for line in (b"one\n", b"two\n", b"three\n", b"four\n", b"five\n"):
+        log.write(line)
+    log.close()
+    assert files.backup_path(path).read_bytes() == b"three\n"  # "one", "two" went
+    assert path.read_bytes() == b"four\nfive\n"
+    assert files.AttemptLog(tmp_path / "default.log").max_bytes == 50 * 1024 * 1024
+
+
+@pytest.mark.django_db
+def test_an_attempts_download_joins_its_rotated_part_first(crucible):
+    task = Task.objects.create(func_path="tests.testapp.tasks.noop", timeout=60, attempt=1)
+    path = logs.attempt_path(task.pk, 1)
+    log = files.AttemptLog(path, max_bytes=10)
+    for line in (b"one\n", b"two\n", b"three\n"):
+        log.write(line)
+    log.close()
+    assert b"".join(logs.stream(logs.attempt_files(task, 1))) == b"one\ntwo\nthree\n"

@@ -16,6 +16,7 @@ MAX_BYTES = 10 * 1024 * 1024
 BACKUPS = 3
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 TASKS_DIR = "tasks"
+ATTEMPT_MAX_BYTES = 50 * 1024 * 1024  # then rotated once: an attempt keeps its last 50-100 MB
 ELLIPSIS = "\u2026"
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,10 @@ def task_log_dir(log_dir: Path, task_id: int) -> Path:
 
 def attempt_log_path(log_dir: Path, task_id: int, attempt: int) -> Path:
     return task_log_dir(log_dir, task_id) / f"attempt_{attempt}.log"
+
+
+def backup_path(path: Path) -> Path:
+    return path.with_name(f"{path.name}.1")
 
 
 def to_file(log_dir: Path, worker_id: int, *, keep_console: bool) -> Path:
@@ -89,26 +94,43 @@ def tail(path: Path, chars: int = 1000) -> str:
 
 
 class AttemptLog:
-    """One attempt's own output, appended as it comes; a failing disk never stops a task."""
+    """One attempt's own output, appended as it comes; a failing disk never stops a task.
 
-    def __init__(self, path: Path) -> None:
+    Past ``max_bytes`` the file becomes ``<name>.1`` (replacing an older one) and a new one
+    starts, like the worker's log: a task that prints without end cannot fill the disk.
+    """
+
+    def __init__(self, path: Path, max_bytes: int = ATTEMPT_MAX_BYTES) -> None:
         self.path = path
-        self.handle: BinaryIO | None
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.handle: BinaryIO | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.handle = path.open("ab", buffering=0)
+            self._open()
         except OSError as exc:
             logger.warning("cannot write the attempt's log %s: %s", path, exc)
-            self.handle = None
+
+    def _open(self) -> None:
+        self.handle = self.path.open("ab", buffering=0)
+        self.size = self.handle.tell()
 
     def write(self, data: bytes) -> None:
         if self.handle is None:
             return
         try:
+            if self.size and self.size + len(data) > self.max_bytes:
+                self._rotate()
             self.handle.write(data)
+            self.size += len(data)
         except OSError as exc:
             logger.warning("stopped writing the attempt's log %s: %s", self.path, exc)
             self.close()
+
+    def _rotate(self) -> None:
+        self.close()
+        self.path.replace(backup_path(self.path))
+        self._open()
 
     def close(self) -> None:
         if self.handle is not None:
