@@ -55,3 +55,7 @@ class WorkerNotFound(CrucibleError):
 
 class TaskNotFound(CrucibleError):
     """No task with that id."""
+
+
+class InvalidQueueName(CrucibleError):
+    """A queue name that no task could carry (empty, too long, a NUL byte)."""

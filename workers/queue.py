@@ -33,7 +33,7 @@ from . import clock, conf, dependencies, doorbell, storable
 from .claim import ClaimedTask, claim, record_success, succeed_and_claim_pg
 from .clock import Now, later
 from .exceptions import LostAttempt, TaskNotFound
-from .models import Task, TaskAttempt, TaskQuerySet, Worker
+from .models import PausedQueue, Task, TaskAttempt, TaskQuerySet, Worker
 from .spec import TaskSpec, validate
 from .states import TASK_TRANSITIONS, Outcome, TaskState, WorkerState, move, moves
 
@@ -88,8 +88,10 @@ def claim_next(worker_id: int, queues: list[str]) -> ClaimedTask | None:
 
 
 def has_queued(queues: list[str]) -> bool:
-    """Whether any task waits in ``queues`` (due or not): a batch worker's "nothing left"."""
-    return Task.objects.filter(queue__in=queues, state=TaskState.QUEUED).exists()
+    """Whether any task waits in ``queues`` (due or not) that a worker may claim: a batch
+    worker's "nothing left". A paused queue's tasks wait for its resume, not for it."""
+    open_queues = Task.objects.filter(queue__in=queues, state=TaskState.QUEUED)
+    return open_queues.exclude(queue__in=PausedQueue.objects.values("name")).exists()
 
 
 def release_unheld(worker_id: int, keep: Collection[int] = ()) -> list[int]:

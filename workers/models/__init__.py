@@ -1,4 +1,5 @@
 from .heartbeat import Heartbeat, TickGuard
+from .queue import PausedQueue
 from .sample import ALL_QUEUES, QueueSample, WorkerSample
 from .task import Task, TaskAttempt, TaskDependency, TaskQuerySet
 from .token import ApiToken
@@ -8,6 +9,7 @@ __all__ = [
     "ALL_QUEUES",
     "ApiToken",
     "Heartbeat",
+    "PausedQueue",
     "QueueSample",
     "Task",
     "TaskAttempt",

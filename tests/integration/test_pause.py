@@ -1,0 +1,118 @@
+"""Pausing a queue: its tasks stay QUEUED and are not claimed until it is resumed.
+
+The claim itself leaves paused queues out, so the tests drive the claim (both its SQL
+forms: one queue, several queues; and the success-then-claim path) and real workers.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from tests.conftest import wait_for
+from workers import pausing, queue
+from workers.exceptions import InvalidQueueName
+from workers.models import PausedQueue, Task, Worker
+from workers.states import Outcome, TaskState, WorkerState
+
+from .helpers import enqueue, task
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def worker(crucible):
+    return Worker.objects.create(node="elsewhere", state=WorkerState.RUNNING)
+
+
+def test_a_paused_queue_is_not_claimed_until_resumed(worker):
+    waiting = enqueue("add", 1, 2)
+    assert pausing.pause("default", by="ops") is True
+    assert pausing.pause("default") is False, "pausing twice changes nothing"
+
+    assert queue.claim_next(worker.pk, ["default"]) is None
+    assert task(waiting.pk).state == TaskState.QUEUED
+    assert not queue.has_queued(["default"]), "a batch worker has nothing left to claim"
+
+    assert pausing.resume("default") is True
+    claimed = queue.claim_next(worker.pk, ["default"])
+    assert claimed is not None and claimed.id == waiting.pk
+    assert pausing.resume("default") is False
+
+
+def test_a_worker_of_several_queues_claims_only_the_open_ones(worker):
+    paused = enqueue("add", 1, 2, queue="urgent", priority=10)
+    open_ = enqueue("add", 3, 4, queue="default", priority=-5)
+    pausing.pause("urgent")
+
+    claimed = queue.claim_next(worker.pk, ["urgent", "default"])
+
+    assert claimed is not None and claimed.id == open_.pk, "the lower priority, open queue"
+    assert queue.claim_next(worker.pk, ["urgent", "default"]) is None
+    assert task(paused.pk).state == TaskState.QUEUED
+
+
+def test_the_next_claim_after_a_success_skips_a_paused_queue(worker):
+    first = enqueue("add", 1, 2)
+    second = enqueue("add", 3, 4)
+    running = queue.claim_next(worker.pk, ["default"])
+    assert running is not None and running.id == first.pk
+    pausing.pause("default")
+
+    following = queue.succeed_and_claim(running, 3, queue.Ending(Outcome.SUCCEEDED),
+                                        ["default"])
+
+    assert following is None
+    assert task(first.pk).state == TaskState.SUCCEEDED, "the running task still finishes"
+    assert task(second.pk).state == TaskState.QUEUED
+
+
+def test_the_pause_is_a_row_that_says_who_and_when(crucible):
+    before = timezone.now()
+    pausing.pause("nightly", by="alice")
+    row = PausedQueue.objects.get()
+    assert (row.name, row.paused_by) == ("nightly", "alice")
+    assert row.paused_at >= before - timezone.timedelta(seconds=5)
+    assert set(pausing.paused()) == {"nightly"}
+    assert pausing.is_paused("nightly") and not pausing.is_paused("default")
+
+
+@pytest.mark.parametrize("name", ["", "x" * 101, "a\x00b"])
+def test_a_name_no_queue_could_have_is_refused_and_nothing_written(crucible, name):
+    with pytest.raises(InvalidQueueName, match="1 to 100 characters"):
+        pausing.pause(name)
+    with pytest.raises(InvalidQueueName):
+        pausing.resume(name)
+    assert not PausedQueue.objects.exists()
+
+
+def test_a_running_worker_leaves_a_paused_queue_alone_until_it_is_resumed(workers):
+    pausing.pause("default")
+    held = enqueue("record", "held")
+    workers.start("--queue", "default", "--queue", "other")
+    wait_for(lambda: Worker.objects.filter(state=WorkerState.RUNNING).exists(), timeout=30)
+    passed = enqueue("record", "passed", queue="other")
+
+    wait_for(lambda: task(passed.pk).state == TaskState.SUCCEEDED, timeout=30)
+    assert task(held.pk).state == TaskState.QUEUED, "claimed after a later task: not at all"
+
+    pausing.resume("default")
+    wait_for(lambda: task(held.pk).state == TaskState.SUCCEEDED, timeout=30)
+
+
+def test_the_pause_holds_for_a_worker_started_after_it(workers):
+    pausing.pause("default")
+    held = enqueue("record", "held")
+    workers.start()
+    worker = wait_for(lambda: Worker.objects.filter(state=WorkerState.RUNNING).first(),
+                      timeout=30)
+    seen = worker.last_heartbeat
+    # Two heartbeats later it has looked for work at least once (it polls every 0.5 s).
+    wait_for(lambda: Worker.objects.get(pk=worker.pk).last_heartbeat > seen, timeout=30)
+    seen = Worker.objects.get(pk=worker.pk).last_heartbeat
+    wait_for(lambda: Worker.objects.get(pk=worker.pk).last_heartbeat > seen, timeout=30)
+    assert task(held.pk).state == TaskState.QUEUED
+    assert Task.objects.filter(state=TaskState.RUNNING).count() == 0
+
+    pausing.resume("default")
+    wait_for(lambda: task(held.pk).state == TaskState.SUCCEEDED, timeout=30)
