@@ -9,12 +9,14 @@ tasks at once rather than at their next poll.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 from django.db import transaction
 
 from . import doorbell
 from .exceptions import InvalidQueueName
 from .models import PausedQueue, Task
+from .states import TaskState
 
 MAX_NAME = Task._meta.get_field("queue").max_length or 100
 
@@ -48,3 +50,33 @@ def paused() -> dict[str, PausedQueue]:
 
 def is_paused(name: str) -> bool:
     return PausedQueue.objects.filter(name=name).exists()
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    """One queue as an operator lists it: paused or not, and its bounded counts."""
+
+    name: str
+    paused: PausedQueue | None
+    queued: int
+    scheduled: int
+    running: int
+
+
+def known() -> list[str]:
+    """Queues with tasks still to finish, and paused ones (which may be empty)."""
+    active = [TaskState.QUEUED, TaskState.WAITING, TaskState.RUNNING]
+    names = set(Task.objects.filter(state__in=active).values_list("queue", flat=True).distinct())
+    return sorted(names | set(PausedQueue.objects.values_list("name", flat=True)))
+
+
+def overview() -> list[QueueState]:
+    from .tasklist import queue_summary
+
+    rows = paused()
+    states = []
+    for name in known():
+        summary = queue_summary(name)
+        states.append(QueueState(name, rows.get(name), summary.queued, summary.scheduled,
+                                 summary.running))
+    return states

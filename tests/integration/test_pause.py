@@ -6,7 +6,10 @@ forms: one queue, several queues; and the success-then-claim path) and real work
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from tests.conftest import wait_for
@@ -116,3 +119,38 @@ def test_the_pause_holds_for_a_worker_started_after_it(workers):
 
     pausing.resume("default")
     wait_for(lambda: task(held.pk).state == TaskState.SUCCEEDED, timeout=30)
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+def workers_command(*args: str) -> str:
+    out = io.StringIO()
+    call_command("workers", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_the_command_line_pauses_lists_and_resumes_a_queue(crucible):
+    enqueue("add", 1, 2, queue="nightly")
+    enqueue("add", 1, 2, queue="nightly", run_after=timezone.now() + timezone.timedelta(hours=1))
+    enqueue("add", 1, 2)
+
+    assert workers_command("queue", "pause", "nightly") == "paused queue nightly\n"
+    assert "was paused" in workers_command("queue", "pause", "nightly")
+    assert pausing.is_paused("nightly")
+
+    lines = workers_command("queue", "list").splitlines()
+    assert lines[0].split() == ["QUEUE", "STATE", "QUEUED", "SCHEDULED", "RUNNING"]
+    assert lines[1].split() == ["default", "open", "1", "0", "0"]
+    assert lines[2].split() == ["nightly", "paused", "1", "1", "0"]
+    assert lines[3].strip().startswith("paused since ") and "(command line)" in lines[3]
+
+    assert workers_command("queue", "resume", "nightly") == "resumed queue nightly\n"
+    assert not pausing.is_paused("nightly")
+    assert "was not paused" in workers_command("queue", "resume", "nightly")
+
+
+def test_the_command_line_names_a_bad_queue_name(crucible):
+    with pytest.raises(CommandError, match="a queue name has 1 to 100 characters"):
+        workers_command("queue", "pause", "x" * 101)
+    assert not PausedQueue.objects.exists()

@@ -1,8 +1,9 @@
-"""python manage.py workers add|drain|undrain|abort|list|tick: the operations the panel calls."""
+"""python manage.py workers add|drain|undrain|abort|list|tick|queue: what the panel does."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import textwrap
 from datetime import datetime
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from workers import launcher, monitor
+from workers import launcher, monitor, pausing
 from workers.cli import positive_int, quiet_console
 from workers.exceptions import AdmissionRefused, CrucibleError
 from workers.models import Task, Worker
@@ -58,6 +59,16 @@ class Command(BaseCommand):
         abort.add_argument("worker_id", type=positive_int, metavar="ID", help="The worker.")
         sub.add_parser("list", help="Show workers, and why each ended one ended.")
         sub.add_parser("tick", help="Run the monitor tick once.")
+        queue = sub.add_parser("queue", help="Pause, resume or list queues.")
+        verbs = queue.add_subparsers(dest="verb", required=True, metavar="VERB",
+                                     parser_class=argparse.ArgumentParser,
+                                     help="pause NAME, resume NAME or list.")
+        for verb, text in (("pause", "Workers stop claiming the queue's tasks (they stay "
+                                     "QUEUED; running ones finish)."),
+                           ("resume", "Workers claim the queue's tasks again.")):
+            verbs.add_parser(verb, help=text).add_argument("name", metavar="NAME",
+                                                           help="The queue's name.")
+        verbs.add_parser("list", help="Show each queue with tasks or a pause.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         action = options["action"]
@@ -129,6 +140,29 @@ class Command(BaseCommand):
             self.stdout.write(textwrap.fill(
                 ended_because(worker), WIDTH, initial_indent=" " * 6, subsequent_indent=" " * 8,
             ))
+
+    def do_queue(self, options: dict[str, Any]) -> None:
+        name, verb = options.get("name", ""), options["verb"]
+        if verb == "pause":
+            done = pausing.pause(name, by=f"{getpass.getuser()} (command line)")
+            self.stdout.write(f"paused queue {name}" if done else f"queue {name} was paused")
+        elif verb == "resume":
+            done = pausing.resume(name)
+            self.stdout.write(f"resumed queue {name}" if done else f"queue {name} was not paused")
+        else:
+            self._queue_list()
+
+    def _queue_list(self) -> None:
+        header = f"{'QUEUE':<24} {'STATE':<7} {'QUEUED':>7} {'SCHEDULED':>9} {'RUNNING':>7}"
+        self.stdout.write(header)
+        for row in pausing.overview():
+            state = "paused" if row.paused else "open"
+            self.stdout.write(f"{row.name[:24]:<24} {state:<7} {row.queued:>7} {row.scheduled:>9}"
+                              f" {row.running:>7}")
+            if row.paused:
+                since = timezone.localtime(row.paused.paused_at).strftime("%Y-%m-%d %H:%M")
+                by = f" by {row.paused.paused_by}" if row.paused.paused_by else ""
+                self.stdout.write(f"{'':6}paused since {since}{by}")
 
     def do_tick(self, options: dict[str, Any]) -> None:
         report = monitor.tick()
