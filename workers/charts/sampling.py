@@ -181,7 +181,8 @@ def _heartbeats(start: int, end: int) -> Iterator[Mapping[str, Any]]:
 def _worker_minute(entry: Mapping[str, Any]) -> WorkerSample:
     return WorkerSample(
         span=MINUTE, bucket=entry["minute"], worker_id=entry["worker_id"], heartbeats=entry["n"],
-        rss_bytes=round(entry["rss"]), rss_peak_bytes=entry["peak"], cpu_percent=entry["cpu"],
+        rss_bytes=round(entry["rss"]), rss_peak_bytes=entry["peak"],
+        cpu_percent=round(entry["cpu"], 1),
     )
 
 
@@ -252,7 +253,7 @@ def combine_workers(minutes: QuerySet[WorkerSample], span: int) -> list[WorkerSa
         WorkerSample(
             span=span, bucket=row["start"], worker_id=row["worker_id"], heartbeats=row["beats"],
             rss_bytes=round(row["rss"] / row["beats"]), rss_peak_bytes=row["peak"],
-            cpu_percent=row["cpu"] / row["beats"],
+            cpu_percent=round(row["cpu"] / row["beats"], 1),
         )
         for row in worker_totals(minutes, span)
     ]

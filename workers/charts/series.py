@@ -65,7 +65,6 @@ def get_range(name: str | None) -> Range:
 @dataclass(frozen=True, slots=True)
 class WorkerSeries:
     worker_id: int
-    rss_bytes: list[Number]
     rss_peak_bytes: list[Number]
     cpu_percent: list[Number]
 
@@ -148,35 +147,35 @@ def _append(data: ChartData, total: QueueSample | None, row: QueueSample | None)
     data.wait_seconds.append(row.wait_seconds / waited if row is not None and waited else None)
 
 
-WorkerRow = tuple[int, int, Number, Number, Number]  # worker, bucket, mean, peak, cpu
+WorkerRow = tuple[int, int, Number, Number]  # worker, bucket, peak memory, mean CPU
 
 
 def _worker_series(span: int, first: int, end: int, buckets: list[int]) -> list[WorkerSeries]:
     """Plain tuples, not model instances: a week of 64 workers is 10,752 rows."""
     rows: list[WorkerRow] = list(
         WorkerSample.objects.filter(span=span, bucket__gte=first).values_list(
-            "worker_id", "bucket", "rss_bytes", "rss_peak_bytes", "cpu_percent"
+            "worker_id", "bucket", "rss_peak_bytes", "cpu_percent"
         )
     )
     if span > MINUTE:
         rows += _workers_in_progress(end, span)
     workers: dict[int, WorkerSeries] = {}
-    for worker_id, bucket, rss, peak, cpu in rows:
+    for worker_id, bucket, peak, cpu in rows:
         series = workers.get(worker_id)
         if series is None:
             series = workers[worker_id] = WorkerSeries(
-                worker_id, [None] * len(buckets), [None] * len(buckets), [None] * len(buckets)
+                worker_id, [None] * len(buckets), [None] * len(buckets)
             )
         at = (bucket - first) // span
-        series.rss_bytes[at], series.rss_peak_bytes[at], series.cpu_percent[at] = rss, peak, cpu
+        series.rss_peak_bytes[at], series.cpu_percent[at] = peak, cpu
     return [workers[key] for key in sorted(workers)]
 
 
 def _workers_in_progress(bucket: int, span: int) -> list[WorkerRow]:
     """The bucket in progress from its minutes, added up by the database: a row per worker."""
     minutes = WorkerSample.objects.filter(span=MINUTE, bucket__gte=bucket)
-    return [(row["worker_id"], bucket, row["rss"] / row["beats"], row["peak"],
-             row["cpu"] / row["beats"]) for row in worker_totals(minutes, span)]
+    return [(row["worker_id"], bucket, row["peak"], round(row["cpu"] / row["beats"], 1))
+            for row in worker_totals(minutes, span)]
 
 
 def queue_names(data: ChartData) -> list[str]:
@@ -201,7 +200,6 @@ def to_json(data: ChartData) -> dict[str, Any]:
         "workers": [
             {
                 "worker_id": worker.worker_id,
-                "rss_bytes": worker.rss_bytes,
                 "rss_peak_bytes": worker.rss_peak_bytes,
                 "cpu_percent": worker.cpu_percent,
             }
