@@ -20,6 +20,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
+from workers.admin_tasks import live_context, rows_only
 from workers.exceptions import TaskNotFound
 
 from . import pages, registry, services, workdir
@@ -99,8 +100,8 @@ class _PageMixin:
 
 @admin.register(Simulation)
 class SimulationAdmin(_PageMixin, SimulationBase):
-    list_display = ("id", "title", "kind", "state", "progress", "memory", "submitted_by",
-                    "created_at")
+    list_display = ("id", "title", "kind", "state", "progress", "task_cell", "memory",
+                    "submitted_by", "created_at")
     list_display_links = ("id", "title")
     list_filter = ("kind", "task__state")
     search_fields = ("name", "kind")
@@ -122,6 +123,26 @@ class SimulationAdmin(_PageMixin, SimulationBase):
     @admin.display(description="memory", ordering="memory_mb")
     def memory(self, obj: Simulation) -> str:
         return f"{obj.memory_mb} MB"
+
+    @admin.display(description="task")
+    def task_cell(self, obj: Simulation) -> str:
+        """Its task and the worker running it: the way to attempts, logs and the worker."""
+        task = obj.task
+        if task is None:
+            return "-"
+        link = format_html('<a href="{}">task {}</a>',
+                           reverse("admin:workers_task_change", args=[task.pk]), task.pk)
+        if task.worker_id is None or task.state != "RUNNING":
+            return link
+        worker = reverse("admin:workers_worker_change", args=[task.worker_id])
+        return format_html('{} on <a href="{}">worker {}</a>', link, worker, task.worker_id)
+
+    def changelist_view(self, request: HttpRequest,
+                        extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        """Refreshed while open: the rows alone when the list's script asks for them."""
+        context = {**(extra_context or {}), **live_context()}
+        return rows_only(request, super().changelist_view(request, context), "sim-rows",
+                         "cr-sim-rows")
 
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view

@@ -23,7 +23,7 @@ from django.utils.timezone import localtime
 
 from . import audit, launcher, listing, owners, queue, tasklist
 from .admin_logs import TaskLogs, WorkerLogs, attempt_links
-from .admin_tasks import StateFilter, TaskViews
+from .admin_tasks import ChoicesOnDemand, StateFilter, TaskViews
 from .exceptions import CrucibleError
 from .models import Task, TaskAttempt, Worker
 from .panel.cards import duration
@@ -186,7 +186,7 @@ class WorkerAdmin(ReadOnlyMixin, WorkerLogs, WorkerAdminBase):
                 "fields": (
                     ("memory", "task_memory", "cpu"),
                     ("heartbeat", "running_task"),
-                    ("tasks_succeeded", "tasks_failed"),
+                    ("tasks_succeeded", "tasks_failed", "task_history"),
                 )
             },
         ),
@@ -208,6 +208,7 @@ class WorkerAdmin(ReadOnlyMixin, WorkerLogs, WorkerAdminBase):
         "task_memory",
         "heartbeat",
         "running_task",
+        "task_history",
         "exit_status",
         "stop_reason",
         "failure",
@@ -246,6 +247,11 @@ class WorkerAdmin(ReadOnlyMixin, WorkerLogs, WorkerAdminBase):
     @admin.display(description="Running task")
     def running_task(self, obj: Worker) -> str:
         return task_link(getattr(obj, "running_task_id", None))
+
+    @admin.display(description="Its tasks")
+    def task_history(self, obj: Worker) -> str:
+        url = f"{reverse('admin:workers_task_changelist')}?worker__id__exact={obj.pk}"
+        return format_html('<a href="{}">every task it ran</a>', url)
 
     def get_fieldsets(self, request: HttpRequest, obj: Worker | None = None) -> Any:
         """An ended worker's end: a failure is called one, a drain or an abort is not."""
@@ -288,11 +294,11 @@ class WorkerAdmin(ReadOnlyMixin, WorkerLogs, WorkerAdminBase):
 # --- Tasks ---
 
 
-class QueueFilter(admin.SimpleListFilter):
+class QueueFilter(ChoicesOnDemand):
     title = "queue"
     parameter_name = "queue"
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+    def choices_listed(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [(name, name) for name in listing.task_queues()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
@@ -300,11 +306,11 @@ class QueueFilter(admin.SimpleListFilter):
         return listing.with_queue(queryset, value) if value else queryset
 
 
-class PriorityFilter(admin.SimpleListFilter):
+class PriorityFilter(ChoicesOnDemand):
     title = "priority"
     parameter_name = "priority"
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+    def choices_listed(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [(str(value), str(value)) for value in listing.task_priorities()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
@@ -312,13 +318,13 @@ class PriorityFilter(admin.SimpleListFilter):
         return queryset if value is None else listing.with_priority(queryset, value)
 
 
-class WorkerFilter(admin.SimpleListFilter):
+class WorkerFilter(ChoicesOnDemand):
     """The most recent workers; any other one by its id in the address."""
 
     title = "worker"
     parameter_name = "worker__id__exact"
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+    def choices_listed(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return [(str(w.pk), f"worker {w.pk} ({w.node})") for w in listing.recent_workers()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
@@ -427,7 +433,7 @@ class TaskAdmin(ReadOnlyMixin, TaskLogs, TaskViews, TaskAdminBase):
         "task_cell",
         "queue_cell",
         "progress_bar",
-        "worker_cell",
+        "worker_number",
         "times",
     )
     # Millions of rows: filters, counts, search and sorting that an index answers.

@@ -35,12 +35,30 @@ else:
         pass
 
 LIST_TEMPLATE = "admin/workers/task/change_list.html"
-ROWS = f"{LIST_TEMPLATE}#task-rows"
 ROWS_TARGET = "cr-task-rows"
 BULK_TEMPLATE = "admin/workers/task/bulk_confirm.html"
 QUEUE_TEMPLATE = "admin/workers/task/queue.html"
 PERMISSIONS = {"cancel": "workers.cancel_task", "retry": "workers.retry_task"}
 DASH = "\u2013"
+
+
+def refreshing(request: HttpRequest) -> bool:
+    htmx = getattr(request, "htmx", None)
+    return bool(htmx and htmx.target == ROWS_TARGET)
+
+
+class ChoicesOnDemand(admin.SimpleListFilter):
+    """A filter whose choices cost queries: a refresh of the rows, which shows no filters,
+    applies the chosen value without listing the others."""
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        if refreshing(request):
+            value = self.value()
+            return [(value, value)] if value is not None else [("", "")]
+        return self.choices_listed(request, model_admin)
+
+    def choices_listed(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        raise NotImplementedError
 
 
 class StateFilter(admin.SimpleListFilter):
@@ -65,6 +83,23 @@ class StateFilter(admin.SimpleListFilter):
         if value not in TaskState.values:
             raise IncorrectLookupParameters(f"not a task state: {value!r}")
         return queryset.filter(state=value)
+
+
+def live_context() -> dict[str, Any]:
+    """What a refreshed list's template needs: how often, and when it was read."""
+    return {"poll_seconds": panel_views.POLL_SECONDS, "updated": timezone.localtime()}
+
+
+def rows_only(request: HttpRequest, response: HttpResponse, partial: str, target: str
+              ) -> HttpResponse:
+    """A change list's rows alone (``template#partial``) when htmx asks for ``target``."""
+    htmx = getattr(request, "htmx", None)
+    if isinstance(response, TemplateResponse) and htmx and htmx.target == target:
+        template = response.template_name
+        name = template[0] if isinstance(template, list | tuple) else template
+        response.template_name = f"{name}#{partial}"
+        add_never_cache_headers(response)
+    return response
 
 
 def owner_links(links: list[owners.OwnerLink]) -> str:
@@ -94,18 +129,13 @@ class TaskViews(_Admin):
     ) -> HttpResponse:
         context = {**(extra_context or {}), **self._list_context(request)}
         response = super().changelist_view(request, context)
-        htmx = getattr(request, "htmx", None)
-        if isinstance(response, TemplateResponse) and htmx and htmx.target == ROWS_TARGET:
-            response.template_name = ROWS  # the rows alone, for the list's refresh
-            add_never_cache_headers(response)
-        return response
+        return rows_only(request, response, "task-rows", ROWS_TARGET)
 
     def _list_context(self, request: HttpRequest) -> dict[str, Any]:
         query = request.GET.urlencode()
         bulk = {verb: f"{reverse('admin:workers_task_bulk', args=[verb])}?{query}"
                 for verb, perm in PERMISSIONS.items() if request.user.has_perm(perm)}
-        return {"poll_seconds": panel_views.POLL_SECONDS, "bulk_urls": bulk,
-                "updated": timezone.localtime()}
+        return {"bulk_urls": bulk, **live_context()}
 
     # --- Bulk actions on everything the list's filter and search match ---
 
@@ -197,6 +227,15 @@ class TaskViews(_Admin):
         priority = format_html(' <span class="cr-quiet" title="Priority">p{}</span>',
                                obj.priority) if obj.priority else ""
         return format_html('<a href="{}">{}</a>{}', url, obj.queue, priority)
+
+    @admin.display(description="Worker", ordering="worker")
+    def worker_number(self, obj: Task) -> str:
+        """The column says "worker": the number alone keeps the list narrow."""
+        if obj.worker_id is None:
+            return DASH
+        url = reverse("admin:workers_worker_change", args=[obj.worker_id])
+        return format_html('<a href="{}" title="worker {}">{}</a>', url, obj.worker_id,
+                           obj.worker_id)
 
     @admin.display(description="Owner")
     def owner(self, obj: Task) -> str:

@@ -6,6 +6,10 @@
   const PAUSE_KEY = "crucible.tasks.paused";
   const LIVE_STATES = ["WAITING", "QUEUED", "SCHEDULED", "RUNNING"];
   const byId = (id) => document.getElementById(id);
+  /* The refreshed rows of the task list, or of the simulation list. */
+  const ROW_IDS = ["cr-task-rows", "cr-sim-rows"];
+  const isRows = (elt) => Boolean(elt) && ROW_IDS.includes(elt.id);
+  const rowsElement = () => ROW_IDS.map(byId).find(Boolean) || null;
 
   function paused() {
     return localStorage.getItem(PAUSE_KEY) === "true";
@@ -13,8 +17,8 @@
 
   /* A selection, a chosen action or an open dialog would be lost to a refresh. */
   function choosing() {
-    if (document.querySelector("#cr-task-rows input.action-select:checked, #action-toggle:checked")) return true;
-    const action = document.querySelector("#cr-task-rows select[name=action]");
+    if (document.querySelector("input.action-select:checked, #action-toggle:checked")) return true;
+    const action = document.querySelector("#changelist-form select[name=action]");
     return Boolean(action && action.value) || Boolean(document.querySelector("dialog[open]"));
   }
 
@@ -30,7 +34,7 @@
   }
 
   function lastUpdated() {
-    const snapshot = document.querySelector("#cr-task-rows .cr-rows-snapshot");
+    const snapshot = document.querySelector(".cr-rows-snapshot");
     return snapshot ? snapshot.dataset.updated : "";
   }
 
@@ -45,9 +49,13 @@
     else mark("Updated " + lastUpdated(), false);
   }
 
+  let asked = false; /* a refresh the operator asked for is shown even while paused */
+
   function refresh() {
-    const rows = byId("cr-task-rows");
-    if (rows) htmx.trigger(rows, "cr-refresh");
+    const rows = rowsElement();
+    if (!rows) return;
+    asked = true;
+    htmx.trigger(rows, "cr-refresh");
   }
 
   function listStart() {
@@ -56,19 +64,26 @@
         localStorage.setItem(PAUSE_KEY, String(!paused()));
         showPause();
         if (!paused()) refresh();
+        else asked = false;
       } else if (event.target.closest("#cr-refresh")) {
         refresh();
       }
     });
+    /* An answer that arrives after the operator paused or started choosing is dropped. */
+    document.addEventListener("htmx:beforeSwap", (event) => {
+      if (!isRows(event.detail.target)) return;
+      if (!asked && (paused() || choosing())) event.detail.shouldSwap = false;
+      asked = false;
+    });
     document.addEventListener("htmx:afterSwap", (event) => {
-      if (event.detail.target.id !== "cr-task-rows") return;
+      if (!isRows(event.detail.target)) return;
       /* Django's action checkboxes bind to the rows they found: bind the new ones. */
       const boxes = document.querySelectorAll("tr input.action-select");
       if (window.Actions && boxes.length) window.Actions(boxes);
       mark((paused() ? "Paused: showing " : "Updated ") + lastUpdated(), false);
     });
     const failed = (event) => {
-      if (event.detail.elt.id !== "cr-task-rows") return;
+      if (!isRows(event.detail.elt)) return;
       const status = event.detail.xhr ? event.detail.xhr.status : 0;
       const why = status === 403 ? " (signed out?)" : status ? " (HTTP " + status + ")" : " (no answer)";
       mark("Update failed" + why + ": showing " + lastUpdated(), true);
@@ -117,7 +132,7 @@
   }
 
   function start() {
-    if (byId("cr-task-rows")) listStart();
+    if (rowsElement()) listStart();
     const live = document.querySelector("#task_form .cr-task-live");
     if (live && LIVE_STATES.includes(live.dataset.state)) taskStart(live);
   }

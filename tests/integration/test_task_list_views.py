@@ -9,6 +9,8 @@ from unittest import mock
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from simulations.models import Simulation, Sweep
@@ -42,6 +44,21 @@ def test_the_refresh_answers_the_rows_alone(admin_client):
     assert rows.status_code == 200 and "<html" not in body and "changelist-filter" not in body
     assert f'href="/admin/workers/task/{task.pk}/change/' in body
     assert "no-cache" in rows["Cache-Control"]
+
+
+def test_the_refresh_lists_no_filter_choices_but_applies_the_chosen_ones(admin_client):
+    worker = Worker.objects.create(node="n", state=WorkerState.RUNNING)
+    mine = make(queue="gpu", priority=5, worker=worker)
+    make(queue="gpu")
+    query = {"queue": "gpu", "priority": "5", "worker__id__exact": str(worker.pk)}
+    with CaptureQueriesContext(connection) as whole:
+        admin_client.get(TASKS, query)
+    with CaptureQueriesContext(connection) as rows:
+        assert listed(admin_client.get(TASKS, query, headers=ROWS)) == [mine.pk]
+    def choices(captured: Any) -> list[str]:
+        return [q["sql"] for q in captured.captured_queries
+                if "WITH RECURSIVE" in q["sql"] or '"workers_worker"."node"' in q["sql"]]
+    assert choices(whole) and not choices(rows)
 
 
 def test_the_refresh_keeps_the_filter_and_shows_the_new_state(admin_client):
@@ -226,3 +243,54 @@ def test_a_queue_page_counts_depth_scheduled_waiting_and_running(admin_client):
     assert f'href="/admin/workers/worker/{worker.pk}/change/"' in text
     assert "left" in text  # the running task's ETA
     assert 'href="/admin/workers/task/queues/gpu/"' in admin_client.get(TASKS).content.decode()
+
+
+# --- Links between a task, its simulation and its worker, from the panel too ---
+
+
+def running_simulation() -> tuple[Simulation, Task, Worker]:
+    worker = Worker.objects.create(node="elsewhere", state=WorkerState.RUNNING, pid=4321,
+                                   started_at=timezone.now(), last_heartbeat=timezone.now())
+    task = make("simulations.kinds.slab.run", state=TaskState.RUNNING, worker=worker,
+                progress=0.5, attempt=1, last_attempted_at=timezone.now() - timedelta(minutes=2))
+    sim = Simulation.objects.create(kind="slab", name="Hot kiln", memory_mb=64, task=task)
+    return sim, task, worker
+
+
+def test_the_panel_card_links_its_worker_and_tells_the_tasks_eta(admin_client):
+    _, task, worker = running_simulation()
+    card = admin_client.get("/htmx/workers/status/", headers={"HX-Request": "true"})
+    text = card.content.decode()
+    assert f'href="/admin/workers/worker/{worker.pk}/change/"' in text
+    assert f'href="/admin/workers/task/{task.pk}/change/"' in text
+    assert 'class="cr-card-eta"' in text and "min" in text  # about two more minutes
+
+
+def test_the_worker_page_leads_to_its_tasks(admin_client):
+    _, task, worker = running_simulation()
+    page = admin_client.get(f"/admin/workers/worker/{worker.pk}/change/").content.decode()
+    assert f'href="/admin/workers/task/?worker__id__exact={worker.pk}"' in page
+    listed_ids = listed(admin_client.get(TASKS, {"worker__id__exact": str(worker.pk)}))
+    assert listed_ids == [task.pk]
+
+
+def test_the_simulation_list_and_page_link_the_task_and_its_worker(admin_client):
+    sim, task, worker = running_simulation()
+    task_link = f'href="/admin/workers/task/{task.pk}/change/"'
+    worker_link = f'href="/admin/workers/worker/{worker.pk}/change/"'
+    sims = "/admin/simulations/simulation/"
+    for url in (sims, f"{sims}{sim.pk}/change/"):
+        text = admin_client.get(url).content.decode()
+        assert task_link in text and worker_link in text, url
+
+
+def test_the_simulation_list_refreshes_its_rows_alone(admin_client):
+    sim, task, _ = running_simulation()
+    whole = admin_client.get("/admin/simulations/simulation/").content.decode()
+    assert 'id="cr-sim-rows"' in whole and "crucible/tasks.js" in whole
+    Task.objects.filter(pk=task.pk).update(state=TaskState.SUCCEEDED)
+    rows = admin_client.get("/admin/simulations/simulation/",
+                            headers={"HX-Request": "true", "HX-Target": "cr-sim-rows"})
+    body = rows.content.decode()
+    assert "<html" not in body and "succeeded" in body
+    assert f'href="/admin/simulations/simulation/{sim.pk}/change/' in body
