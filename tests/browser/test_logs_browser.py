@@ -31,7 +31,7 @@ def start_printing(runtime_dir: Path, tag: str) -> tuple[Task, Path]:
     return task, stop
 
 
-def running(task: Task) -> Task:
+def running(task: Task) -> Any:
     return wait_for(
         lambda: Task.objects.filter(pk=task.pk, state=TaskState.RUNNING).first(), timeout=30
     )

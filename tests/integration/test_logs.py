@@ -48,6 +48,10 @@ def admin(django_user_model: Any) -> Client:
     return client
 
 
+def body(response: Any) -> bytes:
+    return b"".join(response.streaming_content)
+
+
 def run_batch(workers: Any) -> None:
     workers.start("--batch")
     assert workers.wait_all(timeout=90) == [0]
@@ -103,8 +107,8 @@ def test_the_task_page_shows_the_attempt_log_and_downloads_it(workers, crucible,
     assert response.status_code == 200
     assert response["Content-Type"] == "text/plain; charset=utf-8"
     assert response["Content-Disposition"] == f'attachment; filename="task-{job.pk}-attempt-1.log"'
-    assert b"".join(response.streaming_content) == b"beta line 0\nbeta line 1\n"
-    assert b"alpha" not in b"".join(admin.get(download).streaming_content)
+    assert body(response) == b"beta line 0\nbeta line 1\n"
+    assert b"alpha" not in body(admin.get(download))
     assert first.pk != job.pk
 
 
@@ -137,7 +141,7 @@ def test_logs_need_the_view_permission(crucible, django_user_model):
 
     staff.user_permissions.add(Permission.objects.get(codename="view_task"))
     client.force_login(User.objects.get(pk=staff.pk))
-    assert b"".join(client.get(download).streaming_content) == b"secret line\n"
+    assert body(client.get(download)) == b"secret line\n"
 
 
 def test_the_poll_sends_what_came_after_its_offset_and_stops_at_the_end(crucible, admin):
@@ -193,8 +197,8 @@ def test_the_worker_page_shows_its_log_its_heartbeat_and_how_it_stopped(workers,
     assert "Stop reason" in html and "drained by operator" in html
     assert "Failure reason" not in html
     assert "exit code 0" in html
-    body = b"".join(admin.get(f"{WORKERS}{worker.pk}/log/download/").streaming_content)
-    assert b"alpha line 1" in body and b"stopped: drained by operator" in body
+    whole = body(admin.get(f"{WORKERS}{worker.pk}/log/download/"))
+    assert b"alpha line 1" in whole and b"stopped: drained by operator" in whole
 
 
 def test_a_failed_worker_shows_its_failure_and_signal(admin):
@@ -294,7 +298,7 @@ def test_a_worker_log_needs_the_view_permission_of_workers(crucible, django_user
     client.force_login(User.objects.get(pk=staff.pk))
     response = client.get(f"{WORKERS}{worker.pk}/log/download/")
     assert response["Content-Disposition"] == f'attachment; filename="worker-{worker.pk}.log"'
-    assert b"".join(response.streaming_content) == b"worker line\n"
+    assert body(response) == b"worker line\n"
 
 
 def test_a_worker_the_monitor_kills_shows_the_signal(workers):

@@ -4,6 +4,7 @@ rotation, and a worker's download joining its rotated files oldest first."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ def test_clip_starts_a_line_longer_than_the_limit_at_a_word():
     assert clipped.endswith("word99")
 
 
-def test_a_file_tail_starts_at_a_line(tmp_path: Path):
+def test_a_file_tail_starts_at_a_line(tmp_path: Path) -> None:
     path = tmp_path / "x.log"
     path.write_text("".join(f"line number {n}\n" for n in range(1000)))
     tail = files.tail(path, 100)
@@ -38,7 +39,7 @@ def test_a_file_tail_starts_at_a_line(tmp_path: Path):
     assert files.tail(tmp_path / "missing.log") == ""
 
 
-def test_a_chunk_of_a_live_log_waits_for_the_end_of_its_line(tmp_path: Path):
+def test_a_chunk_of_a_live_log_waits_for_the_end_of_its_line(tmp_path: Path) -> None:
     path = tmp_path / "a.log"
     path.write_bytes("one\ntwo ü\nthr".encode())
     first = logs.tail_chunk(path, live=True)
@@ -48,7 +49,7 @@ def test_a_chunk_of_a_live_log_waits_for_the_end_of_its_line(tmp_path: Path):
     assert ended.text == "thr" and ended.offset == path.stat().st_size
 
 
-def test_a_tail_chunk_of_a_big_file_starts_at_a_line(tmp_path: Path):
+def test_a_tail_chunk_of_a_big_file_starts_at_a_line(tmp_path: Path) -> None:
     path = tmp_path / "big.log"
     path.write_text("".join(f"{n:06d}\n" for n in range(100_000)))
     chunk = logs.tail_chunk(path, live=False, limit=1000)
@@ -56,14 +57,14 @@ def test_a_tail_chunk_of_a_big_file_starts_at_a_line(tmp_path: Path):
     assert len(chunk.text) <= 1000 and chunk.offset == path.stat().st_size
 
 
-def test_a_rotated_log_is_read_from_its_start(tmp_path: Path):
+def test_a_rotated_log_is_read_from_its_start(tmp_path: Path) -> None:
     path = tmp_path / "w.log"
     path.write_text("new\n")
     assert logs.read_from(path, 500, live=True) == logs.Chunk("new\n", 4)
 
 
 @pytest.mark.django_db
-def test_a_workers_download_joins_its_rotated_files_oldest_first(crucible):
+def test_a_workers_download_joins_its_rotated_files_oldest_first(crucible: Any) -> None:
     worker = Worker.objects.create(node="here")
     current = files.log_path(crucible.log_dir, worker.pk)
     current.parent.mkdir(parents=True)
@@ -77,11 +78,13 @@ def test_a_workers_download_joins_its_rotated_files_oldest_first(crucible):
     (None, "\u2013"), (0, "exit code 0"), (1, "exit code 1"),
     (-9, "killed by signal 9 (SIGKILL)"), (-200, "killed by signal 200"),
 ])
-def test_an_exit_reads_as_a_code_a_signal_or_nothing(code, text):
+def test_an_exit_reads_as_a_code_a_signal_or_nothing(code: int | None, text: str) -> None:
     assert exit_text(code) == text
 
 
-def test_an_attempt_log_that_cannot_be_written_never_stops_the_task(tmp_path: Path, caplog):
+def test_an_attempt_log_that_cannot_be_written_never_stops_the_task(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     blocker = tmp_path / "tasks"
     blocker.write_text("a file where the folder should be")
     log = files.AttemptLog(files.attempt_log_path(tmp_path, 7, 1))
@@ -96,7 +99,7 @@ def test_an_attempt_log_that_cannot_be_written_never_stops_the_task(tmp_path: Pa
     assert (tmp_path / "ok" / "tasks" / "7" / "attempt_2.log").read_bytes() == b"kept\n"
 
 
-def test_an_attempt_log_past_its_limit_keeps_its_last_part(tmp_path: Path):
+def test_an_attempt_log_past_its_limit_keeps_its_last_part(tmp_path: Path) -> None:
     path = files.attempt_log_path(tmp_path, 8, 1)
     log = files.AttemptLog(path, max_bytes=10)
     for line in (b"one\n", b"two\n", b"three\n", b"four\n", b"five\n"):
@@ -108,7 +111,7 @@ def test_an_attempt_log_past_its_limit_keeps_its_last_part(tmp_path: Path):
 
 
 @pytest.mark.django_db
-def test_an_attempts_download_joins_its_rotated_part_first(crucible):
+def test_an_attempts_download_joins_its_rotated_part_first(crucible: Any) -> None:
     task = Task.objects.create(func_path="tests.testapp.tasks.noop", timeout=60, attempt=1)
     path = logs.attempt_path(task.pk, 1)
     log = files.AttemptLog(path, max_bytes=10)
