@@ -45,6 +45,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'constraints': [models.UniqueConstraint(fields=('span', 'bucket', 'worker_id'), name='worker_sample_unique_bucket')],
+                'indexes': [models.Index(fields=['span', 'bucket', 'worker_id', 'rss_peak_bytes', 'cpu_percent'], name='worker_sample_chart_idx')],
             },
         ),
     ]

@@ -60,6 +60,14 @@ class WorkerSample(models.Model):
                 fields=["span", "bucket", "worker_id"], name="worker_sample_unique_bucket"
             )
         ]
+        indexes = [
+            # The charts read a range of buckets from the index alone: the rows of one span
+            # are spread over the whole table, and a week of 64 workers is 10,752 of them.
+            models.Index(
+                fields=["span", "bucket", "worker_id", "rss_peak_bytes", "cpu_percent"],
+                name="worker_sample_chart_idx",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"worker {self.worker_id} at {self.bucket} over {self.span} s"
