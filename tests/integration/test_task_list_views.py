@@ -3,11 +3,13 @@ bulk cancel and retry of what a filter matches, a queue's page, links to a task'
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 from unittest import mock
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -40,6 +42,7 @@ def test_the_refresh_answers_the_rows_alone(admin_client):
     whole = admin_client.get(TASKS)
     rows = admin_client.get(TASKS, headers=ROWS)
     assert 'id="cr-task-rows"' in whole.content.decode()
+    assert 'hx-trigger="every 5s [crucibleTasks.shouldPoll()]' in whole.content.decode()
     body = rows.content.decode()
     assert rows.status_code == 200 and "<html" not in body and "changelist-filter" not in body
     assert f'href="/admin/workers/task/{task.pk}/change/' in body
@@ -174,6 +177,9 @@ def test_bulk_cancel_counts_first_then_cancels_what_it_counted(admin_client):
     assert states[elsewhere.pk] == states[arrived.pk] == TaskState.QUEUED
     assert states[running.pk] == TaskState.RUNNING  # its worker stops it
     assert Task.objects.get(pk=running.pk).cancel_requested_at is not None
+    logged = LogEntry.objects.filter(change_message__startswith="cancel task")
+    assert sorted(int(e.object_id) for e in logged) == sorted([*(t.pk for t in queued),
+                                                               running.pk])
 
 
 def test_bulk_retry_of_the_failed_ones_of_a_search(admin_client):
@@ -264,6 +270,12 @@ def test_the_panel_card_links_its_worker_and_tells_the_tasks_eta(admin_client):
     assert f'href="/admin/workers/worker/{worker.pk}/change/"' in text
     assert f'href="/admin/workers/task/{task.pk}/change/"' in text
     assert 'class="cr-card-eta"' in text and "min" in text  # about two more minutes
+
+
+def test_the_task_page_tells_a_running_tasks_eta(admin_client):
+    _, task, _ = running_simulation()
+    page = admin_client.get(f"{TASKS}{task.pk}/change/").content.decode()
+    assert re.search(r'class="cr-task-live" data-state="RUNNING"[^>]*>2 min 0\d s left<', page)
 
 
 def test_the_worker_page_leads_to_its_tasks(admin_client):
