@@ -228,3 +228,12 @@ def test_one_process_samples_per_interval_across_machines(
     monitor.tick(leases=False, prune=False)
     monitor.tick(leases=False, prune=False)  # another machine's tick, within 20 s
     assert len(calls) == 1
+
+
+def test_rows_after_the_end_of_a_range_are_left_out() -> None:
+    worker = Worker.objects.create(node="n", state="RUNNING")
+    Heartbeat.objects.create(worker=worker, at=at("11:59:10"), rss_bytes=1, cpu_percent=1.0)
+    sampling.sample(NOW)
+    data = series.chart_data("hour", now=at("11:58:30"))  # the database's clock went back
+    assert data.buckets[-1] == epoch("11:57:00")
+    assert data.workers[0].rss_peak_bytes == [None] * 60

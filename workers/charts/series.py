@@ -167,7 +167,8 @@ def _worker_series(span: int, first: int, end: int, buckets: list[int]) -> list[
                 worker_id, [None] * len(buckets), [None] * len(buckets)
             )
         at = (bucket - first) // span
-        series.rss_peak_bytes[at], series.cpu_percent[at] = peak, cpu
+        if at < len(buckets):  # a row after the range's end (the clock went back) is left out
+            series.rss_peak_bytes[at], series.cpu_percent[at] = peak, cpu
     return [workers[key] for key in sorted(workers)]
 
 
