@@ -114,7 +114,8 @@ class TaskViews(_Admin):
         view = self.admin_site.admin_view
         mine = [
             path("bulk/<str:verb>/", view(self.bulk_view), name="workers_task_bulk"),
-            path("queues/<str:name>/", view(self.queue_view), name="workers_task_queue"),
+            # <path:...>: a queue's name may hold a slash
+            path("queues/<path:name>/", view(self.queue_view), name="workers_task_queue"),
         ]
         return [*mine, *super().get_urls()]
 
@@ -223,6 +224,8 @@ class TaskViews(_Admin):
 
     @admin.display(description="Queue")
     def queue_cell(self, obj: Task) -> str:
+        if not obj.queue:
+            return DASH
         url = reverse("admin:workers_task_queue", args=[obj.queue])
         priority = format_html(' <span class="cr-quiet" title="Priority">p{}</span>',
                                obj.priority) if obj.priority else ""

@@ -306,3 +306,11 @@ def test_the_simulation_list_refreshes_its_rows_alone(admin_client):
     body = rows.content.decode()
     assert "<html" not in body and "succeeded" in body
     assert f'href="/admin/simulations/simulation/{sim.pk}/change/' in body
+
+
+def test_any_queue_name_gets_its_page(admin_client):
+    make(queue="lab/gpu 2")
+    listed_page = admin_client.get(TASKS).content.decode()
+    assert 'href="/admin/workers/task/queues/lab/gpu%202/"' in listed_page
+    page = admin_client.get("/admin/workers/task/queues/lab/gpu%202/")
+    assert page.status_code == 200 and page.context["summary"].queued == 1
