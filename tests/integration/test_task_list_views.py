@@ -178,7 +178,7 @@ def test_bulk_cancel_counts_first_then_cancels_what_it_counted(admin_client):
     assert states[running.pk] == TaskState.RUNNING  # its worker stops it
     assert Task.objects.get(pk=running.pk).cancel_requested_at is not None
     logged = LogEntry.objects.filter(change_message__startswith="cancel task")
-    assert sorted(int(e.object_id) for e in logged) == sorted([*(t.pk for t in queued),
+    assert sorted(int(str(e.object_id)) for e in logged) == sorted([*(t.pk for t in queued),
                                                                running.pk])
 
 
