@@ -8,6 +8,8 @@ node ran it, or retention removed it) falls back to the tail the database kept.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -21,6 +23,7 @@ from .states import ACTIVE_WORKER_STATES, TaskState
 
 PAGE_BYTES = 64 * 1024  # what a page shows at first, and at most per poll
 READ_BYTES = 256 * 1024  # a download's chunk
+SWEPT = "swept"  # in WORKER_LOG_DIR/tasks: the folder the last sweep took
 
 
 class LogNotFound(CrucibleError):
@@ -169,6 +172,46 @@ def attempt_files(task: Task, attempt: int) -> list[Path]:
             "(another node ran it, or it was removed with old tasks)."
         )
     return [part for part in (files.backup_path(path), path) if part.is_file()]
+
+
+def sweep_orphans() -> int:
+    """Delete this machine's attempt logs of tasks that no longer exist; how many went.
+
+    One folder of a thousand tasks per call, the next one each time (round the folders):
+    retention deletes the logs on the machine that prunes, this catches the other ones.
+    """
+    log_dir = conf.get().log_dir
+    shards = _numbers(log_dir / files.TASKS_DIR)
+    if not shards:
+        return 0
+    cursor = log_dir / files.TASKS_DIR / SWEPT
+    last = _read_number(cursor)
+    shard = next((n for n in shards if n > last), shards[0])
+    folder = files.shard_dir(log_dir, shard)
+    ids = _numbers(folder)
+    gone = set(ids) - set(Task.objects.filter(pk__in=ids).values_list("pk", flat=True))
+    removed = remove_task_logs(sorted(gone))
+    with contextlib.suppress(OSError):
+        cursor.write_text(str(shard))
+        if removed == len(ids) and shard != shards[-1]:  # new tasks land in the last
+            folder.rmdir()
+    return removed
+
+
+def _numbers(folder: Path) -> list[int]:
+    """The names of a folder's entries that are numbers, in order ([] if it is missing)."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(int(entry.name) for entry in entries if entry.name.isdigit())
+    except OSError:
+        return []
+
+
+def _read_number(path: Path) -> int:
+    try:
+        return int(path.read_text() or -1)
+    except (OSError, ValueError):
+        return -1
 
 
 def remove_task_logs(task_ids: Iterable[int]) -> int:

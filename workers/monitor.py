@@ -23,6 +23,7 @@ from django.db.models import BooleanField, ExpressionWrapper, Q
 from . import conf, doorbell, launcher, lifecycle, processes, queue, retention
 from .charts import sampling
 from .clock import Now, ago
+from .logs import sweep_orphans
 from .models import TickGuard, Worker
 from .runtime import logs
 from .states import ACTIVE_WORKER_STATES, Outcome, WorkerState
@@ -42,6 +43,7 @@ class TickReport:
     pruned_tasks: int = 0
     pruned_workers: int = 0
     pruned_samples: int = 0
+    swept_logs: int = 0
 
 
 def acquire(name: str, holder: str, interval: float) -> bool:
@@ -120,6 +122,8 @@ def tick(*, leases: bool = True, prune: bool = True, sample: bool = True) -> Tic
         report.reclaimed += queue.reclaim_expired_leases(live_here)
     if prune and acquire("prune", "tick", PRUNE_EVERY):
         _prune(report)
+    if prune:
+        _sweep_logs(report)
     if sample and acquire("sample", "tick", SAMPLE_EVERY):
         _sample()
     return report
@@ -204,6 +208,14 @@ def _sample() -> None:
         sampling.sample()
     except DatabaseError:
         logger.exception("tick: could not write the charts' samples; the next tick tries again")
+
+
+def _sweep_logs(report: TickReport) -> None:
+    """This machine's attempt logs of tasks pruned elsewhere: a folder a minute, per node."""
+    try:
+        report.swept_logs = sweep_orphans()
+    except OSError:
+        logger.exception("tick: could not sweep the attempt logs; the next one will try again")
 
 
 def _prune(report: TickReport) -> None:

@@ -311,3 +311,26 @@ def test_a_worker_the_monitor_kills_shows_the_signal(workers):
     assert proc.wait(timeout=10) == -signal.SIGKILL
     ended = Worker.objects.get(pk=worker.pk)
     assert (ended.state, ended.exit_code) == (WorkerState.FAILED, -signal.SIGKILL)
+
+
+def test_each_node_sweeps_the_logs_of_tasks_pruned_elsewhere(crucible):
+    kept = Task.objects.create(func_path=f"{LOG_TASKS}.print_lines", timeout=60, attempt=1)
+    base = kept.pk // 1000 * 1000
+    neighbours = [n for n in range(base, base + 1000) if n != kept.pk][-2:]  # same folder
+    gone_ids = [*neighbours, 1_000_000 + kept.pk, 2_000_000 + kept.pk]
+    for task_id in [kept.pk, *gone_ids]:
+        path = files.attempt_log_path(crucible.log_dir, task_id, 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x\n")
+    folders = sorted({task_id // 1000 for task_id in [kept.pk, *gone_ids]})
+
+    report = monitor.tick(leases=False)  # this process's tick, as on any node
+    assert report.swept_logs == 2, "the first folder: its two pruned tasks, one a tick"
+    assert files.attempt_log_path(crucible.log_dir, kept.pk, 1).exists()
+    assert logs.sweep_orphans() == 1
+    assert not files.shard_dir(crucible.log_dir, folders[1]).exists(), "an empty folder goes"
+    assert logs.sweep_orphans() == 1
+    assert files.shard_dir(crucible.log_dir, folders[2]).exists(), "but not the newest"
+    assert logs.sweep_orphans() == 0, "round the folders again: what is left exists"
+    assert [p.name for p in files.task_log_dir(crucible.log_dir, kept.pk).iterdir()] == [
+        "attempt_1.log"]

@@ -96,7 +96,7 @@ def test_an_attempt_log_that_cannot_be_written_never_stops_the_task(
     written.write(b"kept\n")
     written.close()
     written.write(b"after the end\n")
-    assert (tmp_path / "ok" / "tasks" / "7" / "attempt_2.log").read_bytes() == b"kept\n"
+    assert (tmp_path / "ok" / "tasks" / "0" / "7" / "attempt_2.log").read_bytes() == b"kept\n"
 
 
 def test_an_attempt_log_past_its_limit_keeps_its_last_part(tmp_path: Path) -> None:

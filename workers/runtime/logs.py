@@ -1,8 +1,9 @@
 """Each worker logs to WORKER_LOG_DIR/worker_<id>.log, rotated at 10 MB with 3 backups.
 
 Each attempt of a task also gets a file of its own, holding only that attempt's output:
-WORKER_LOG_DIR/tasks/<task id>/attempt_<number>.log. The pair (task, attempt) is unique
-across nodes, so the path needs no database column.
+WORKER_LOG_DIR/tasks/<task id // 1000>/<task id>/attempt_<number>.log. The pair (task,
+attempt) is unique across nodes, so the path needs no database column; the folders of a
+thousand tasks each let a sweep take them a thousand at a time.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ MAX_BYTES = 10 * 1024 * 1024
 BACKUPS = 3
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 TASKS_DIR = "tasks"
+SHARD = 1000  # tasks per folder of WORKER_LOG_DIR/tasks
 ATTEMPT_MAX_BYTES = 50 * 1024 * 1024  # then rotated once: an attempt keeps its last 50-100 MB
 ELLIPSIS = "\u2026"
 
@@ -33,8 +35,12 @@ def rotated_paths(log_dir: Path, worker_id: int) -> list[Path]:
     return [path for path in [*backups, current] if path.is_file()]
 
 
+def shard_dir(log_dir: Path, shard: int) -> Path:
+    return log_dir / TASKS_DIR / str(shard)
+
+
 def task_log_dir(log_dir: Path, task_id: int) -> Path:
-    return log_dir / TASKS_DIR / str(task_id)
+    return shard_dir(log_dir, task_id // SHARD) / str(task_id)
 
 
 def attempt_log_path(log_dir: Path, task_id: int, attempt: int) -> Path:
