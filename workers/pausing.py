@@ -70,13 +70,16 @@ def known() -> list[str]:
     return sorted(names | set(PausedQueue.objects.values_list("name", flat=True)))
 
 
-def overview() -> list[QueueState]:
+def state_of(name: str, row: PausedQueue | None = None, *, look: bool = True) -> QueueState:
+    """One queue's pause and bounded counts (``look``: read its pause from the database)."""
     from .tasklist import queue_summary
 
+    if look:
+        row = PausedQueue.objects.filter(name=name).first()
+    summary = queue_summary(name)
+    return QueueState(name, row, summary.queued, summary.scheduled, summary.running)
+
+
+def overview() -> list[QueueState]:
     rows = paused()
-    states = []
-    for name in known():
-        summary = queue_summary(name)
-        states.append(QueueState(name, rows.get(name), summary.queued, summary.scheduled,
-                                 summary.running))
-    return states
+    return [state_of(name, rows.get(name), look=False) for name in known()]

@@ -7,12 +7,12 @@ import logging
 
 from django.contrib.auth.models import AnonymousUser, User
 
-from .. import admission, audit, launcher, queue, registry
-from ..exceptions import AdmissionRefused
-from ..models import Task, Worker
+from .. import admission, audit, launcher, pausing, queue, registry
+from ..exceptions import AdmissionRefused, InvalidQueueName
+from ..models import PausedQueue, Task, Worker
 from ..spec import TaskSpec
 from ..states import TASK_TRANSITIONS, TaskState, sources
-from .errors import Conflict
+from .errors import BadRequest, Conflict
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +20,8 @@ Operator = User | AnonymousUser
 CANCELLABLE = frozenset(sources(TASK_TRANSITIONS, TaskState.CANCELLED))
 
 
-def _log(user: Operator, action: str, obj: Worker | Task, *, forced: bool = False) -> None:
+def _log(user: Operator, action: str, obj: Worker | Task | PausedQueue, *,
+         forced: bool = False) -> None:
     audit.record(user, obj, action, forced=forced)
     logger.info("%s %s %s by %s%s", action, obj._meta.model_name, obj.pk, user,
                 " (forced)" if forced else "",
@@ -96,3 +97,18 @@ def retry_task(user: Operator, task_id: int) -> Task:
 
 def submit_task(spec: TaskSpec) -> Task:
     return registry.enqueue(spec)
+
+
+def set_paused(user: Operator, name: str | None, paused: bool) -> pausing.QueueState:
+    """Pause or resume the queue ``name``, logged; its state afterwards."""
+    if not name:
+        raise BadRequest("queue", "is required: the name of the queue")
+    try:
+        if paused:
+            pausing.pause(name, by=str(user))
+        else:
+            pausing.resume(name)
+    except InvalidQueueName as exc:
+        raise BadRequest("queue", str(exc)) from exc
+    _log(user, "pause" if paused else "resume", PausedQueue(name=name))
+    return pausing.state_of(name)

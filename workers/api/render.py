@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from .. import status
 from ..models import Task, TaskAttempt, Worker
 from ..monitor import TickReport
+from ..pausing import QueueState
 from ..status import iso
 from .errors import NotFound
 from .queries import Cursor, TaskHistory, TaskPage
@@ -123,3 +124,16 @@ def added(rows: list[Worker]) -> dict[str, Any]:
 
 def tick(report: TickReport) -> dict[str, Any]:
     return dataclasses.asdict(report)
+
+
+def queue_state(row: QueueState) -> dict[str, Any]:
+    paused = row.paused
+    return {
+        "name": row.name,
+        "paused": paused is not None,
+        "paused_at": iso(paused.paused_at) if paused else None,
+        "paused_by": paused.paused_by if paused else None,
+        "queued": row.queued,
+        "scheduled": row.scheduled,
+        "running": row.running,
+    }

@@ -339,6 +339,21 @@ def _json_or_form(fields: dict[str, Schema], description: str) -> Schema:
 
 NO_BODY = _body(_object({}), "None needed; an empty JSON object is accepted.")
 
+QUEUE_NAME: Schema = {**TEXT, "minLength": 1, "maxLength": 100, "description": "The queue's name."}
+QUEUE_BODY: Schema = {"required": True, "description": "The queue.", "content": {
+    "application/json": {"schema": _object({"queue": QUEUE_NAME})},
+    "application/x-www-form-urlencoded": {"schema": _object({"queue": QUEUE_NAME})},
+}}
+QUEUE_STATE = _object({
+    "name": STRING,
+    "paused": {**BOOLEAN, "description": "No worker claims its tasks until it is resumed."},
+    "paused_at": TIME,
+    "paused_by": _or_null("string"),
+    "queued": {**INTEGER, "description": "Tasks a worker may take now (10001: more)."},
+    "scheduled": {**INTEGER, "description": "Queued, but not before their run_after."},
+    "running": INTEGER,
+}, "A queue: whether it is paused, and its counts (each stops at 10001).")
+
 TASK_FILTERS = [
     _query("state", {"type": "array", "items": {"type": "string", "enum": TaskState.values}},
            "Repeat or comma-separate; any case.", explode=True),
@@ -424,6 +439,21 @@ PATHS: dict[str, Schema] = {
         ("400", "401", "403", "404", "409"),
         parameters=[_id("task_id", "The task.")], requestBody=NO_BODY,
     )},
+    "/api/queues/": {"get": _operation(
+        "Queues with tasks to finish, and paused ones", "workers.view_task",
+        ("200", _object({"queues": {"type": "array", "items": _ref("QueueState")}}),
+         "Every such queue, by name."), ("400", "401", "403"),
+    )},
+    "/api/queues/pause/": {"post": _operation(
+        "Pause a queue: its tasks stay queued, running ones finish", "workers.manage_workers",
+        ("200", _ref("QueueState"), "The queue, paused."), ("400", "401", "403"),
+        requestBody=QUEUE_BODY,
+    )},
+    "/api/queues/resume/": {"post": _operation(
+        "Resume a paused queue: workers claim its tasks again", "workers.manage_workers",
+        ("200", _ref("QueueState"), "The queue, open."), ("400", "401", "403"),
+        requestBody=QUEUE_BODY,
+    )},
     "/api/schema/": {"get": _operation(
         "This document", None,
         ("200", {"type": "object"}, "OpenAPI 3.1."), ("401",),
@@ -472,6 +502,7 @@ def document() -> Schema:
                 "Submit": _submit_body(sorted(registry.allowed())),
                 "JsonValue": JSON_VALUE,
                 "TickReport": TICK_REPORT,
+                "QueueState": QUEUE_STATE,
                 **ERRORS,
             },
             "responses": RESPONSES,

@@ -21,5 +21,8 @@ urlpatterns: list[URLPattern] = [
     path("api/tasks/<int:task_id>/", Route(views.task_detail), name="api-task"),
     path("api/tasks/<int:task_id>/cancel/", Route(views.task_cancel), name="api-task-cancel"),
     path("api/tasks/<int:task_id>/retry/", Route(views.task_retry), name="api-task-retry"),
+    path("api/queues/", Route(views.queue_list), name="api-queues"),
+    path("api/queues/pause/", Route(views.queue_pause), name="api-queue-pause"),
+    path("api/queues/resume/", Route(views.queue_resume), name="api-queue-resume"),
     path("api/schema/", Route(views.openapi), name="api-schema"),
 ]

@@ -6,7 +6,7 @@ from collections.abc import Collection
 
 from django.http import HttpRequest, JsonResponse
 
-from .. import monitor, status
+from .. import monitor, pausing, status
 from . import actions, forms, queries, render, schema
 from .parsing import MAX_ID, Fields, body, object_id
 from .routing import operation
@@ -102,6 +102,27 @@ def task_retry(request: HttpRequest, task_id: int) -> JsonResponse:
     _no_fields(request)
     task = actions.retry_task(request.user, object_id(task_id, "task"))
     return JsonResponse(render.task_detail(queries.task_history(task.pk)))
+
+
+@operation("GET", VIEW_TASKS)
+def queue_list(request: HttpRequest) -> JsonResponse:
+    Fields(request.GET, (), textual=True)
+    return JsonResponse({"queues": [render.queue_state(row) for row in pausing.overview()]})
+
+
+def _set_paused(request: HttpRequest, paused: bool) -> JsonResponse:
+    name = _fields(request, ("queue",)).string("queue", max_length=pausing.MAX_NAME)
+    return JsonResponse(render.queue_state(actions.set_paused(request.user, name, paused)))
+
+
+@operation("POST", MANAGE_WORKERS)
+def queue_pause(request: HttpRequest) -> JsonResponse:
+    return _set_paused(request, True)
+
+
+@operation("POST", MANAGE_WORKERS)
+def queue_resume(request: HttpRequest) -> JsonResponse:
+    return _set_paused(request, False)
 
 
 @operation("GET", None)

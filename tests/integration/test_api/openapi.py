@@ -12,7 +12,8 @@ from typing import Any
 
 KNOWN = frozenset({
     "type", "properties", "required", "additionalProperties", "items", "enum", "$ref",
-    "anyOf", "format", "minimum", "maximum", "exclusiveMinimum", "maxLength", "default",
+    "anyOf", "format", "minimum", "maximum", "exclusiveMinimum", "maxLength", "minLength",
+    "default",
     "description", "pattern", "propertyNames",
 })
 TYPES = {
@@ -112,6 +113,8 @@ class Checker:
             raise Mismatch(f"{where}: {value!r} is not an ISO 8601 time with a zone")
         if len(value) > schema.get("maxLength", len(value)):
             raise Mismatch(f"{where}: longer than {schema['maxLength']}")
+        if len(value) < schema.get("minLength", 0):
+            raise Mismatch(f"{where}: shorter than {schema['minLength']}")
         if "pattern" in schema and not re.search(schema["pattern"], value):
             raise Mismatch(f"{where}: {value!r} does not match {schema['pattern']}")
 

@@ -13,6 +13,7 @@ from django.test import Client
 from django.urls import URLPattern
 from django.utils import timezone
 
+from workers import pausing
 from workers.api import urls
 from workers.api.routing import Route
 from workers.api.schema import document
@@ -300,6 +301,25 @@ for action_, ok_, refused_ in (("cancel", TaskState.QUEUED, TaskState.SUCCEEDED)
     SCENARIOS[("POST", path_, 400)] = _task_action(action_, ok_, {"why": "because"})
     SCENARIOS[("POST", path_, 404)] = _task_action(action_, None)
     SCENARIOS[("POST", path_, 409)] = _task_action(action_, refused_)
+
+
+@scenario("GET", "/api/queues/", 200)
+def _queues(w: World) -> Any:
+    w.task()
+    pausing.pause("sims")
+    return w.api.get("/api/queues/")
+
+
+@scenario("GET", "/api/queues/", 400)
+def _queues_bad(w: World) -> Any:
+    return w.api.get("/api/queues/", state="QUEUED")
+
+
+for verb_ in ("pause", "resume"):
+    SCENARIOS[("POST", f"/api/queues/{verb_}/", 200)] = (
+        lambda w, verb=verb_: w.api.post(f"/api/queues/{verb}/", {"queue": "sims"}))
+    SCENARIOS[("POST", f"/api/queues/{verb_}/", 400)] = (
+        lambda w, verb=verb_: w.api.post(f"/api/queues/{verb}/", {"queue": ""}))
 
 
 @scenario("GET", "/api/schema/", 200)
