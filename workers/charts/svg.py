@@ -29,7 +29,7 @@ NO_SAMPLES = "no samples in this range"
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    at: float
+    at: str  # the position in the SVG, formatted (floatformat costs a Decimal per use)
     label: str
 
 
@@ -132,7 +132,7 @@ def _chart(data: ChartData, *, key: str, title: str, y_title: str, series: list[
     lines = [Line(s.label, s.kind, _path(xs, s.values, top)) for s in series]
     return Chart(
         key=key, title=title, y_title=y_title, x_title=_x_title(), lines=lines,
-        y_ticks=[Tick(_y(top * i / ticks, top), _number(top * i / ticks))
+        y_ticks=[Tick(f"{_y(top * i / ticks, top):.1f}", _number(top * i / ticks))
                  for i in range(ticks + 1)],
         x_ticks=_x_ticks(data, x_of), legend=lines[:LEGEND_WORKERS],
         more=max(0, len(lines) - LEGEND_WORKERS), summary=summary,
@@ -198,7 +198,7 @@ def _x_ticks(data: ChartData, x_of: Callable[[float], float]) -> list[Tick]:
     offset = _offset(data.buckets[0])
     first = math.ceil((data.buckets[0] + offset) / step) * step - offset
     return [
-        Tick(x_of(at), datetime.fromtimestamp(at, zone).strftime(fmt))
+        Tick(f"{x_of(at):.1f}", datetime.fromtimestamp(at, zone).strftime(fmt))
         for at in range(first, data.buckets[-1] + 1, step)
     ]
 
