@@ -130,3 +130,20 @@ def test_a_drain_cancelled_before_the_worker_showed_it_is_not_shown(crucible):
     assert lifecycle.start_draining(asked.pk, asked=True) is False
     assert worker(asked.pk).state == WorkerState.RUNNING
     assert lifecycle.start_draining(asked.pk) is True, "a signal's drain needs no request"
+
+
+def test_a_sigterm_after_an_operators_drain_is_not_undone_by_cancelling_it(workers, runtime_dir):
+    gate = runtime_dir / "gate"
+    worker_id, first = busy_worker(workers, gate, "both")
+    launcher.drain(worker_id)
+    wait_for(lambda: worker(worker_id).state == WorkerState.DRAINING, timeout=10)
+    workers.procs[0].send_signal(signal.SIGTERM)
+    later = enqueue("record", "never")
+
+    launcher.undrain(worker_id)  # the operator's drain goes, the signal's stays
+    gate.touch()
+    assert workers.procs[0].wait(timeout=15) == 0
+    assert worker(worker_id).state == WorkerState.DEAD
+    assert "SIGTERM" in worker(worker_id).failure_reason
+    assert task(first).state == TaskState.SUCCEEDED
+    assert task(later.pk).state == TaskState.QUEUED

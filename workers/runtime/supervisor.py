@@ -209,7 +209,9 @@ class Supervisor:
     def _on_sigterm(self, signum: int, frame: object) -> None:
         self.term_signals += 1
         if self.term_signals == 1:
-            self.stop_reason = self.stop_reason or "drained after SIGTERM"
+            # Over an operator's drain too: cancelling that drain must not undo the signal.
+            if self.stop_reason in ("", OPERATOR_DRAIN):
+                self.stop_reason = "drained after SIGTERM"
         else:
             self.abort_reason = "aborted by a second SIGTERM"
             self.exit_code = 128 + signum
