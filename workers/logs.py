@@ -153,7 +153,7 @@ def _missing(node: str | None, tail: str) -> str:
     if tail:
         return ("The whole log is not on this machine (another node ran it, or it was "
                 "removed); this is the tail the database kept.")
-    return "No log of this attempt on this machine."
+    return "This attempt printed nothing: it has no log."
 
 
 def attempt_chunk(task: Task, attempt: int, offset: int) -> tuple[Chunk, bool]:
@@ -169,7 +169,7 @@ def attempt_files(task: Task, attempt: int) -> list[Path]:
     if not path.is_file():
         raise LogNotFound(
             f"The log of task {task.pk}, attempt {attempt} is not on this machine "
-            "(another node ran it, or it was removed with old tasks)."
+            "(another node ran it, it was removed with old tasks, or it printed nothing)."
         )
     return [part for part in (files.backup_path(path), path) if part.is_file()]
 

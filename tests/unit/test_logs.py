@@ -99,6 +99,13 @@ def test_an_attempt_log_that_cannot_be_written_never_stops_the_task(
     assert (tmp_path / "ok" / "tasks" / "0" / "7" / "attempt_2.log").read_bytes() == b"kept\n"
 
 
+def test_an_attempt_that_prints_nothing_leaves_no_file_and_no_folder(tmp_path: Path) -> None:
+    log = files.AttemptLog(files.attempt_log_path(tmp_path, 9, 1))
+    log.write(b"")
+    log.close()
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_attempt_log_past_its_limit_keeps_its_last_part(tmp_path: Path) -> None:
     path = files.attempt_log_path(tmp_path, 8, 1)
     log = files.AttemptLog(path, max_bytes=10)

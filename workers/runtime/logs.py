@@ -102,8 +102,10 @@ def tail(path: Path, chars: int = 1000) -> str:
 class AttemptLog:
     """One attempt's own output, appended as it comes; a failing disk never stops a task.
 
-    Past ``max_bytes`` the file becomes ``<name>.1`` (replacing an older one) and a new one
-    starts, like the worker's log: a task that prints without end cannot fill the disk.
+    The file is made at the first byte: an attempt that prints nothing costs no file and
+    no folder (a busy worker runs a thousand such tasks a second). Past ``max_bytes`` the
+    file becomes ``<name>.1`` (replacing an older one) and a new one starts, like the
+    worker's log: a task that prints without end cannot fill the disk.
     """
 
     def __init__(self, path: Path, max_bytes: int = ATTEMPT_MAX_BYTES) -> None:
@@ -111,34 +113,38 @@ class AttemptLog:
         self.max_bytes = max_bytes
         self.size = 0
         self.handle: BinaryIO | None = None
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._open()
-        except OSError as exc:
-            logger.warning("cannot write the attempt's log %s: %s", path, exc)
+        self.ended = False  # closed, or the disk refused once: write no more
 
     def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.handle = self.path.open("ab", buffering=0)
         self.size = self.handle.tell()
 
     def write(self, data: bytes) -> None:
-        if self.handle is None:
+        if self.ended or not data:
             return
         try:
-            if self.size and self.size + len(data) > self.max_bytes:
+            if self.handle is None:
+                self._open()
+            elif self.size and self.size + len(data) > self.max_bytes:
                 self._rotate()
+            assert self.handle is not None
             self.handle.write(data)
             self.size += len(data)
         except OSError as exc:
-            logger.warning("stopped writing the attempt's log %s: %s", self.path, exc)
+            logger.warning("cannot write the attempt's log %s: %s", self.path, exc)
             self.close()
 
     def _rotate(self) -> None:
-        self.close()
+        self._close_file()
         self.path.replace(backup_path(self.path))
         self._open()
 
     def close(self) -> None:
+        self.ended = True
+        self._close_file()
+
+    def _close_file(self) -> None:
         if self.handle is not None:
             handle, self.handle = self.handle, None
             try:
