@@ -190,6 +190,7 @@ TICK_REPORT = _object({
     "pruned_tasks": {**INTEGER, "description": "Finished tasks past WORKER_RESULT_RETENTION."},
     "pruned_workers": INTEGER,
     "pruned_samples": INTEGER,
+    "swept_logs": {**INTEGER, "description": "Attempt logs of tasks gone (pruned elsewhere)."},
 })
 
 ADD_FIELDS: dict[str, Schema] = {
