@@ -47,3 +47,21 @@ def test_the_time_axis_ticks_fall_on_round_times() -> None:
     assert [tick.label for tick in chart.x_ticks] == [
         "10:00", "10:10", "10:20", "10:30", "10:40", "10:50"]
     assert chart.x_title == "time (UTC)"
+
+
+def test_the_busiest_workers_get_a_line_each_and_the_others_a_range() -> None:
+    from workers.charts.series import WorkerSeries
+
+    chart = data("hour", [1.0, 1.0, 1.0])
+    workers = [WorkerSeries(i, [float(i), None, float(i)], [float(i), None, None])
+               for i in range(1, 11)]
+    drawn = svg.charts(ChartData(**{**{f: getattr(chart, f) for f in (
+        "range", "generated_at", "buckets", "throughput", "failed", "failure_rate", "depth",
+        "wait_seconds")}, "queue": None, "workers": workers}))
+    memory = next(c for c in drawn if c.key == "memory")
+    labels = [line.label for line in memory.legend]
+    assert labels[:8] == [f"worker {i}" for i in range(10, 2, -1)]
+    assert labels[8:] == ["2 others, highest", "2 others, lowest"]
+    highest, lowest = memory.lines[8:]
+    assert highest.path.count("M") == 2 and lowest.path.count("M") == 2  # a gap in the middle
+    assert {line.kind for line in memory.lines} == {*(f"c{i}" for i in range(8)), "others"}

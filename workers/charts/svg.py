@@ -18,8 +18,7 @@ from .series import ChartData, Number
 WIDTH, HEIGHT = 480, 220
 LEFT, RIGHT, TOP, BOTTOM = 62, 12, 12, 44
 PLOT_W, PLOT_H = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-WORKER_COLOURS = 8
-LEGEND_WORKERS = 8
+WORKER_COLOURS = 8  # workers drawn with a line of their own; the rest as a range
 MB = 1024 * 1024
 # x-axis ticks per range: every (seconds) and the label's strftime format
 X_TICKS = {"hour": (600, "%H:%M"), "day": (3 * 3600, "%H:%M"), "week": (86400, "%a %d")}
@@ -50,7 +49,6 @@ class Chart:
     y_ticks: list[Tick]
     x_ticks: list[Tick]
     legend: list[Line]
-    more: int  # series drawn but not listed in the legend
     summary: str
 
     width: int = WIDTH
@@ -106,20 +104,35 @@ def _worker_charts(data: ChartData) -> list[Chart]:
     peak = max((v for w in data.workers for v in w.rss_peak_bytes if v is not None), default=0)
     unit, scale = ("GB", 1024 * MB) if peak >= 2048 * MB else ("MB", MB)
     memory = [
-        Series(f"worker {w.worker_id}", f"c{i % WORKER_COLOURS}",
+        Series(f"worker {w.worker_id}", "",
                [None if v is None else v / scale for v in w.rss_peak_bytes])
-        for i, w in enumerate(data.workers)
+        for w in data.workers
     ]
-    cpu = [
-        Series(f"worker {w.worker_id}", f"c{i % WORKER_COLOURS}", w.cpu_percent)
-        for i, w in enumerate(data.workers)
-    ]
+    cpu = [Series(f"worker {w.worker_id}", "", w.cpu_percent) for w in data.workers]
     count = f"{len(data.workers)} worker{'s' if len(data.workers) != 1 else ''}"
     return [
-        _chart(data, key="memory", title="Worker memory (peak)", y_title=unit, series=memory,
-               summary=count),
-        _chart(data, key="cpu", title="Worker CPU (mean)", y_title="% of a core", series=cpu,
-               summary=count),
+        _chart(data, key="memory", title="Worker memory (peak)", y_title=unit,
+               series=_busiest(memory), summary=count),
+        _chart(data, key="cpu", title="Worker CPU (mean)", y_title="% of a core",
+               series=_busiest(cpu), summary=count),
+    ]
+
+
+def _busiest(workers: list[Series]) -> list[Series]:
+    """The workers with the highest values get a line and a colour each; the others are
+    drawn as two grey lines, their highest and lowest value per bucket."""
+    if len(workers) <= WORKER_COLOURS:
+        return [Series(w.label, f"c{i}", w.values) for i, w in enumerate(workers)]
+    ranked = sorted(workers, key=lambda w: max((v for v in w.values if v is not None),
+                                               default=-1.0), reverse=True)
+    top, rest = ranked[:WORKER_COLOURS], ranked[WORKER_COLOURS:]
+    columns = [[v for v in bucket if v is not None] for bucket in zip(
+        *(w.values for w in rest), strict=True)]
+    others = f"{len(rest)} others"
+    return [
+        *(Series(w.label, f"c{i}", w.values) for i, w in enumerate(top)),
+        Series(f"{others}, highest", "others", [max(c) if c else None for c in columns]),
+        Series(f"{others}, lowest", "others", [min(c) if c else None for c in columns]),
     ]
 
 
@@ -134,8 +147,7 @@ def _chart(data: ChartData, *, key: str, title: str, y_title: str, series: list[
         key=key, title=title, y_title=y_title, x_title=_x_title(), lines=lines,
         y_ticks=[Tick(f"{_y(top * i / ticks, top):.1f}", _number(top * i / ticks))
                  for i in range(ticks + 1)],
-        x_ticks=_x_ticks(data, x_of), legend=lines[:LEGEND_WORKERS],
-        more=max(0, len(lines) - LEGEND_WORKERS), summary=summary,
+        x_ticks=_x_ticks(data, x_of), legend=lines, summary=summary,
     )
 
 
