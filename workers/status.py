@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from django.utils import timezone
 from . import admission, conf, processes
 from .clock import ago
 from .literals import literals
-from .models import Heartbeat, Task, TaskQuerySet, Worker
+from .models import Heartbeat, PausedQueue, Task, TaskQuerySet, Worker
 from .states import ACTIVE_WORKER_STATES, FINISHED_TASK_STATES, TaskState, WorkerState
 
 RECENT = timedelta(hours=1)
@@ -84,6 +85,7 @@ class Snapshot:
     workers: list[WorkerView]
     admission: admission.Admission
     queues: dict[str, dict[str, int]] = field(default_factory=dict)
+    paused: frozenset[str] = frozenset()  # queues no worker claims from until resumed
 
     @property
     def active(self) -> list[WorkerView]:
@@ -116,10 +118,15 @@ def _samples(worker_ids: list[int], now: datetime) -> dict[int, list[int]]:
     return {key: values[-SPARKLINE_SAMPLES:] for key, values in series.items()}
 
 
-def queue_counts() -> dict[str, dict[str, int]]:
-    counts: dict[str, dict[str, int]] = defaultdict(
-        lambda: {"waiting": 0, "queued": 0, "running": 0, "failed_last_hour": 0}
-    )
+def _no_tasks() -> dict[str, int]:
+    return {"waiting": 0, "queued": 0, "running": 0, "failed_last_hour": 0}
+
+
+def queue_counts(paused: Collection[str] = ()) -> dict[str, dict[str, int]]:
+    """Each queue's tasks by state, for queues with work or a failure in the last hour,
+    and for ``paused`` ones (shown even when empty, so they can be resumed)."""
+    counts: dict[str, dict[str, int]] = defaultdict(_no_tasks)
+    counts.update((name, _no_tasks()) for name in paused)
     live = Task.objects.filter(
         state__in=[TaskState.WAITING, TaskState.QUEUED, TaskState.RUNNING]
     ).values("queue", "state").annotate(n=Count("*"))  # "*": PostgreSQL reads the index only
@@ -211,9 +218,9 @@ def snapshot() -> Snapshot:
     tasks = _running_tasks(ids)
     samples = _samples(ids, now)
     views = [_view(row, tasks.get(row.pk), samples.get(row.pk, []), now) for row in rows]
-    return Snapshot(
-        generated_at=now, workers=views, admission=admission.check(), queues=queue_counts()
-    )
+    paused = frozenset(PausedQueue.objects.values_list("name", flat=True))
+    return Snapshot(generated_at=now, workers=views, admission=admission.check(),
+                    queues=queue_counts(paused), paused=paused)
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -275,5 +282,6 @@ def to_json(snap: Snapshot) -> dict[str, Any]:
             "available": adm.memory.available,
             "percent": adm.memory.percent,
         },
-        "queue": snap.queues,
+        "queue": {name: {**counts, "paused": name in snap.paused}
+                  for name, counts in snap.queues.items()},
     }

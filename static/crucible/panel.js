@@ -87,6 +87,8 @@
     "drain-worker": (body) => "Draining worker " + workerId(body) + ": it finishes its task, then stops.",
     "abort": (body) => "Aborting worker " + workerId(body) + ".",
     "undrain": (body) => "Cancelled the drain of worker " + workerId(body) + ": it serves its queues again.",
+    "pause": (body) => "Paused queue " + body.name + ": its tasks stay queued until you resume it.",
+    "resume": (body) => "Resumed queue " + body.name + ": workers take its tasks again.",
   };
 
   const LIMIT_TITLES = {memory: "Insufficient memory", cores: "All cores in use", max_count: "Worker cap reached"};

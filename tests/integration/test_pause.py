@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from tests.conftest import wait_for
-from workers import pausing, queue
+from workers import pausing, queue, status
 from workers.exceptions import InvalidQueueName
 from workers.models import PausedQueue, Task, Worker
 from workers.states import Outcome, TaskState, WorkerState
@@ -154,3 +154,17 @@ def test_the_command_line_names_a_bad_queue_name(crucible):
     with pytest.raises(CommandError, match="a queue name has 1 to 100 characters"):
         workers_command("queue", "pause", "x" * 101)
     assert not PausedQueue.objects.exists()
+
+
+def test_the_status_lists_a_paused_queue_even_when_it_is_empty(crucible):
+    enqueue("add", 1, 2)
+    pausing.pause("nightly")
+
+    snap = status.snapshot()
+    document = status.to_json(snap)
+
+    assert snap.queues["nightly"] == {"waiting": 0, "queued": 0, "running": 0,
+                                      "failed_last_hour": 0}
+    assert document["queue"]["nightly"]["paused"] is True
+    assert document["queue"]["default"] == {"waiting": 0, "queued": 1, "running": 0,
+                                            "failed_last_hour": 0, "paused": False}

@@ -112,9 +112,10 @@ STATUS = _object({
     }),
     "queue": {
         "type": "object",
-        "description": "Task counts by queue name.",
+        "description": "Task counts by queue name (paused queues too, even when empty).",
         "additionalProperties": _object({
             "waiting": INTEGER, "queued": INTEGER, "running": INTEGER, "failed_last_hour": INTEGER,
+            "paused": {**BOOLEAN, "description": "No worker claims from it until it is resumed."},
         }),
     },
 }, "Every active worker and those that ended in the last hour, capacity and queues.")

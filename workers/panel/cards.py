@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -243,6 +244,13 @@ class QueueRow(Readable):
     queued: int
     running: int
     failed_last_hour: int
+    paused: bool = False
+
+    @property
+    def pause_question(self) -> str:
+        queued = f"Its {self.queued} queued task(s) stay" if self.queued else "Its tasks stay"
+        return (f"{queued} queued until you resume it; tasks already running finish. "
+                "Workers on every machine stop claiming from it.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,11 +319,15 @@ def memory_bar(adm: Admission) -> MemoryBar:
     )
 
 
-def queue_rows(queues: dict[str, dict[str, int]]) -> list[QueueRow]:
-    return [
-        QueueRow(name, *(counts.get(column, 0) for column in QUEUE_COLUMNS))
-        for name, counts in queues.items()
-    ]
+def queue_rows(queues: dict[str, dict[str, int]],
+               paused: Collection[str] = ()) -> list[QueueRow]:
+    return [_queue_row(name, counts, name in paused) for name, counts in queues.items()]
+
+
+def _queue_row(name: str, counts: dict[str, int], paused: bool) -> QueueRow:
+    get = counts.get
+    return QueueRow(name, get("waiting", 0), get("queued", 0), get("running", 0),
+                    get("failed_last_hour", 0), paused)
 
 
 def overview(snap: Snapshot) -> Overview:
@@ -327,7 +339,7 @@ def overview(snap: Snapshot) -> Overview:
         reason=adm.reason,
         limits=limits(adm.limits),
         memory=memory_bar(adm),
-        queues=queue_rows(snap.queues),
+        queues=queue_rows(snap.queues, snap.paused),
         binding=adm.binding,
     )
 

@@ -70,12 +70,12 @@ def test_the_status_query_count_does_not_grow_with_the_workers(
     assert Worker.objects.count() == 64
 
     # session, user, 2 for permissions; snapshot: 2 for workers, tasks, samples, 2 for
-    # admission, 2 for queue counts.
+    # admission, paused queues, 2 for queue counts.
     with django_assert_num_queries(few):
         body = api.get("/api/workers/status/").json()
     assert len(body["workers"]) == 64
     assert all(worker["task"] is not None for worker in body["workers"])
-    assert few == 12
+    assert few == 13
 
 
 def test_a_token_adds_at_most_one_query_to_the_status(crucible):
@@ -83,7 +83,7 @@ def test_a_token_adds_at_most_one_query_to_the_status(crucible):
     populate(crucible.node_address, 3)
     status_queries(api)  # the first use records last_used_at
 
-    assert status_queries(api) == 11  # token and user in one query, no session
+    assert status_queries(api) == 12  # token and user in one query, no session
 
 
 # --- add: refusals (starting processes is in test_real_workers.py) ---
