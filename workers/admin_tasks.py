@@ -22,7 +22,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_http_methods
 
 from . import owners, tasklist
-from .models import Task
+from .models import PausedQueue, Task
 from .panel import views as panel_views
 from .states import TaskState
 
@@ -204,6 +204,7 @@ class TaskViews(_Admin):
                       for state in [*TaskState.values, tasklist.SCHEDULED]},
             "all_url": f"{tasks}?{urlencode({'queue': name})}",
             "poll_seconds": panel_views.POLL_SECONDS,
+            "paused": PausedQueue.objects.filter(name=name).first(),
         }
         response = TemplateResponse(request, QUEUE_TEMPLATE, context)
         if getattr(request, "htmx", None):

@@ -10,6 +10,7 @@ import io
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 from django.utils import timezone
 
 from tests.conftest import wait_for
@@ -168,3 +169,14 @@ def test_the_status_lists_a_paused_queue_even_when_it_is_empty(crucible):
     assert document["queue"]["nightly"]["paused"] is True
     assert document["queue"]["default"] == {"waiting": 0, "queued": 1, "running": 0,
                                             "failed_last_hour": 0, "paused": False}
+
+
+def test_the_queue_page_says_it_is_paused_by_whom(crucible, admin_client):
+    enqueue("add", 1, 2, queue="sims")
+    url = reverse("admin:workers_task_queue", args=["sims"])
+    assert "cr-queue-paused" not in admin_client.get(url).content.decode()
+
+    pausing.pause("sims", by="alice")
+
+    html = admin_client.get(url).content.decode()
+    assert 'id="cr-queue-paused"' in html and "by alice" in html
