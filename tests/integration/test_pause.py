@@ -7,6 +7,7 @@ forms: one queue, several queues; and the success-then-claim path) and real work
 from __future__ import annotations
 
 import io
+from datetime import datetime, timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -76,7 +77,7 @@ def test_the_pause_is_a_row_that_says_who_and_when(crucible):
     pausing.pause("nightly", by="alice")
     row = PausedQueue.objects.get()
     assert (row.name, row.paused_by) == ("nightly", "alice")
-    assert row.paused_at >= before - timezone.timedelta(seconds=5)
+    assert row.paused_at >= before - timedelta(seconds=5)
     assert set(pausing.paused()) == {"nightly"}
     assert pausing.is_paused("nightly") and not pausing.is_paused("default")
 
@@ -104,6 +105,12 @@ def test_a_running_worker_leaves_a_paused_queue_alone_until_it_is_resumed(worker
     wait_for(lambda: task(held.pk).state == TaskState.SUCCEEDED, timeout=30)
 
 
+def beat(worker: Worker) -> datetime:
+    last = Worker.objects.get(pk=worker.pk).last_heartbeat
+    assert last is not None
+    return last
+
+
 def test_the_pause_holds_for_a_worker_started_after_it(workers):
     pausing.pause("default")
     held = enqueue("record", "held")
@@ -111,10 +118,12 @@ def test_the_pause_holds_for_a_worker_started_after_it(workers):
     worker = wait_for(lambda: Worker.objects.filter(state=WorkerState.RUNNING).first(),
                       timeout=30)
     seen = worker.last_heartbeat
+    assert seen is not None
     # Two heartbeats later it has looked for work at least once (it polls every 0.5 s).
-    wait_for(lambda: Worker.objects.get(pk=worker.pk).last_heartbeat > seen, timeout=30)
+    wait_for(lambda: beat(worker) > seen, timeout=30)
     seen = Worker.objects.get(pk=worker.pk).last_heartbeat
-    wait_for(lambda: Worker.objects.get(pk=worker.pk).last_heartbeat > seen, timeout=30)
+    assert seen is not None
+    wait_for(lambda: beat(worker) > seen, timeout=30)
     assert task(held.pk).state == TaskState.QUEUED
     assert Task.objects.filter(state=TaskState.RUNNING).count() == 0
 
@@ -133,7 +142,7 @@ def workers_command(*args: str) -> str:
 
 def test_the_command_line_pauses_lists_and_resumes_a_queue(crucible):
     enqueue("add", 1, 2, queue="nightly")
-    enqueue("add", 1, 2, queue="nightly", run_after=timezone.now() + timezone.timedelta(hours=1))
+    enqueue("add", 1, 2, queue="nightly", run_after=timezone.now() + timedelta(hours=1))
     enqueue("add", 1, 2)
 
     assert workers_command("queue", "pause", "nightly") == "paused queue nightly\n"

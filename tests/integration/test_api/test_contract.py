@@ -315,11 +315,16 @@ def _queues_bad(w: World) -> Any:
     return w.api.get("/api/queues/", state="QUEUED")
 
 
+def _queue_verb(verb: str, name: str) -> Scenario:
+    def make(world: World) -> Any:
+        return world.api.post(f"/api/queues/{verb}/", {"queue": name})
+
+    return make
+
+
 for verb_ in ("pause", "resume"):
-    SCENARIOS[("POST", f"/api/queues/{verb_}/", 200)] = (
-        lambda w, verb=verb_: w.api.post(f"/api/queues/{verb}/", {"queue": "sims"}))
-    SCENARIOS[("POST", f"/api/queues/{verb_}/", 400)] = (
-        lambda w, verb=verb_: w.api.post(f"/api/queues/{verb}/", {"queue": ""}))
+    SCENARIOS[("POST", f"/api/queues/{verb_}/", 200)] = _queue_verb(verb_, "sims")
+    SCENARIOS[("POST", f"/api/queues/{verb_}/", 400)] = _queue_verb(verb_, "")
 
 
 @scenario("GET", "/api/schema/", 200)

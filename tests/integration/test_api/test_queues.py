@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
@@ -18,7 +20,7 @@ pytestmark = [pytest.mark.django_db, NO_STATIC_ROOT]
 
 def test_pause_list_and_resume_a_queue(admin_api, crucible):
     task_row(TaskState.QUEUED, queue="sims")
-    task_row(TaskState.QUEUED, queue="sims", run_after=timezone.now() + timezone.timedelta(hours=1))
+    task_row(TaskState.QUEUED, queue="sims", run_after=timezone.now() + timedelta(hours=1))
     task_row(TaskState.RUNNING, queue="default")
 
     paused = admin_api.post("/api/queues/pause/", {"queue": "sims"}).json()
