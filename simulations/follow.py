@@ -1,5 +1,6 @@
 """Follow tasks to their end, for ``simulate --wait``: a text progress bar with an ETA from
-the progress rate, one line of at most 79 columns (a terminal of 80 redraws it in place)."""
+the progress rate (until following has one, the running attempts' own), one line of at most
+79 columns (a terminal of 80 redraws it in place)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from django.utils import timezone
+
+from workers import tasklist
 from workers.models import Task, Worker
 from workers.states import ACTIVE_WORKER_STATES, FINISHED_TASK_STATES, TaskState
 
@@ -24,6 +28,7 @@ class Snapshot:
     states: Counter[str]
     message: str = ""
     failures: list[tuple[int, str]] = field(default_factory=list)
+    attempt_eta: float | None = None  # from the running attempts' own rates, at once
 
     @property
     def total(self) -> int:
@@ -50,7 +55,17 @@ def snapshot(task_ids: list[int]) -> Snapshot:
         states=Counter(t.state for t in tasks),
         message=running[0].progress_message if len(running) == 1 else "",
         failures=failures,
+        attempt_eta=_attempts_eta(running),
     )
+
+
+def _attempts_eta(running: list[Task]) -> float | None:
+    """The longest of the running attempts' ETAs, each from its progress since it began."""
+    now = timezone.now()
+    etas = [tasklist.eta(t.progress, (now - t.last_attempted_at).total_seconds())
+            for t in running if t.last_attempted_at is not None]
+    known = [left for left in etas if left is not None]
+    return max(known) if known else None
 
 
 def bar(fraction: float, width: int = BAR_WIDTH) -> str:
@@ -97,7 +112,8 @@ def follow(task_ids: list[int], write: Callable[[str, str], None], poll: float =
         snap = snapshot(task_ids)
         now = time.monotonic()
         rate = rate or Rate(now, snap.fraction)
-        text = line(snap, rate.eta(snap.fraction, now))
+        eta = rate.eta(snap.fraction, now)
+        text = line(snap, snap.attempt_eta if eta is None and not snap.finished else eta)
         key = text if live else (round(snap.fraction * 100), sorted(snap.states.items()))
         if key != last:
             write(text, "\r" if live else "\n")

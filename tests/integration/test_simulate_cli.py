@@ -6,13 +6,19 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from simulations import workdir
+from simulations.follow import line, snapshot
 from simulations.models import Simulation
 from tests.conftest import ROOT, worker_env
+from tests.integration.helpers import enqueue
+from workers.models import Task
+from workers.states import TaskState
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
@@ -55,3 +61,15 @@ def test_the_site_of_the_admin_link_can_be_given(workers, runtime_dir):
     assert done.returncode == 0, done.stderr
     assert (f"  admin:     https://sims.example.org/admin/simulations/simulation/{sim.pk}/change/"
             in done.stdout.splitlines())
+
+
+def test_the_eta_is_known_from_a_running_attempts_first_report(crucible):
+    task = enqueue("add", 1, 2)
+    Task.objects.filter(pk=task.pk).update(
+        state=TaskState.RUNNING, progress=0.25,
+        last_attempted_at=timezone.now() - timedelta(seconds=30))
+
+    snap = snapshot([task.pk])
+
+    assert snap.attempt_eta is not None and 89 <= snap.attempt_eta <= 95
+    assert re.search(r"25%  ETA 1m 3\ds  1 running", line(snap, snap.attempt_eta))

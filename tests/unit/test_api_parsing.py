@@ -139,8 +139,10 @@ def test_the_checker_catches_what_a_drifting_document_would_miss():
         checker.validate(True, {"type": "integer"})
     with pytest.raises(Mismatch, match="ISO 8601"):
         checker.validate("2030-01-01T00:00:00", {"type": "string", "format": "date-time"})
-    with pytest.raises(Mismatch, match="does not know"):
+    with pytest.raises(Mismatch, match="shorter than 2"):
         checker.validate("x", {"type": "string", "minLength": 2})
+    with pytest.raises(Mismatch, match="does not know"):
+        checker.validate([], {"type": "array", "minItems": 2})
     with pytest.raises(Mismatch, match="does not match"):
         checker.validate("a\x00", {"type": "string", "pattern": "^[^\\x00]*$"})
     with pytest.raises(Mismatch, match="does not match"):
