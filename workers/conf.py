@@ -31,6 +31,9 @@ class WorkerSettings:
     node_labels: dict[str, str] = field(default_factory=dict)
     memory_per_task_mb: int = 8192
     memory_guard_mb: int = 2048
+    memory_limit_mb: int = 0  # a task's limit when it declares none; 0: no limit
+    memory_retry_factor: float = 1.5  # a task stopped for memory is retried with this much more
+    executor_max_rss_mb: int = 0  # 0: the executor's size at start plus 100 MB
     max_attempts: int = 3
     retry_backoff: float = 10.0
     retry_backoff_max: float = 3600.0
@@ -79,6 +82,12 @@ def _positive(value: float) -> float:
 def _at_least_one(value: int) -> int:
     if value < 1:
         raise ValueError("must be at least 1")
+    return value
+
+
+def _factor(value: float) -> float:
+    if value < 1:
+        raise ValueError("must be at least 1 (a factor that never lowers memory)")
     return value
 
 
@@ -176,6 +185,15 @@ def from_env(env: environ.Env, base_dir: Path) -> WorkerSettings:
         ),
         "memory_guard_mb": _read(
             env, "WORKER_MEMORY_GUARD_MB", _integer, d.memory_guard_mb, _non_negative
+        ),
+        "memory_limit_mb": _read(
+            env, "WORKER_MEMORY_LIMIT_MB", _integer, d.memory_limit_mb, _non_negative
+        ),
+        "memory_retry_factor": _read(
+            env, "WORKER_MEMORY_RETRY_FACTOR", _number, d.memory_retry_factor, _factor
+        ),
+        "executor_max_rss_mb": _read(
+            env, "WORKER_EXECUTOR_MAX_RSS_MB", _integer, d.executor_max_rss_mb, _non_negative
         ),
         "max_attempts": _read(env, "WORKER_MAX_ATTEMPTS", _integer, d.max_attempts, _at_least_one),
         "retry_backoff": _read(env, "WORKER_RETRY_BACKOFF", _number, d.retry_backoff, _positive),
