@@ -1,5 +1,6 @@
 from .heartbeat import Heartbeat, TickGuard
 from .queue import PausedQueue
+from .run import Run, RunState
 from .sample import ALL_QUEUES, QueueSample, WorkerSample
 from .task import Task, TaskAttempt, TaskDependency, TaskQuerySet
 from .token import ApiToken
@@ -11,6 +12,8 @@ __all__ = [
     "Heartbeat",
     "PausedQueue",
     "QueueSample",
+    "Run",
+    "RunState",
     "Task",
     "TaskAttempt",
     "TaskDependency",

@@ -71,6 +71,10 @@ class Task(models.Model):
         default=0, help_text="Predecessors that have not succeeded yet; WAITING until 0."
     )
     has_dependents = models.BooleanField(default=False)
+    # A run's task: its end is followed up (``has_dependents``) when the run needs it.
+    run = models.ForeignKey("workers.Run", null=True, blank=True, on_delete=models.CASCADE,
+                            related_name="tasks", db_index=False)  # task_run_state_idx
+    name = models.CharField(max_length=100, blank=True, help_text="Its name within its run.")
 
     objects = TaskQuerySet.as_manager()
 
@@ -104,6 +108,13 @@ class Task(models.Model):
                 condition=Q(state__in=["SUCCEEDED", "FAILED", "CANCELLED"]),
                 name="task_finished_idx",
             ),
+            # runs: a run's tasks by state, and its tasks free to queue (workers.runs);
+            # partial, so tasks outside runs cost these indexes nothing
+            models.Index(fields=["run", "state"], condition=Q(run__isnull=False),
+                         name="task_run_state_idx"),
+            models.Index(fields=["run", "-priority", "id"],
+                         condition=Q(run__isnull=False, state="WAITING", pending_dependencies=0),
+                         name="task_run_ready_idx"),
         ]
         permissions = [
             ("submit_task", "Can submit tasks"),

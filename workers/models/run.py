@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from django.db import models
+from django.db.models.functions import Now
+
+
+class RunState(models.TextChoices):
+    CREATED = "CREATED", "Created"
+    RUNNING = "RUNNING", "Running"
+    PAUSED = "PAUSED", "Paused"
+    COMPLETED = "COMPLETED", "Completed"
+    FAILED = "FAILED", "Failed"
+    CANCELLED = "CANCELLED", "Cancelled"
+
+
+class FailurePolicy(models.TextChoices):
+    HALT = "halt", "Halt: a failed task stops the run"
+    CONTINUE = "continue", "Continue: only the failed task's dependants are skipped"
+
+
+class HaltRunning(models.TextChoices):
+    """What a halt does to the run's tasks that are running at that moment."""
+
+    FINISH = "finish", "Let them finish"
+    CANCEL = "cancel", "Cancel them"
+
+
+class RunMode(models.TextChoices):
+    PARALLEL = "parallel", "Parallel"
+    SEQUENTIAL = "sequential", "Sequential: one task at a time, in dependency order"
+
+
+ACTIVE_RUN_STATES = (RunState.CREATED, RunState.RUNNING, RunState.PAUSED)
+FINISHED_RUN_STATES = (RunState.COMPLETED, RunState.FAILED, RunState.CANCELLED)
+
+
+class RunQuerySet(models.QuerySet["Run"]):
+    def active(self) -> RunQuerySet:
+        return self.filter(state__in=ACTIVE_RUN_STATES)
+
+
+class Run(models.Model):
+    """A group of tasks with dependencies, a failure policy and a cap on parallel tasks.
+
+    Its tasks point at it (``Task.run``). Whether they may be queued is decided in the
+    transactions that change the run or end one of its tasks (``workers.runs``), never by
+    the claim: a task the run holds back is WAITING.
+    """
+
+    name = models.CharField(max_length=200)
+    state = models.CharField(max_length=16, choices=RunState.choices, default=RunState.CREATED,
+                             db_index=True)
+    failure_policy = models.CharField(max_length=16, choices=FailurePolicy.choices,
+                                      default=FailurePolicy.HALT)
+    halt_running = models.CharField(max_length=16, choices=HaltRunning.choices,
+                                    default=HaltRunning.FINISH)
+    mode = models.CharField(max_length=16, choices=RunMode.choices, default=RunMode.PARALLEL)
+    max_parallel = models.PositiveIntegerField(null=True, blank=True)
+    locks = models.JSONField(default=list, blank=True)
+    reason = models.TextField(blank=True, help_text="Why it failed or was cancelled.")
+    created_by = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} {self.name} ({self.state})"
+
+    @property
+    def cap(self) -> int | None:
+        """How many of its tasks may be queued or running at once (None: no limit)."""
+        if self.mode == RunMode.SEQUENTIAL:
+            return 1
+        return self.max_parallel
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE_RUN_STATES
