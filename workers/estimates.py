@@ -1,0 +1,55 @@
+"""How much memory a task is expected to need: the figure the scheduler reserves for it.
+
+:func:`estimate` is called once, when a task is enqueued (and again when an operator
+retries it); its answer is stored on the task (``memory_estimate_mb``, ``memory_source``)
+and every claim compares that stored figure with what its node has left.
+
+Order: the task's own ``memory_mb`` (declared); else a figure learned from measured peaks
+of earlier runs of the same function (learned); else WORKER_MEMORY_PER_TASK_MB (default).
+The learned part is filled in by the executor side of issue 10 (:func:`_learned`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from . import conf
+
+DECLARED = "declared"
+LEARNED = "learned"
+DEFAULT = "default"
+SOURCES = (DECLARED, LEARNED, DEFAULT)
+
+__all__ = ["DECLARED", "DEFAULT", "LEARNED", "SOURCES", "Estimate", "estimate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """``mb`` megabytes, from ``source``; ``runs`` is how many measured runs a learned one
+    rests on (0 otherwise)."""
+
+    mb: int
+    source: str
+    runs: int = 0
+
+    def describe(self) -> str:
+        """``declared``, ``learned from 5 runs`` or ``default``, as pages show it."""
+        if self.source == LEARNED:
+            return f"learned from {self.runs} run{'' if self.runs == 1 else 's'}"
+        return self.source
+
+
+def estimate(func_path: str, kwargs: dict[str, Any], declared_mb: int | None) -> Estimate:
+    """The memory to reserve for a call of ``func_path`` with ``kwargs``."""
+    if declared_mb is not None:
+        return Estimate(declared_mb, DECLARED)
+    learned = _learned(func_path, kwargs)
+    if learned is not None:
+        return learned
+    return Estimate(conf.get().memory_per_task_mb, DEFAULT)
+
+
+def _learned(func_path: str, kwargs: dict[str, Any]) -> Estimate | None:
+    """A figure learned from measured peaks of earlier runs; None until there is one."""
+    return None
