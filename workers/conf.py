@@ -34,6 +34,9 @@ class WorkerSettings:
     memory_limit_mb: int = 0  # a task's limit when it declares none; 0: no limit
     memory_retry_factor: float = 1.5  # a task stopped for memory is retried with this much more
     executor_max_rss_mb: int = 0  # 0: the executor's size at start plus 100 MB
+    node_memory_mb: int | None = None  # None: free memory at start minus the guard, followed
+    node_cpus: int | None = None  # None: the node's cores
+    memory_starvation_s: float = 600.0  # a task waiting longer is no longer overtaken
     max_attempts: int = 3
     retry_backoff: float = 10.0
     retry_backoff_max: float = 3600.0
@@ -122,6 +125,14 @@ def _optional_positive(value: float | None) -> float | None:
     return None if value is None else _positive(value)
 
 
+def _optional_integer(raw: str) -> int | None:
+    return _integer(raw)
+
+
+def _optional_at_least_one(value: int | None) -> int | None:
+    return None if value is None else _at_least_one(value)
+
+
 def _non_negative_number(value: float) -> float:
     if value < 0:
         raise ValueError("must not be negative")
@@ -194,6 +205,14 @@ def from_env(env: environ.Env, base_dir: Path) -> WorkerSettings:
         ),
         "executor_max_rss_mb": _read(
             env, "WORKER_EXECUTOR_MAX_RSS_MB", _integer, d.executor_max_rss_mb, _non_negative
+        ),
+        "node_memory_mb": _read(env, "WORKER_NODE_MEMORY_MB", _optional_integer, None,
+                                _optional_at_least_one),
+        "node_cpus": _read(env, "WORKER_NODE_CPUS", _optional_integer, None,
+                           _optional_at_least_one),
+        "memory_starvation_s": _read(
+            env, "WORKER_MEMORY_STARVATION_S", _number, d.memory_starvation_s,
+            _non_negative_number,
         ),
         "max_attempts": _read(env, "WORKER_MAX_ATTEMPTS", _integer, d.max_attempts, _at_least_one),
         "retry_backoff": _read(env, "WORKER_RETRY_BACKOFF", _number, d.retry_backoff, _positive),

@@ -1,4 +1,5 @@
 from .heartbeat import Heartbeat, TickGuard
+from .node import Node
 from .queue import PausedQueue
 from .run import Run, RunState
 from .sample import ALL_QUEUES, QueueSample, WorkerSample
@@ -10,6 +11,7 @@ __all__ = [
     "ALL_QUEUES",
     "ApiToken",
     "Heartbeat",
+    "Node",
     "PausedQueue",
     "QueueSample",
     "Run",

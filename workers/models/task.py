@@ -39,6 +39,21 @@ class Task(models.Model):
     )
     timeout = models.FloatField(help_text="Seconds one attempt may run.")
     memory_mb = models.PositiveIntegerField(null=True, blank=True)
+    # What the scheduler reserves on a node while the task runs, fixed at enqueue (and at
+    # an operator's retry) by workers.estimates; 0 for a row made outside enqueue().
+    memory_estimate_mb = models.PositiveIntegerField(db_default=0)
+    memory_source = models.CharField(max_length=8, blank=True, db_default="",
+                                     help_text="declared, learned or default.")
+    memory_estimate_runs = models.PositiveIntegerField(
+        db_default=0, help_text="Measured runs a learned estimate rests on.")
+    memory_limit_mb = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Stopped when its processes grow past this.")
+    cpus = models.PositiveSmallIntegerField(db_default=1)
+    node = models.ForeignKey(
+        "workers.Node", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        db_index=False, db_constraint=False,  # set by every claim: no lookup of the node row
+        help_text="The node whose budget the task's running attempt counts against.",
+    )
     retry_backoff = models.FloatField(null=True, blank=True, help_text="Base delay in seconds.")
     run_after = models.DateTimeField(null=True, blank=True)
 
@@ -93,9 +108,10 @@ class Task(models.Model):
             models.Index(
                 fields=["worker"], condition=Q(state="RUNNING"), name="task_running_worker_idx"
             ),
-            # admission's "largest queued memory estimate": an index lookup, not a scan
+            # admission's "largest queued memory estimate": an index walk, not a scan
             models.Index(
-                fields=["memory_mb"], condition=Q(state="QUEUED"), name="task_queued_memory_idx"
+                fields=["-memory_estimate_mb"], condition=Q(state="QUEUED"),
+                name="task_queued_estimate_idx",
             ),
             # 10 million rows: the admin's search and priority filter (migration 0007, which
             # also indexes (worker, id) on PostgreSQL only, for deleting ended workers)
