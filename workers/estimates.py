@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import conf
+from . import conf, learning
 
 DECLARED = "declared"
 LEARNED = "learned"
@@ -27,11 +27,13 @@ __all__ = ["DECLARED", "DEFAULT", "LEARNED", "SOURCES", "Estimate", "estimate"]
 @dataclass(frozen=True, slots=True)
 class Estimate:
     """``mb`` megabytes, from ``source``; ``runs`` is how many measured runs a learned one
-    rests on (0 otherwise)."""
+    rests on (0 otherwise); ``scale`` is what the task's memory grows with, if its function
+    names one (stored on the task, so that its measured peak is learned per unit of it)."""
 
     mb: int
     source: str
     runs: int = 0
+    scale: float | None = None
 
     def describe(self) -> str:
         """``declared``, ``learned from 5 runs`` or ``default``, as pages show it."""
@@ -42,14 +44,10 @@ class Estimate:
 
 def estimate(func_path: str, kwargs: dict[str, Any], declared_mb: int | None) -> Estimate:
     """The memory to reserve for a call of ``func_path`` with ``kwargs``."""
+    scale = learning.scale_of(func_path, kwargs)
     if declared_mb is not None:
-        return Estimate(declared_mb, DECLARED)
-    learned = _learned(func_path, kwargs)
+        return Estimate(declared_mb, DECLARED, scale=scale)
+    learned = learning.learned(func_path, scale)
     if learned is not None:
-        return learned
-    return Estimate(conf.get().memory_per_task_mb, DEFAULT)
-
-
-def _learned(func_path: str, kwargs: dict[str, Any]) -> Estimate | None:
-    """A figure learned from measured peaks of earlier runs; None until there is one."""
-    return None
+        return Estimate(learned.mb, LEARNED, learned.runs, scale)
+    return Estimate(conf.get().memory_per_task_mb, DEFAULT, scale=scale)

@@ -20,7 +20,7 @@ import psutil
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
 
-from . import conf, doorbell, launcher, lifecycle, processes, queue, retention
+from . import conf, doorbell, launcher, learning, lifecycle, processes, queue, retention
 from .charts import sampling
 from .clock import Now, ago
 from .logs import sweep_orphans
@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 ABORT_GRACE = 3.0
 PRUNE_EVERY = 60.0
 SAMPLE_EVERY = 20.0  # a minute's chart sample is written within this long of its end
+LEARN_EVERY = 5.0  # finished attempts' peaks reach their functions' estimates within this
 
 
 @dataclass
@@ -44,6 +45,7 @@ class TickReport:
     pruned_workers: int = 0
     pruned_samples: int = 0
     swept_logs: int = 0
+    learned: int = 0
 
 
 def acquire(name: str, holder: str, interval: float) -> bool:
@@ -112,10 +114,12 @@ def maybe_tick() -> TickReport | None:
         leases=node_turn("leases", leases_every),
         prune=node_turn("prune", PRUNE_EVERY),
         sample=node_turn("sample", SAMPLE_EVERY),
+        learn=node_turn("learn", max(settings.tick_interval, LEARN_EVERY) * 0.9),
     )
 
 
-def tick(*, leases: bool = True, prune: bool = True, sample: bool = True) -> TickReport:
+def tick(*, leases: bool = True, prune: bool = True, sample: bool = True,
+         learn: bool = True) -> TickReport:
     report = TickReport()
     live_here = _local_workers(report)
     if leases or report.gone or report.killed or report.timed_out:
@@ -126,6 +130,8 @@ def tick(*, leases: bool = True, prune: bool = True, sample: bool = True) -> Tic
         _sweep_logs(report)
     if sample and acquire("sample", "tick", SAMPLE_EVERY):
         _sample()
+    if learn:
+        _learn(report)
     return report
 
 
@@ -208,6 +214,14 @@ def _sample() -> None:
         sampling.sample()
     except DatabaseError:
         logger.exception("tick: could not write the charts' samples; the next tick tries again")
+
+
+def _learn(report: TickReport) -> None:
+    """Measured peaks of attempts that ended since the last fold, into learned estimates."""
+    try:
+        report.learned = learning.fold()
+    except DatabaseError:
+        logger.exception("tick: could not learn from measured peaks; the next tick tries again")
 
 
 def _sweep_logs(report: TickReport) -> None:

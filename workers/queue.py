@@ -29,7 +29,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, Greatest
 
-from . import clock, conf, dependencies, doorbell, storable
+from . import clock, conf, dependencies, doorbell, memory_retry, storable
 from .claim import ClaimedTask, claim, record_success, succeed_and_claim_pg
 from .clock import Now, later
 from .exceptions import LostAttempt, TaskNotFound
@@ -170,6 +170,8 @@ def _record_attempt(task: Task, started_at: datetime | None, ending: Ending,
         exception_class=ending.exception_class,
         peak_rss_bytes=ending.peak_rss_bytes,
         log_tail=ending.log_tail,
+        memory_estimate_mb=task.memory_estimate_mb or None,
+        memory_limit_mb=task.memory_limit_mb or conf.get().memory_limit_mb or None,
     )
 
 
@@ -298,6 +300,8 @@ def _end(task: Task, ending: Ending, started_at: datetime | None) -> Verdict:
         # Back in the queue: no progress and no worker until an attempt claims it again
         # (who ran the last attempt stays in its attempt row).
         fields.update(progress=None, progress_message="", worker=None)
+        if ending.outcome in memory_retry.MEMORY_OUTCOMES:
+            fields.update(memory_retry.raised(task))  # ran out of memory: retried with more
     else:
         fields["finished_at"] = now
     if verdict.quarantined:

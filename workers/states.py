@@ -37,6 +37,8 @@ class Outcome(models.TextChoices):
     CRASHED = "CRASHED", "Process crashed"
     WORKER_LOST = "WORKER_LOST", "Worker lost"
     LEASE_EXPIRED = "LEASE_EXPIRED", "Lease expired"
+    MEMORY_LIMIT = "MEMORY_LIMIT", "Memory limit exceeded"
+    OOM_KILLED = "OOM_KILLED", "Killed by the OOM killer"
 
 
 WORKER_TRANSITIONS: dict[str, frozenset[str]] = {

@@ -192,6 +192,8 @@ TICK_REPORT = _object({
     "pruned_workers": INTEGER,
     "pruned_samples": INTEGER,
     "swept_logs": {**INTEGER, "description": "Attempt logs of tasks gone (pruned elsewhere)."},
+    "learned": {**INTEGER, "description": "Measured peaks of finished attempts folded into "
+                                          "learned memory estimates."},
 })
 
 ADD_FIELDS: dict[str, Schema] = {

@@ -1,4 +1,5 @@
 from .heartbeat import Heartbeat, TickGuard
+from .learning import LearningMark, MemoryProfile
 from .node import Node
 from .queue import PausedQueue
 from .run import Run, RunState
@@ -11,6 +12,8 @@ __all__ = [
     "ALL_QUEUES",
     "ApiToken",
     "Heartbeat",
+    "LearningMark",
+    "MemoryProfile",
     "Node",
     "PausedQueue",
     "QueueSample",

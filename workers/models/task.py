@@ -49,6 +49,10 @@ class Task(models.Model):
     memory_limit_mb = models.PositiveIntegerField(
         null=True, blank=True, help_text="Stopped when its processes grow past this.")
     cpus = models.PositiveSmallIntegerField(db_default=1)
+    memory_scale = models.FloatField(
+        null=True, blank=True,
+        help_text="The size its function's memory grows with (e.g. grid points); "
+                  "learned estimates are per unit of it.")
     node = models.ForeignKey(
         "workers.Node", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
         db_index=False, db_constraint=False,  # set by every claim: no lookup of the node row
@@ -163,6 +167,10 @@ class TaskAttempt(models.Model):
     traceback = models.TextField(blank=True)
     peak_rss_bytes = models.BigIntegerField(null=True, blank=True)
     log_tail = models.TextField(blank=True)
+    memory_estimate_mb = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The estimate it was scheduled with.")
+    memory_limit_mb = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The limit it ran under; empty: none.")
 
     class Meta:
         ordering = ["task", "number"]

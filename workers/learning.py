@@ -1,0 +1,174 @@
+"""Memory estimates learned from measured peaks, per task function (optionally per unit of a
+scale the task names, e.g. a simulation kind's grid points x samples).
+
+Finished attempts are folded into one :class:`MemoryProfile` row per function by the
+monitor tick, a few seconds after they end: the hot path (claim, success) writes nothing
+more for it. An estimate is a high percentile of the latest peaks plus a margin; with a
+scale, of the peaks relative to a straight line fitted through (scale, peak).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import BooleanField, ExpressionWrapper, Q
+
+from .clock import ago
+from .models import TaskAttempt
+from .models.learning import LearningMark, MemoryProfile
+from .states import Outcome
+
+logger = logging.getLogger(__name__)
+MB = 1024 * 1024
+WINDOW = 50  # the latest measured attempts a profile keeps
+MIN_RUNS = 3  # measured attempts before an estimate is called learned
+PERCENTILE = 0.95
+MARGIN = 0.10
+SETTLE = 1.0  # seconds: an attempt row committed out of id order is not skipped
+FOLD_BATCH = 1000
+MARK = "attempts"
+# Outcomes whose peak says what the task needs: a full run, or one stopped for memory
+# (its peak is at least its limit). An error or a cancel may end before the peak.
+MEASURED = (Outcome.SUCCEEDED, Outcome.MEMORY_LIMIT, Outcome.OOM_KILLED)
+
+type Sample = tuple[float | None, float]  # (scale, peak MB)
+type Measure = Callable[[dict[str, Any]], float | None]
+_scales: dict[str, Measure] = {}
+
+
+def scale_by(func_path: str, measure: Measure) -> None:
+    """Learn ``func_path``'s memory per unit of ``measure(kwargs)`` (e.g. a simulation
+    kind's grid points): registered by the app that defines the function."""
+    _scales[func_path] = measure
+
+
+def scale_of(func_path: str, kwargs: dict[str, Any]) -> float | None:
+    measure = _scales.get(func_path)
+    return None if measure is None else measure(kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class Learned:
+    mb: int
+    runs: int
+
+
+def learned(func_path: str, scale: float | None = None) -> Learned | None:
+    """The learned estimate for a task of ``func_path`` (of ``scale``), or None if too few
+    of its attempts have been measured."""
+    profile = MemoryProfile.objects.filter(func_path=func_path).first()
+    if profile is None:
+        return None
+    mb = estimate_mb([(s, p) for s, p in profile.samples], scale)
+    return None if mb is None else Learned(mb, len(profile.samples))
+
+
+def estimate_mb(samples: Sequence[Sample], scale: float | None) -> int | None:
+    if scale is not None and scale > 0:
+        scaled = [(s, p) for s, p in samples if s is not None and s > 0]
+        if len(scaled) >= MIN_RUNS:
+            return _scaled(scaled, scale)
+    plain = [p for s, p in samples if s is None]
+    if len(plain) < MIN_RUNS:
+        return None
+    return _rounded(percentile(plain) * (1 + MARGIN))
+
+
+def percentile(values: Sequence[float], q: float = PERCENTILE) -> float:
+    """Nearest rank: the smallest value at least ``q`` of them do not exceed."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def _scaled(samples: Sequence[tuple[float, float]], scale: float) -> int:
+    """Peak = base + per_unit * scale, fitted by least squares; the high percentile of
+    how far peaks stood above that line, times the line at ``scale``, plus the margin."""
+    base, per_unit = fit(samples)
+    line = base + per_unit * scale
+    ratios = [peak / (base + per_unit * s) for s, peak in samples if base + per_unit * s > 0]
+    if line <= 0 or not ratios:  # the line says nothing here: scale in proportion
+        ratio = percentile([peak / s for s, peak in samples])
+        return _rounded(ratio * scale * (1 + MARGIN))
+    return _rounded(line * max(1.0, percentile(ratios)) * (1 + MARGIN))
+
+
+def fit(samples: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """(base, per_unit) of the least-squares line; through the origin when every sample
+    has the same scale. A negative slope is taken as flat."""
+    n = len(samples)
+    mean_s = sum(s for s, _ in samples) / n
+    mean_p = sum(p for _, p in samples) / n
+    spread = sum((s - mean_s) ** 2 for s, _ in samples)
+    if spread == 0:
+        return 0.0, mean_p / mean_s
+    per_unit = sum((s - mean_s) * (p - mean_p) for s, p in samples) / spread
+    if per_unit < 0:
+        return mean_p, 0.0
+    return mean_p - per_unit * mean_s, per_unit
+
+
+def _rounded(mb: float) -> int:
+    return max(1, math.ceil(round(mb, 6)))  # 560 * 1.1 is 616.0000000000001
+
+
+def fold(batch: int = FOLD_BATCH) -> int:
+    """Fold attempts that ended since the last fold into their functions' profiles; return
+    how many measured ones were learned from. One short transaction."""
+    _ensure_mark()
+    with transaction.atomic():
+        mark = LearningMark.objects.select_for_update().get(name=MARK)
+        rows = _settled(mark.attempt_id, batch)
+        if not rows:
+            return 0
+        learned_from = _learn(rows)
+        mark.attempt_id = rows[-1][0]
+        mark.save(update_fields=["attempt_id"])
+    return learned_from
+
+
+def _ensure_mark() -> None:
+    if LearningMark.objects.filter(name=MARK).exists():
+        return
+    with contextlib.suppress(IntegrityError), transaction.atomic():
+        LearningMark.objects.create(name=MARK)
+
+
+type Row = tuple[int, str, float | None, int | None, str, bool]
+
+
+def _settled(after: int, batch: int) -> list[Row]:
+    """Attempts after ``after`` in id order, up to the first that ended too recently (a
+    row with a smaller id may still be committing on PostgreSQL)."""
+    rows = TaskAttempt.objects.filter(pk__gt=after).order_by("pk").annotate(
+        settled=_older_than(SETTLE)
+    ).values_list("pk", "task__func_path", "task__memory_scale", "peak_rss_bytes", "outcome",
+                  "settled")[:batch]
+    found: list[Row] = []
+    for row in rows:
+        if not row[5]:
+            break
+        found.append(row)
+    return found
+
+
+def _older_than(seconds: float) -> ExpressionWrapper[Q]:
+    return ExpressionWrapper(Q(finished_at__lt=ago(seconds)), output_field=BooleanField())
+
+
+def _learn(rows: Sequence[Row]) -> int:
+    new: dict[str, list[Sample]] = {}
+    for _, func_path, scale, peak, outcome, _ in rows:
+        if peak and outcome in MEASURED:
+            new.setdefault(func_path, []).append((scale, round(peak / MB, 1)))
+    for func_path, samples in new.items():
+        profile, _ = MemoryProfile.objects.select_for_update().get_or_create(func_path=func_path)
+        profile.samples = [*profile.samples, *samples][-WINDOW:]
+        profile.runs += len(samples)
+        profile.save(update_fields=["samples", "runs", "updated_at"])
+    return sum(len(samples) for samples in new.values())
