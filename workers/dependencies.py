@@ -50,11 +50,35 @@ def unfinished(predecessors: list[Task]) -> int:
     return sum(1 for before in predecessors if before.state != TaskState.SUCCEEDED)
 
 
+def _run_of(task_id: int) -> int | None:
+    return Task.objects.filter(pk=task_id).values_list("run_id", flat=True).first()
+
+
+def count_off(task_id: int) -> int:
+    """``task_id`` succeeded: take one off each dependent's count, once per edge.
+
+    Two statements whatever the fan-out (no list of ids travels). The caller's transaction
+    holds the predecessor's row, so no other one counts the same edges meanwhile.
+    """
+    edges = TaskDependency.objects.filter(depends_on_id=task_id, satisfied=False)
+    counted = Task.objects.filter(pk__in=edges.values("task_id")).update(
+        pending_dependencies=F("pending_dependencies") - 1
+    )
+    edges.update(satisfied=True)
+    return counted
+
+
 def release(task_id: int) -> int:
     """``task_id`` succeeded: count it off its dependents once, queue those now free.
 
     Runs inside the transaction that recorded the success. Returns how many were queued.
+    A run's task is followed up by its run (``workers.runs.follow``).
     """
+    run_id = _run_of(task_id)
+    if run_id is not None:
+        from .runs import follow  # runs build on this module
+
+        return follow.succeeded(task_id, run_id)
     edges = TaskDependency.objects.filter(depends_on_id=task_id, satisfied=False)
     waiting = list(edges.values_list("task_id", flat=True))
     if not waiting or not edges.filter(task_id__in=waiting).update(satisfied=True):
@@ -70,8 +94,25 @@ def release(task_id: int) -> int:
     return queued
 
 
+def requeued(task_id: int) -> None:
+    """A run's task was queued again for another attempt: its run may hold it back."""
+    run_id = _run_of(task_id)
+    if run_id is not None:
+        from .runs import follow
+
+        follow.requeued(task_id, run_id)
+
+
 def halt(task_id: int) -> int:
-    """``task_id`` failed for good: fail its waiting dependents, and theirs, in turn."""
+    """``task_id`` failed for good: fail its waiting dependents, and theirs, in turn.
+
+    A run's task: its run's failure policy decides (``workers.runs.follow``).
+    """
+    run_id = _run_of(task_id)
+    if run_id is not None:
+        from .runs import follow
+
+        return follow.ended(task_id, run_id)
     failed, frontier = 0, [task_id]
     while frontier:
         upstream = frontier.pop()

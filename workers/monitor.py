@@ -20,7 +20,7 @@ import psutil
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
 
-from . import conf, doorbell, launcher, learning, lifecycle, processes, queue, retention
+from . import conf, doorbell, launcher, learning, lifecycle, processes, queue, retention, runs
 from .charts import sampling
 from .clock import Now, ago
 from .logs import sweep_orphans
@@ -124,6 +124,7 @@ def tick(*, leases: bool = True, prune: bool = True, sample: bool = True,
     live_here = _local_workers(report)
     if leases or report.gone or report.killed or report.timed_out:
         report.reclaimed += queue.reclaim_expired_leases(live_here)
+    _settle_runs()
     if prune and acquire("prune", "tick", PRUNE_EVERY):
         _prune(report)
     if prune:
@@ -206,6 +207,14 @@ def _stopped(pid: int) -> bool:
         return psutil.Process(pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
     except psutil.Error:
         return False
+
+
+def _settle_runs() -> None:
+    """End the runs whose last tasks ended without a follow-up; retry lock waiters."""
+    try:
+        runs.sweep()
+    except DatabaseError:
+        logger.exception("tick: could not settle runs; the next tick tries again")
 
 
 def _sample() -> None:

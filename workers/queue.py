@@ -316,8 +316,10 @@ def _end(task: Task, ending: Ending, started_at: datetime | None) -> Verdict:
     if not move(fenced, verdict.state, **fields):
         raise LostAttempt(f"task {task.pk} attempt {task.attempt} is no longer running")
     _record_attempt(task, started_at, ending, now)
-    if verdict.state != TaskState.QUEUED and task.has_dependents:
+    if verdict.state != TaskState.QUEUED and (task.has_dependents or task.run_id is not None):
         dependencies.halt(task.pk)
+    elif task.run_id is not None:
+        dependencies.requeued(task.pk)  # a paused or ended run holds its retry back
     if verdict.state == TaskState.QUEUED and not verdict.delay:
         transaction.on_commit(lambda: doorbell.ring_all(f"q:{task.queue}"))
     return verdict
@@ -438,7 +440,7 @@ def cancel(task_id: int) -> Task:
             ),
         )
         task = get(task_id)
-        if task.state == TaskState.CANCELLED and task.has_dependents:
+        if task.state == TaskState.CANCELLED and (task.has_dependents or task.run_id is not None):
             dependencies.halt(task_id)
         worker = task.worker if task.state == TaskState.RUNNING else None
         if worker is not None:

@@ -7,6 +7,7 @@ from typing import Any
 from django.http import JsonResponse
 
 from ..exceptions import CrucibleError, InvalidTaskSpec, TaskNotFound, WorkerNotFound
+from ..runs.errors import LockHeld, RunNotFound
 
 BEARER_REALM = 'Bearer realm="crucible"'
 
@@ -74,8 +75,10 @@ def from_engine(exc: CrucibleError) -> ApiError:
     """Translate an engine refusal into the API's error of the same meaning."""
     if isinstance(exc, InvalidTaskSpec):
         return BadRequest(exc.field, exc.message)
-    if isinstance(exc, WorkerNotFound | TaskNotFound):
+    if isinstance(exc, WorkerNotFound | TaskNotFound | RunNotFound):
         return NotFound(str(exc))
+    if isinstance(exc, LockHeld):
+        return Conflict(str(exc), {"holders": exc.holders})
     # IllegalTransition and every other refusal: the request is fine, the state says no.
     return Conflict(str(exc))
 

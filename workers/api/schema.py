@@ -467,6 +467,7 @@ PATHS: dict[str, Schema] = {
 
 def document() -> Schema:
     """The document as of now: the submit body names the tasks the allow-list takes."""
+    from . import run_schema  # built from this module's pieces
     return {
         "openapi": "3.1.0",
         "info": {
@@ -483,7 +484,7 @@ def document() -> Schema:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}, {"session": []}],
-        "paths": PATHS,
+        "paths": {**PATHS, **run_schema.PATHS},
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer",
@@ -507,6 +508,7 @@ def document() -> Schema:
                 "JsonValue": JSON_VALUE,
                 "TickReport": TICK_REPORT,
                 "QueueState": QUEUE_STATE,
+                **run_schema.schemas(sorted(registry.allowed())),
                 **ERRORS,
             },
             "responses": RESPONSES,

@@ -2,7 +2,7 @@
 
 from django.urls import URLPattern, path
 
-from . import views
+from . import runs, views
 from .routing import Route
 
 urlpatterns: list[URLPattern] = [
@@ -24,5 +24,10 @@ urlpatterns: list[URLPattern] = [
     path("api/queues/", Route(views.queue_list), name="api-queues"),
     path("api/queues/pause/", Route(views.queue_pause), name="api-queue-pause"),
     path("api/queues/resume/", Route(views.queue_resume), name="api-queue-resume"),
+    path("api/runs/", Route(runs.run_list, runs.run_submit), name="api-runs"),
+    path("api/runs/<int:run_id>/", Route(runs.run_detail), name="api-run"),
+    path("api/runs/<int:run_id>/pause/", Route(runs.run_pause), name="api-run-pause"),
+    path("api/runs/<int:run_id>/resume/", Route(runs.run_resume), name="api-run-resume"),
+    path("api/runs/<int:run_id>/cancel/", Route(runs.run_cancel), name="api-run-cancel"),
     path("api/schema/", Route(views.openapi), name="api-schema"),
 ]

@@ -1,4 +1,4 @@
-"""Runs of dependent tasks (issue 11): the Run, and each task's run and name in it."""
+"""Runs of dependent tasks (issue 11): the Run, each task's run and name in it, lock keys."""
 
 import django.db.models.deletion
 import django.db.models.functions.datetime
@@ -33,6 +33,11 @@ class Migration(migrations.Migration):
                     default="parallel", max_length=16)),
                 ("max_parallel", models.PositiveIntegerField(blank=True, null=True)),
                 ("locks", models.JSONField(blank=True, default=list)),
+                ("task_locks", models.BooleanField(default=False,
+                                                   help_text="Some of its tasks lock keys.")),
+                ("wait_for_locks", models.BooleanField(
+                    default=False,
+                    help_text="Wait (CREATED) for its locks held by another run, not refuse.")),
                 ("reason", models.TextField(blank=True, help_text="Why it failed or was cancelled.")),
                 ("created_by", models.CharField(blank=True, max_length=150)),
                 ("created_at", models.DateTimeField(
@@ -65,5 +70,28 @@ class Migration(migrations.Migration):
                 condition=models.Q(("pending_dependencies", 0), ("run__isnull", False),
                                    ("state", "WAITING")),
                 fields=["run", "-priority", "id"], name="task_run_ready_idx"),
+        ),
+        migrations.CreateModel(
+            name="LockKey",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False,
+                                           verbose_name="ID")),
+                ("key", models.CharField(max_length=255)),
+                ("held", models.BooleanField(default=False)),
+                ("blocked_by", models.CharField(
+                    blank=True, help_text="Who holds an overlapping key, while it waits.",
+                    max_length=300)),
+                ("run", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE,
+                                          related_name="lock_keys", to="workers.run")),
+                ("task", models.ForeignKey(blank=True, null=True,
+                                           on_delete=django.db.models.deletion.CASCADE,
+                                           related_name="lock_keys", to="workers.task")),
+            ],
+            options={
+                "indexes": [models.Index(fields=["held", "key"], name="lock_key_held_idx")],
+                "constraints": [models.UniqueConstraint(
+                    condition=models.Q(("held", True)), fields=("key",),
+                    name="lock_key_held_once")],
+            },
         ),
     ]

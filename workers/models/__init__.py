@@ -2,7 +2,7 @@ from .heartbeat import Heartbeat, TickGuard
 from .learning import LearningMark, MemoryProfile
 from .node import Node
 from .queue import PausedQueue
-from .run import Run, RunState
+from .run import LockKey, Run, RunState
 from .sample import ALL_QUEUES, QueueSample, WorkerSample
 from .task import Task, TaskAttempt, TaskDependency, TaskQuerySet
 from .token import ApiToken
@@ -13,6 +13,7 @@ __all__ = [
     "ApiToken",
     "Heartbeat",
     "LearningMark",
+    "LockKey",
     "MemoryProfile",
     "Node",
     "PausedQueue",

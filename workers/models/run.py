@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.db import models
+from django.db.models import Q
 from django.db.models.functions import Now
 
 
@@ -57,6 +58,10 @@ class Run(models.Model):
     mode = models.CharField(max_length=16, choices=RunMode.choices, default=RunMode.PARALLEL)
     max_parallel = models.PositiveIntegerField(null=True, blank=True)
     locks = models.JSONField(default=list, blank=True)
+    task_locks = models.BooleanField(default=False, help_text="Some of its tasks lock keys.")
+    wait_for_locks = models.BooleanField(
+        default=False, help_text="Wait (CREATED) for its locks held by another run, not refuse."
+    )
     reason = models.TextField(blank=True, help_text="Why it failed or was cancelled.")
     created_by = models.CharField(max_length=150, blank=True)
     created_at = models.DateTimeField(db_default=Now())
@@ -81,3 +86,33 @@ class Run(models.Model):
     @property
     def is_active(self) -> bool:
         return self.state in ACTIVE_RUN_STATES
+
+
+class LockKey(models.Model):
+    """A lock key asked for by a run's task (``task``) or by the run itself (no task).
+
+    Keys overlap when equal, or when one is a path inside the other (``/data/a`` and
+    ``/data/a/b``). ``held``: this holder has it; at most one holder of each exact key
+    (a constraint), and no two of overlapping keys (checked under one lock by
+    ``workers.runs.locks``). A task holds its keys from the moment it is queued until it
+    ends for good; a run holds its own until its last task ended.
+    """
+
+    key = models.CharField(max_length=255)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="lock_keys")
+    task = models.ForeignKey("workers.Task", null=True, blank=True, on_delete=models.CASCADE,
+                             related_name="lock_keys")
+    held = models.BooleanField(default=False)
+    blocked_by = models.CharField(max_length=300, blank=True,
+                                  help_text="Who holds an overlapping key, while it waits.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["key"], condition=Q(held=True),
+                                    name="lock_key_held_once"),
+        ]
+        indexes = [models.Index(fields=["held", "key"], name="lock_key_held_idx")]
+
+    def __str__(self) -> str:
+        holder = f"task {self.task_id}" if self.task_id else f"run {self.run_id}"
+        return f"lock {self.key} of {holder}{' (held)' if self.held else ''}"
