@@ -644,3 +644,6 @@ def spec_of(task: Task) -> TaskSpec:
 
 def duplicate(task: Task) -> str:
     return f"enqueued as task {queue.enqueue(spec_of(task)).pk}"
+
+
+from . import admin_runs  # noqa: E402, F401  (registers the runs' admin)

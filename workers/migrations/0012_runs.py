@@ -89,9 +89,14 @@ class Migration(migrations.Migration):
             ],
             options={
                 "indexes": [models.Index(fields=["held", "key"], name="lock_key_held_idx")],
-                "constraints": [models.UniqueConstraint(
-                    condition=models.Q(("held", True)), fields=("key",),
-                    name="lock_key_held_once")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("held", True), ("task__isnull", False)),
+                        fields=("key",), name="lock_key_held_by_one_task"),
+                    models.UniqueConstraint(
+                        condition=models.Q(("held", True), ("task__isnull", True)),
+                        fields=("key",), name="lock_key_held_by_one_run"),
+                ],
             },
         ),
     ]

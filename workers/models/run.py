@@ -92,9 +92,9 @@ class LockKey(models.Model):
     """A lock key asked for by a run's task (``task``) or by the run itself (no task).
 
     Keys overlap when equal, or when one is a path inside the other (``/data/a`` and
-    ``/data/a/b``). ``held``: this holder has it; at most one holder of each exact key
-    (a constraint), and no two of overlapping keys (checked under one lock by
-    ``workers.runs.locks``). A task holds its keys from the moment it is queued until it
+    ``/data/a/b``). ``held``: this holder has it; at most one task and one run hold each
+    exact key (constraints), and no two of overlapping keys (checked under one lock by
+    ``workers.runs.locks``; a task may use a key its own run holds). A task holds its keys from the moment it is queued until it
     ends for good; a run holds its own until its last task ended.
     """
 
@@ -107,9 +107,11 @@ class LockKey(models.Model):
                                   help_text="Who holds an overlapping key, while it waits.")
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["key"], condition=Q(held=True),
-                                    name="lock_key_held_once"),
+        constraints = [  # a run's own key and one of its tasks' may be the same
+            models.UniqueConstraint(fields=["key"], condition=Q(held=True, task__isnull=False),
+                                    name="lock_key_held_by_one_task"),
+            models.UniqueConstraint(fields=["key"], condition=Q(held=True, task__isnull=True),
+                                    name="lock_key_held_by_one_run"),
         ]
         indexes = [models.Index(fields=["held", "key"], name="lock_key_held_idx")]
 

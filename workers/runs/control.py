@@ -84,7 +84,7 @@ def cancel(run_id: int, *, by: str = "") -> Run:
              error=CANCELLED_BEFORE_RUNNING)
         running = list(gate.tasks_of(run).filter(state=TaskState.RUNNING)
                        .values_list("pk", flat=True))
-        transaction.on_commit(functools.partial(follow.cancel_all, running))
+        transaction.on_commit(functools.partial(follow.cancel_all, running), robust=True)
         gate.advance(run)
     return run
 

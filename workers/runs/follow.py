@@ -17,7 +17,7 @@ from django.db import transaction
 from .. import dependencies
 from ..models import Run, Task
 from ..models.run import FailurePolicy, HaltRunning, RunState
-from ..states import TaskState, move
+from ..states import TaskState
 from . import gate
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def requeued(task_id: int, run_id: int) -> None:
         return
     again = Task.objects.filter(pk=task_id, state=TaskState.QUEUED)
     if run.is_active:
-        move(again, TaskState.WAITING)
+        gate.hold(run, again)
         return
     gate.skip(again, f"not retried: the run is {run.state.lower()}")
     gate.advance(run)
@@ -71,7 +71,7 @@ def halt(run: Run, task: Task) -> int:
     if run.halt_running == HaltRunning.CANCEL:
         running = list(gate.tasks_of(run).filter(state=TaskState.RUNNING)
                        .values_list("pk", flat=True))
-        transaction.on_commit(functools.partial(cancel_all, running))
+        transaction.on_commit(functools.partial(cancel_all, running), robust=True)
     logger.warning("run %s halted: %s", run.pk, why, extra={"run": run.pk, "task": task.pk})
     return skipped
 

@@ -95,9 +95,14 @@ def advance(run: Run) -> int:
     return queued
 
 
-def hold(run: Run) -> int:
-    """Take the run's queued tasks back to WAITING (a pause): no worker claims them."""
-    return move(tasks_of(run).filter(state=TaskState.QUEUED), TaskState.WAITING)
+def hold(run: Run, tasks: TaskQuerySet | None = None) -> int:
+    """Take the run's queued tasks back to WAITING (a pause): no worker claims them, and
+    they hold no lock keys until queued again."""
+    queued = (tasks if tasks is not None else tasks_of(run)).filter(state=TaskState.QUEUED)
+    ids = list(queued.values_list("pk", flat=True))
+    if run.task_locks:
+        locks.release_tasks(ids)
+    return move(Task.objects.filter(pk__in=ids), TaskState.WAITING)
 
 
 def _outcome(run: Run) -> tuple[str, str]:

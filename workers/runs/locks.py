@@ -21,6 +21,7 @@ import logging
 from collections.abc import Iterable
 
 from django.db import connection, transaction
+from django.db.models import Q, QuerySet
 
 from ..models import LockKey, Run, Task
 from ..states import FINISHED_TASK_STATES
@@ -107,18 +108,25 @@ def take_for_run(run: Run, *, wait: bool) -> bool:
 
 
 def release_finished(run: Run) -> list[str]:
-    """Release the keys of the run's tasks that have ended (and the run's, once it has)."""
-    ended = LockKey.objects.filter(run=run, held=True, task__state__in=FINISHED_TASK_STATES)
-    keys = list(ended.values_list("key", flat=True))
+    """Release the keys of the run's tasks that have ended (all of them once it has)."""
+    rows = LockKey.objects.filter(run=run)
+    if run.finished_at is None:
+        rows = rows.filter(task__state__in=FINISHED_TASK_STATES)
+    return _release(rows)
+
+
+def release_tasks(task_ids: list[int]) -> list[str]:
+    """Release the keys of tasks going back to WAITING (a pause): taken again when queued."""
+    return _release(LockKey.objects.filter(task_id__in=task_ids))
+
+
+def _release(rows: QuerySet[LockKey]) -> list[str]:
+    keys = list(rows.filter(held=True).values_list("key", flat=True))
+    ids = list(rows.filter(Q(held=True) | ~Q(blocked_by="")).values_list("pk", flat=True))
+    if ids:
+        LockKey.objects.filter(pk__in=ids).update(held=False, blocked_by="")
     if keys:
-        LockKey.objects.filter(pk__in=list(ended.values_list("pk", flat=True))).update(
-            held=False)
-    if run.finished_at is not None:
-        own = LockKey.objects.filter(run=run, task__isnull=True, held=True)
-        keys += list(own.values_list("key", flat=True))
-        own.update(held=False)
-    if keys:
-        transaction.on_commit(functools.partial(wake, keys))
+        transaction.on_commit(functools.partial(wake, keys), robust=True)
     return keys
 
 

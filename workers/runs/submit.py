@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import transaction
 
-from .. import conf, registry
+from .. import conf, queue, registry
 from ..models import LockKey, Run, Task, TaskDependency
 from ..models.run import RunMode
 from . import control, locks
@@ -48,6 +48,7 @@ def _task(run: Run, entry: TaskEntry, followed: set[str]) -> Task:
         timeout=call.timeout or settings.task_timeout,
         memory_mb=call.memory_mb,
         retry_backoff=call.retry_backoff,
+        **queue.memory_fields(call),  # its estimate for the claim; refused if too large
     )
 
 
