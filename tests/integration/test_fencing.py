@@ -59,3 +59,46 @@ def test_claims_skip_other_queues_and_future_tasks(crucible):
     claimed = queue.claim_next(worker.pk, ["default"])
     assert claimed is not None and claimed.id == due.pk
     assert queue.claim_next(worker.pk, ["default"]) is None
+
+
+def test_a_late_success_and_claim_is_rejected_and_claims_nothing(crucible):
+    """The busy worker's one-commit path (success, attempt row, next claim) is fenced too:
+    the late result is refused and the next task stays queued for someone else."""
+    job = enqueue("add", 1, 2)
+    first, second = Worker.objects.create(node="a"), Worker.objects.create(node="b")
+    old = queue.claim_next(first.pk, ["default"])
+    assert old is not None
+    Task.objects.filter(pk=job.pk).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert queue.reclaim_expired_leases() == [job.pk]
+    new = queue.claim_next(second.pk, ["default"])
+    assert new is not None and new.attempt == 2
+    waiting = enqueue("add", 3, 4)
+
+    with pytest.raises(LostAttempt):
+        queue.succeed_and_claim(old, "late", queue.Ending(Outcome.SUCCEEDED), ["default"])
+
+    assert Task.objects.get(pk=waiting.pk).state == TaskState.QUEUED
+    final = Task.objects.get(pk=job.pk)
+    assert (final.state, final.worker_id, final.result) == (TaskState.RUNNING, second.pk, None)
+    assert list(final.attempts.values_list("number", flat=True)) == [1]
+
+
+def test_one_success_and_claim_records_the_attempt_and_hands_over_the_next_task(crucible):
+    done, following = enqueue("add", 1, 2), enqueue("add", 3, 4, priority=-1)
+    worker = Worker.objects.create(node="a")
+    token = queue.claim_next(worker.pk, ["default"])
+    assert token is not None and token.id == done.pk
+
+    claimed = queue.succeed_and_claim(token, {"sum": 3}, queue.Ending(Outcome.SUCCEEDED,
+                                                                      peak_rss_bytes=4096),
+                                      ["default"])
+
+    assert claimed is not None and (claimed.id, claimed.attempt) == (following.pk, 1)
+    finished = Task.objects.get(pk=done.pk)
+    assert (finished.state, finished.result, finished.peak_rss_bytes) == (
+        TaskState.SUCCEEDED, {"sum": 3}, 4096)
+    attempt = finished.attempts.get()
+    assert (attempt.number, attempt.outcome, attempt.worker_id) == (1, Outcome.SUCCEEDED,
+                                                                    worker.pk)
+    assert attempt.finished_at == finished.finished_at
+    assert Task.objects.get(pk=following.pk).state == TaskState.RUNNING
