@@ -184,7 +184,9 @@ def test_the_week_reads_a_bounded_number_of_rows_in_five_queries(tasks: None) ->
 
 
 def test_old_samples_are_pruned_by_span() -> None:
-    old = int((NOW - timedelta(days=3)).timestamp()) // 60 * 60
+    # Pruning judges age by the real clock, so this test's moments are real ones too (a
+    # fixed date made the 1.5-day-old sample expire once that date was a day behind).
+    old = int((datetime.now(UTC) - timedelta(days=3)).timestamp()) // 60 * 60
     QueueSample.objects.create(span=60, bucket=old, queue=ALL_QUEUES)
     QueueSample.objects.create(span=900, bucket=old // 900 * 900, queue=ALL_QUEUES)
     QueueSample.objects.create(span=900, bucket=old + 36 * 3600, queue=ALL_QUEUES)  # 1.5 days
