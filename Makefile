@@ -3,6 +3,9 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test
+# One test process per core (pytest-xdist), whole files at a time: most tests wait on real
+# worker processes, and their waits overlap. `make test PYTEST_ARGS=` runs one process.
+PYTEST_ARGS ?= -n auto --dist loadfile
 
 # Django 6.1 needs Python 3.12+: take one from PATH, else from pyenv's versions folder.
 PYTHON ?= $(shell for p in python3.13 python3.12 python3; do \
