@@ -8,7 +8,9 @@ thousand tasks each let a sweep take them a thousand at a time.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import BinaryIO
@@ -108,12 +110,17 @@ class AttemptLog:
     worker's log: a task that prints without end cannot fill the disk.
     """
 
-    def __init__(self, path: Path, max_bytes: int = ATTEMPT_MAX_BYTES) -> None:
-        self.path = path
+    def __init__(self, path: Path | Callable[[], Path], max_bytes: int = ATTEMPT_MAX_BYTES) -> None:
+        self._where = path if callable(path) else functools.partial(Path, path)
         self.max_bytes = max_bytes
         self.size = 0
         self.handle: BinaryIO | None = None
         self.ended = False  # closed, or the disk refused once: write no more
+
+    @functools.cached_property
+    def path(self) -> Path:
+        """Worked out at the first byte (or the first look): most attempts print nothing."""
+        return self._where()
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
