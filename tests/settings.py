@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
 
 from config.settings import *  # noqa: F403
-from config.settings import DATABASES, INSTALLED_APPS
+from config.settings import CRUCIBLE, DATABASES, INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -28,3 +29,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": str(_dir / f"crucible-test-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"]["TEST"] = {"NAME": f"test_crucible_{os.getpid()}"}
+
+# Scheduling by memory budgets each node's CPUs (its cores) and a task that declares no
+# memory (WORKER_MEMORY_PER_TASK_MB, 8 GB): on a small CI machine that would let one or two
+# of the suite's tiny tasks run at once. The suite budgets generously instead, except where
+# a test sets these itself (the tests of scheduling do, for the worker processes they start).
+if "WORKER_NODE_CPUS" not in os.environ:
+    CRUCIBLE = dataclasses.replace(CRUCIBLE, node_cpus=64)
+if "WORKER_MEMORY_PER_TASK_MB" not in os.environ:
+    CRUCIBLE = dataclasses.replace(CRUCIBLE, memory_per_task_mb=64)

@@ -2,9 +2,19 @@
 
 The claim is one short statement that hands the best queued task to a worker.
 
-Highest priority first, FIFO within a priority, only due tasks of the worker's queues.
-PostgreSQL skips rows other workers hold (FOR UPDATE SKIP LOCKED); SQLite serialises
-writers (IMMEDIATE transactions), so a conditional UPDATE ... RETURNING is enough.
+Highest priority first, FIFO within a priority, only due tasks of the worker's queues,
+only tasks whose memory estimate and CPUs fit what the worker's node has left (its Node
+row: budget minus what running tasks committed). PostgreSQL locks the node's row first
+(so two workers of one node decide one after the other, each seeing the other's claim)
+and skips task rows other workers hold (FOR UPDATE SKIP LOCKED); SQLite serialises
+writers (IMMEDIATE transactions), so a conditional UPDATE ... RETURNING is enough. The
+task's share is added to its node by a trigger (migration 0010), in the same transaction.
+
+A task that does not fit is passed over, and a smaller one behind it may run; once a
+passed-over task has waited WORKER_MEMORY_STARVATION_S (since it was due) and could fit
+this node when emptier, the claim stops at it: nothing behind it starts here until it does.
+A task larger than the most a node can ever budget (a forced submission, or a default
+estimate above a small machine) runs there only when nothing else does.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ from django.db.backends.utils import CursorWrapper
 
 from . import conf
 from .clock import parse, sql_later, sql_now
-from .models import PausedQueue, Task, TaskAttempt
+from .models import Node, PausedQueue, Task, TaskAttempt
 from .states import TASK_TRANSITIONS, TaskState, moves
 
 QUEUED, RUNNING, SUCCEEDED = (
@@ -32,7 +42,7 @@ QUEUED, RUNNING, SUCCEEDED = (
 # The raw statements below make these moves; refuse them here if the state machine does not.
 moves(TASK_TRANSITIONS, (QUEUED, RUNNING), (RUNNING, SUCCEEDED))
 
-COLUMNS = "id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb"
+COLUMNS = "id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb, memory_limit_mb"
 PG_COLUMNS = f"{COLUMNS}, last_attempted_at"
 
 
@@ -50,6 +60,7 @@ class ClaimedTask:
     max_attempts: int
     memory_mb: int | None
     started_at: datetime  # by the database's clock
+    memory_limit_mb: int | None = None  # the task's own; WORKER_MEMORY_LIMIT_MB otherwise
 
 
 def _clock(vendor: str) -> tuple[str, str]:
@@ -85,36 +96,92 @@ def _limit_params(queues: list[str]) -> list[str]:
     return queues[:1] if len(queues) == 1 else []
 
 
-@functools.cache
-def _sql(vendor: str, queue_count: int) -> str:
+def _node_cte(vendor: str, *, after_done: bool = False) -> str:
+    """``n``: the worker's node (one ``%s``, its name): budget and what running tasks use.
+
+    On PostgreSQL the row is locked (at the first candidate looked at, not for an empty
+    queue) and read at its newest version: a claim that waited for another worker's
+    sees that claim's share. ``after_done``: in the success-and-claim statement, the share
+    of the task just succeeded is already free (its trigger runs at the statement's end).
+    """
+    node_table = connection.ops.quote_name(Node._meta.db_table)
+    if after_done:
+        used = ("node.committed_mb - COALESCE(done.memory_estimate_mb, 0) AS used_mb,"
+                " node.committed_cpus - COALESCE(done.cpus, 0) AS used_cpus")
+        join = " LEFT JOIN done ON done.node_id = node.id"
+    else:
+        used = "node.committed_mb AS used_mb, node.committed_cpus AS used_cpus"
+        join = ""
+    lock = " FOR NO KEY UPDATE OF node" if vendor == "postgresql" else ""
+    return (f"n AS (SELECT node.id, node.memory_mb, node.ceiling_mb, node.cpus, {used}"
+            f" FROM {node_table} AS node{join} WHERE node.name = %s{lock})")
+
+
+# Whether candidate ``t`` fits node ``n`` now: within what is left; or, a task larger than
+# the node could ever budget (forced, or a default estimate above a small machine), when
+# nothing runs there (and the budget is not nil: memory is not below the guard). No node
+# row (a process that never registered one): nothing is accounted, everything fits.
+FITS = (
+    "COALESCE((t.memory_estimate_mb <= n.memory_mb - n.used_mb AND t.cpus <= n.cpus - n.used_cpus)"
+    " OR (n.used_mb <= 0 AND n.used_cpus <= 0 AND n.memory_mb > 0"
+    " AND (t.memory_estimate_mb > n.ceiling_mb AND t.memory_estimate_mb > n.memory_mb"
+    " OR t.cpus > n.cpus)), TRUE)"
+)
+# Whether ``t`` has waited long enough to stop the tasks behind it, on a node it could fit.
+CAN_FIT = "t.memory_estimate_mb <= n.memory_mb AND t.cpus <= n.cpus"
+
+
+def _starved_before(vendor: str) -> str:
+    """The moment (one ``%s``: seconds on PostgreSQL, the moment on SQLite) before which a
+    task that became due has waited too long to be overtaken."""
+    if vendor == "postgresql":
+        return "(now() - %s * interval '1 second')"
+    return "%s"
+
+
+def _claim_update(vendor: str, queue_count: int) -> str:
+    """The claim's UPDATE, reading the node from the ``n`` a WITH clause defines."""
     table = connection.ops.quote_name(Task._meta.db_table)
     open_queues, limit = _open_queues(queue_count)
     now, lease_end = _clock(vendor)
     # The subquery's row is still QUEUED when the UPDATE runs: PostgreSQL holds its row
     # lock, SQLite holds the database's write lock. Repeating the state test in the outer
     # WHERE made PostgreSQL scan every queued row through the state index.
-    lock = " FOR UPDATE SKIP LOCKED" if vendor == "postgresql" else ""
+    lock = " FOR UPDATE OF t SKIP LOCKED" if vendor == "postgresql" else ""
     columns = PG_COLUMNS if vendor == "postgresql" else COLUMNS
+    starved = f"COALESCE(t.run_after, t.created_at) <= {_starved_before(vendor)}"
+    candidate = (
+        f"SELECT t.id, {FITS} AS fits FROM {table} AS t LEFT JOIN n ON TRUE"
+        f" WHERE t.state = '{QUEUED}' AND {open_queues}"
+        f" AND (t.run_after IS NULL OR t.run_after <= {now})"
+        f" AND ({FITS} OR ({starved} AND {CAN_FIT}))"
+        f" ORDER BY t.priority DESC, t.id ASC LIMIT {limit}{lock}"
+    )
     return (
         f"UPDATE {table} SET state = '{RUNNING}', worker_id = %s, attempt = attempt + 1,"
+        " node_id = (SELECT id FROM n),"
         f" lease_expires_at = {lease_end}, last_attempted_at = {now},"
         f" started_at = COALESCE(started_at, {now}),"
         " progress = NULL, progress_message = '', cancel_requested_at = NULL"
-        f" WHERE id = (SELECT id FROM {table} WHERE state = '{QUEUED}'"
-        f" AND {open_queues} AND (run_after IS NULL OR run_after <= {now})"
-        f" ORDER BY priority DESC, id ASC LIMIT {limit}{lock})"
+        f" WHERE id = (SELECT c.id FROM ({candidate}) AS c WHERE c.fits)"
         f" RETURNING {columns}"
     )
 
 
+@functools.cache
+def _sql(vendor: str, queue_count: int) -> str:
+    return f"WITH {_node_cte(vendor)} {_claim_update(vendor, queue_count)}"
+
+
 def _claim_params(db: BaseDatabaseWrapper, worker_id: int, queues: list[str],
-                  lease_ttl: float, now: datetime) -> list[Any]:
+                  lease_ttl: float, now: datetime, *, node: str) -> list[Any]:
+    starvation = conf.get().memory_starvation_s
     if db.vendor == "postgresql":
-        return [worker_id, lease_ttl, *queues, *_limit_params(queues)]
+        return [node, worker_id, lease_ttl, *queues, starvation, *_limit_params(queues)]
     adapt = db.ops.adapt_datetimefield_value
     at = adapt(now)
-    return [worker_id, adapt(now + timedelta(seconds=lease_ttl)), at, at, *queues, at,
-            *_limit_params(queues)]
+    return [node, worker_id, adapt(now + timedelta(seconds=lease_ttl)), at, at, *queues, at,
+            adapt(now - timedelta(seconds=starvation)), *_limit_params(queues)]
 
 
 @contextmanager
@@ -142,7 +209,7 @@ def _loads(value: Any) -> Any:
 
 
 def _claimed(row: tuple[Any, ...], worker_id: int, now: datetime) -> ClaimedTask:
-    task_id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb, *rest = row
+    task_id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb, limit, *rest = row
     started = rest[0] if rest else now
     return ClaimedTask(
         id=task_id,
@@ -155,6 +222,7 @@ def _claimed(row: tuple[Any, ...], worker_id: int, now: datetime) -> ClaimedTask
         max_attempts=max_attempts,
         memory_mb=memory_mb,
         started_at=parse(started),
+        memory_limit_mb=limit,
     )
 
 
@@ -164,14 +232,15 @@ def _db() -> BaseDatabaseWrapper:
     return connections[DEFAULT_DB_ALIAS]
 
 
-def claim(worker_id: int, queues: list[str], lease_ttl: float) -> ClaimedTask | None:
-    """Hand the best due task of ``queues`` to the worker, leased until the database's
-    now + ``lease_ttl``."""
+def claim(worker_id: int, queues: list[str], lease_ttl: float,
+          node: str) -> ClaimedTask | None:
+    """Hand the best due task of ``queues`` that fits ``node`` to the worker, leased until
+    the database's now + ``lease_ttl``."""
     db = _db()
     now = datetime.now(UTC)  # used on SQLite only, whose clock this is
     with _cursor(db) as cursor:
         cursor.execute(_sql(db.vendor, len(queues)),
-                       _claim_params(db, worker_id, queues, lease_ttl, now))
+                       _claim_params(db, worker_id, queues, lease_ttl, now, node=node))
         row = cursor.fetchone()
     return None if row is None else _claimed(row, worker_id, now)
 
@@ -183,19 +252,21 @@ def _success_sql(vendor: str, *, without_dependents: bool = False) -> str:
     only = " AND NOT has_dependents" if without_dependents else ""
     now, _ = _clock(vendor)
     finished = ", finished_at" if vendor == "postgresql" else ""
+    if without_dependents:  # the success-and-claim statement frees this task's share
+        finished += ", node_id, cpus"
     return (
         f"UPDATE {task_table} SET state = '{SUCCEEDED}', result = {result},"
         f" finished_at = {now}, lease_expires_at = NULL, progress = 1.0,"
         " peak_rss_bytes = CASE WHEN peak_rss_bytes IS NULL OR peak_rss_bytes < %s"
         " THEN %s ELSE peak_rss_bytes END"
         f" WHERE id = %s AND worker_id = %s AND attempt = %s AND state = '{RUNNING}'{only}"
-        f" RETURNING has_dependents{finished}"
+        f" RETURNING has_dependents, memory_estimate_mb, memory_limit_mb{finished}"
     )
 
 
 ATTEMPT_COLUMNS = (
     "task_id, number, worker_id, worker_label, started_at, finished_at, outcome, error,"
-    " exception_class, traceback, peak_rss_bytes, log_tail"
+    " exception_class, traceback, peak_rss_bytes, log_tail, memory_estimate_mb, memory_limit_mb"
 )
 
 
@@ -204,8 +275,14 @@ def _attempt_sql() -> str:
     attempt_table = connection.ops.quote_name(TaskAttempt._meta.db_table)
     return (
         f"INSERT INTO {attempt_table} ({ATTEMPT_COLUMNS})"
-        f" VALUES (%s, %s, %s, %s, %s, %s, '{SUCCEEDED}', '', '', '', %s, %s)"
+        f" VALUES (%s, %s, %s, %s, %s, %s, '{SUCCEEDED}', '', '', '', %s, %s, %s, %s)"
     )
+
+
+def _ran_with(estimate: int | None, limit: int | None) -> list[int | None]:
+    """What the attempt's row records it ran with: its estimate, and its limit (the task's
+    own, else WORKER_MEMORY_LIMIT_MB; 0 is none)."""
+    return [estimate or None, limit or conf.get().memory_limit_mb or None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,8 +310,10 @@ def record_success(token: ClaimedTask, payload: str, peak: int | None,
         row = cursor.fetchone()
         if row is None:
             return None
-        has_dependents, finished = row if len(row) == 2 else (row[0], now)
-        cursor.execute(_attempt_sql(), _attempt_params(token, finished, peak, log_tail, adapt))
+        has_dependents, estimate, limit, *rest = row
+        finished = rest[0] if rest else now
+        cursor.execute(_attempt_sql(), [*_attempt_params(token, finished, peak, log_tail, adapt),
+                                        *_ran_with(estimate, limit)])
     return Recorded(has_dependents=bool(has_dependents))
 
 
@@ -257,14 +336,16 @@ def _attempt_params(token: ClaimedTask, finished: Any, peak: int | None,
 @functools.cache
 def _succeed_and_claim_sql(queue_count: int) -> str:
     attempt_table = connection.ops.quote_name(TaskAttempt._meta.db_table)
-    claim_sql = _sql("postgresql", queue_count).replace(
+    claim_sql = _claim_update("postgresql", queue_count).replace(
         " ORDER BY", " AND EXISTS (SELECT 1 FROM done) ORDER BY", 1
     )
     return (
         f"WITH done AS ({_success_sql('postgresql', without_dependents=True)}),"
         f" logged AS (INSERT INTO {attempt_table} ({ATTEMPT_COLUMNS})"
-        f" SELECT %s, %s, %s, %s, %s, finished_at, '{SUCCEEDED}', '', '', '', %s, %s FROM done"
+        f" SELECT %s, %s, %s, %s, %s, finished_at, '{SUCCEEDED}', '', '', '', %s, %s,"
+        " NULLIF(memory_estimate_mb, 0), COALESCE(memory_limit_mb, %s) FROM done"
         " RETURNING task_id),"
+        f" {_node_cte('postgresql', after_done=True)},"
         f" next AS ({claim_sql})"
         f" SELECT (SELECT count(*) FROM logged), {PG_COLUMNS} FROM (SELECT 1) AS one"
         " LEFT JOIN next ON true"
@@ -279,6 +360,7 @@ def succeed_and_claim_pg(
     log_tail: str,
     queues: list[str],
     lease_ttl: float,
+    node: str,
 ) -> tuple[bool, ClaimedTask | None]:
     """PostgreSQL: record a success and claim the next task in one statement.
 
@@ -292,8 +374,9 @@ def succeed_and_claim_pg(
     params = [
         *_success_params(token, payload, peak),
         token.id, token.attempt, token.worker_id, f"worker {token.worker_id}",
-        adapt(token.started_at), peak, log_tail,
-        token.worker_id, lease_ttl, *queues, *_limit_params(queues),
+        adapt(token.started_at), peak, log_tail, conf.get().memory_limit_mb or None,
+        node, token.worker_id, lease_ttl, *queues, conf.get().memory_starvation_s,
+        *_limit_params(queues),
     ]
     with _cursor(db) as cursor:
         cursor.execute(_succeed_and_claim_sql(len(queues)), params)

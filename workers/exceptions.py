@@ -20,6 +20,10 @@ class CallMismatch(InvalidTaskSpec):
     """The arguments do not fit the task function's signature."""
 
 
+class TooLarge(InvalidTaskSpec):
+    """The task needs more memory (or CPUs) than any node's whole budget; force queues it."""
+
+
 class IllegalTransition(CrucibleError):
     """A state change the state machine does not allow."""
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from . import queue, storable
+from . import budget, queue, storable
 from .claim import ClaimedTask
 from .clock import Now, sql_now
 from .exceptions import LaunchRefused, WorkerNotFound
@@ -161,6 +161,7 @@ def heartbeat(worker_id: int, sample: Sample, counts: tuple[int, int]) -> Contro
                 cursor.execute(insert, insert_params)
                 cursor.execute(update, update_params)
                 row = cursor.fetchone()
+    budget.refresh()  # no statement unless the node's free memory moved
     if row is None:
         return _control(None, True, True)
     return _control(row[0], row[1] is not None, row[2] is not None)

@@ -29,7 +29,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, Greatest
 
-from . import clock, conf, dependencies, doorbell, memory_retry, storable
+from . import budget, clock, conf, dependencies, doorbell, estimates, memory_retry, storable
 from .claim import ClaimedTask, claim, record_success, succeed_and_claim_pg
 from .clock import Now, later
 from .exceptions import LostAttempt, TaskNotFound
@@ -45,7 +45,7 @@ TAIL_CHARS = 1000
 
 PROGRESS_CHARS = 500
 
-__all__ = ["ClaimedTask", "claim_next", "enqueue"]
+__all__ = ["ClaimedTask", "claim_next", "enqueue", "memory_fields"]
 
 
 def enqueue(spec: TaskSpec) -> Task:
@@ -61,6 +61,32 @@ def enqueue(spec: TaskSpec) -> Task:
     return task
 
 
+def _estimate(spec: TaskSpec) -> estimates.Estimate:
+    """The memory to reserve for ``spec``; refused if no node could ever give it (unless
+    forced). A default estimate is the operator's setting, not the submitter's claim: a
+    task that declares nothing is never refused for it."""
+    found = estimates.estimate(spec.func_path, spec.kwargs, spec.memory_mb)
+    if not spec.force and (found.source != estimates.DEFAULT or spec.cpus > 1):
+        budget.check_fits(found.mb if found.source != estimates.DEFAULT else 0, spec.cpus,
+                          found.describe())
+    return found
+
+
+def memory_fields(spec: TaskSpec) -> dict[str, Any]:
+    """What a task row stores for scheduling by memory: its estimate (refused if no node
+    could ever run it, unless forced), CPUs and memory limit. Every writer of new task rows
+    (enqueue, runs) stores these, or the task is scheduled as needing nothing."""
+    found = _estimate(spec)
+    return {
+        "memory_estimate_mb": found.mb,
+        "memory_source": found.source,
+        "memory_estimate_runs": found.runs,
+        "memory_scale": found.scale,
+        "memory_limit_mb": spec.memory_limit_mb,
+        "cpus": spec.cpus,
+    }
+
+
 def _create(spec: TaskSpec, state: str, pending: int) -> Task:
     settings = conf.get()
     task = Task.objects.create(
@@ -74,6 +100,7 @@ def _create(spec: TaskSpec, state: str, pending: int) -> Task:
         max_attempts=spec.max_attempts or settings.max_attempts,
         timeout=spec.timeout or settings.task_timeout,
         memory_mb=spec.memory_mb,
+        **memory_fields(spec),
         retry_backoff=spec.retry_backoff,
         run_after=spec.run_after,
     )
@@ -83,8 +110,9 @@ def _create(spec: TaskSpec, state: str, pending: int) -> Task:
 
 
 def claim_next(worker_id: int, queues: list[str]) -> ClaimedTask | None:
-    """Claim the best due task, leased until the database's now + WORKER_LEASE_TTL."""
-    return claim(worker_id, queues, conf.get().lease_ttl)
+    """Claim the best due task that fits this node, leased until the database's now +
+    WORKER_LEASE_TTL."""
+    return claim(worker_id, queues, conf.get().lease_ttl, budget.local_node())
 
 
 def has_queued(queues: list[str]) -> bool:
@@ -221,6 +249,7 @@ def succeed_and_claim(token: ClaimedTask, result: Any, ending: Ending,
             log_tail=storable.tail(ending.log_tail, TAIL_CHARS),
             queues=queues,
             lease_ttl=conf.get().lease_ttl,
+            node=budget.local_node(),
         )
         if recorded:
             return claimed
@@ -453,9 +482,14 @@ def retry(task_id: int) -> Task:
     task = get(task_id)
     finished = Task.objects.filter(pk=task_id).finished()
     target = TaskState.WAITING if task.pending_dependencies else TaskState.QUEUED
+    found = estimates.estimate(task.func_path, task.kwargs, task.memory_mb)  # learned since
     moved = move(
         finished,
         target,
+        memory_estimate_mb=found.mb,
+        memory_source=found.source,
+        memory_estimate_runs=found.runs,
+        memory_scale=found.scale,
         attempt_base=F("attempt"),
         crash_count=0,
         quarantined_at=None,

@@ -31,6 +31,9 @@ class TaskSpec:
     run_after: datetime | None = None
     retry_backoff: float | None = None
     depends_on: list[int] = field(default_factory=list)
+    cpus: int = 1
+    memory_limit_mb: int | None = None
+    force: bool = False  # queue it even if it is larger than every node's budget
 
 
 def resolve(func_path: str) -> Callable[..., Any]:
@@ -90,6 +93,7 @@ def check_call(spec: TaskSpec) -> None:
 
 MAX_ATTEMPTS = 1000
 MAX_MEMORY_MB = 16 * 1024 * 1024  # 16 TB
+MAX_CPUS = 1024
 MAX_TIMEOUT = 10 * 365 * 86400.0
 
 
@@ -120,6 +124,12 @@ def validate(spec: TaskSpec) -> None:
         )
     _within("max_attempts", spec.max_attempts, 1, MAX_ATTEMPTS)
     _within("memory_mb", spec.memory_mb, 1, MAX_MEMORY_MB)
+    _within("memory_limit_mb", spec.memory_limit_mb, 1, MAX_MEMORY_MB)
+    _within("cpus", spec.cpus, 1, MAX_CPUS)
+    if spec.memory_limit_mb is not None and spec.memory_limit_mb < (spec.memory_mb or 0):
+        raise InvalidTaskSpec("memory_limit_mb", f"{spec.memory_limit_mb} is below memory_mb "
+                                                 f"({spec.memory_mb}): it would stop the task "
+                                                 "before it reaches what it declares it needs")
     if spec.timeout is not None and not 0 < spec.timeout <= MAX_TIMEOUT:
         raise InvalidTaskSpec("timeout", f"must be within 0..{MAX_TIMEOUT:g} seconds")
     if spec.retry_backoff is not None and spec.retry_backoff < 0:

@@ -6,87 +6,19 @@ import django.db.models.functions.datetime
 from django.conf import settings
 from django.db import migrations, models
 
+from workers import ledger
+
 UNFINISHED = ("WAITING", "QUEUED", "RUNNING")
-
-# A task entering RUNNING adds its estimate and CPUs to its node's committed share; leaving
-# RUNNING (any path, even a raw statement or a delete) takes them back, in the same
-# transaction. Lease renewals and progress writes do not fire them (the WHEN clauses).
-SHARE_CHANGED = (
-    "(OLD.state = 'RUNNING' OR NEW.state = 'RUNNING') AND (OLD.state {ne} NEW.state"
-    " OR OLD.node_id {ne} NEW.node_id OR OLD.memory_estimate_mb <> NEW.memory_estimate_mb"
-    " OR OLD.cpus <> NEW.cpus)"
-)
-TAKE = (
-    "UPDATE workers_node SET committed_mb = committed_mb - OLD.memory_estimate_mb,"
-    " committed_cpus = committed_cpus - OLD.cpus WHERE id = OLD.node_id"
-)
-ADD = (
-    "UPDATE workers_node SET committed_mb = committed_mb + NEW.memory_estimate_mb,"
-    " committed_cpus = committed_cpus + NEW.cpus WHERE id = NEW.node_id"
-)
-COLUMNS = "state, node_id, memory_estimate_mb, cpus"
-
-POSTGRES = [
-    f"""CREATE FUNCTION workers_task_node_share() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-        IF TG_OP <> 'INSERT' AND OLD.state = 'RUNNING' AND OLD.node_id IS NOT NULL THEN
-            {TAKE};
-        END IF;
-        IF TG_OP <> 'DELETE' AND NEW.state = 'RUNNING' AND NEW.node_id IS NOT NULL THEN
-            {ADD};
-        END IF;
-        RETURN NULL;
-    END $$""",
-    f"""CREATE TRIGGER workers_task_share_update AFTER UPDATE OF {COLUMNS} ON workers_task
-    FOR EACH ROW WHEN ({SHARE_CHANGED.format(ne="IS DISTINCT FROM")})
-    EXECUTE FUNCTION workers_task_node_share()""",
-    """CREATE TRIGGER workers_task_share_insert AFTER INSERT ON workers_task
-    FOR EACH ROW WHEN (NEW.state = 'RUNNING' AND NEW.node_id IS NOT NULL)
-    EXECUTE FUNCTION workers_task_node_share()""",
-    """CREATE TRIGGER workers_task_share_delete AFTER DELETE ON workers_task
-    FOR EACH ROW WHEN (OLD.state = 'RUNNING' AND OLD.node_id IS NOT NULL)
-    EXECUTE FUNCTION workers_task_node_share()""",
-]
-POSTGRES_DROP = [
-    "DROP TRIGGER IF EXISTS workers_task_share_update ON workers_task",
-    "DROP TRIGGER IF EXISTS workers_task_share_insert ON workers_task",
-    "DROP TRIGGER IF EXISTS workers_task_share_delete ON workers_task",
-    "DROP FUNCTION IF EXISTS workers_task_node_share()",
-]
-SQLITE = [
-    f"""CREATE TRIGGER workers_task_share_update AFTER UPDATE OF {COLUMNS} ON workers_task
-    FOR EACH ROW WHEN {SHARE_CHANGED.format(ne="IS NOT")}
-    BEGIN
-        {TAKE} AND OLD.state = 'RUNNING';
-        {ADD} AND NEW.state = 'RUNNING';
-    END""",
-    f"""CREATE TRIGGER workers_task_share_insert AFTER INSERT ON workers_task
-    FOR EACH ROW WHEN NEW.state = 'RUNNING' AND NEW.node_id IS NOT NULL
-    BEGIN {ADD}; END""",
-    f"""CREATE TRIGGER workers_task_share_delete AFTER DELETE ON workers_task
-    FOR EACH ROW WHEN OLD.state = 'RUNNING' AND OLD.node_id IS NOT NULL
-    BEGIN {TAKE}; END""",
-]
-SQLITE_DROP = [
-    "DROP TRIGGER IF EXISTS workers_task_share_update",
-    "DROP TRIGGER IF EXISTS workers_task_share_insert",
-    "DROP TRIGGER IF EXISTS workers_task_share_delete",
-]
-
-
-def _run(schema_editor, statements):
-    for statement in statements:
-        schema_editor.execute(statement)
 
 
 def add_triggers(apps, schema_editor):
-    postgres = schema_editor.connection.vendor == "postgresql"
-    _run(schema_editor, POSTGRES if postgres else SQLITE)
+    """The triggers that keep each node's committed share (workers.ledger); put back after
+    every migrate too, since SQLite drops them when a later migration rebuilds the table."""
+    ledger.install(schema_editor.connection)
 
 
 def drop_triggers(apps, schema_editor):
-    postgres = schema_editor.connection.vendor == "postgresql"
-    _run(schema_editor, POSTGRES_DROP if postgres else SQLITE_DROP)
+    ledger.uninstall(schema_editor.connection)
 
 
 def estimate_unfinished(apps, schema_editor):
@@ -119,6 +51,10 @@ class Migration(migrations.Migration):
                 ("committed_mb", models.IntegerField(default=0)),
                 ("committed_cpus", models.IntegerField(default=0)),
                 ("total_mb", models.PositiveIntegerField(default=0, help_text="Physical memory.")),
+                ("ceiling_mb", models.PositiveIntegerField(
+                    default=0,
+                    help_text="The most the budget can be: WORKER_NODE_MEMORY_MB, else physical "
+                              "memory minus the guard. A task above it runs only alone.")),
                 ("measured", models.BooleanField(
                     default=True,
                     help_text="The budget follows free memory (WORKER_NODE_MEMORY_MB unset).")),

@@ -21,6 +21,9 @@ class Node(models.Model):
     committed_mb = models.IntegerField(default=0)
     committed_cpus = models.IntegerField(default=0)
     total_mb = models.PositiveIntegerField(default=0, help_text="Physical memory.")
+    ceiling_mb = models.PositiveIntegerField(
+        default=0, help_text="The most the budget can be: WORKER_NODE_MEMORY_MB, else physical "
+                             "memory minus the guard. A task above it runs only alone.")
     measured = models.BooleanField(
         default=True, help_text="The budget follows free memory (WORKER_NODE_MEMORY_MB unset)."
     )
