@@ -6,12 +6,15 @@ Each module under ``simulations.kinds`` registers its kind when imported; ``get`
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from django.tasks import Task as DjangoTask
+
+from workers import learning
 
 from .exceptions import InvalidParameters, UnknownKind
 from .schema import Params, Schema
@@ -48,6 +51,9 @@ class Kind:
     schema: Schema
     memory_mb: Callable[[Params], int]
     description: str = ""
+    # What its memory grows with (e.g. grid points x samples): its learned estimate is
+    # per unit of this; None: one figure for every run of the kind.
+    memory_scale: Callable[[Params], float] | None = None
     metrics: tuple[Metric, ...] = ()
     curves: Curves | None = None
     check: Callable[[Params], None] | None = None
@@ -74,7 +80,20 @@ def register(kind: Kind) -> Kind:
     if kind.name in _kinds and _kinds[kind.name].func_path != kind.func_path:
         raise ValueError(f"simulation kind {kind.name!r} is already registered")
     _kinds[kind.name] = kind
+    if kind.memory_scale is not None:
+        learning.scale_by(kind.func_path, functools.partial(_scale_of_run, kind.memory_scale))
     return kind
+
+
+def _scale_of_run(scale: Callable[[Params], float], kwargs: dict[str, Any]) -> float | None:
+    """The scale of the Simulation row a kind's task runs (its only argument)."""
+    from .models import Simulation
+
+    run = kwargs.get("simulation_id")
+    if not isinstance(run, int):
+        return None
+    found = Simulation.objects.filter(pk=run).values_list("parameters", flat=True).first()
+    return None if found is None else scale(found)
 
 
 def _load() -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from workers import conf, queue
+from workers import conf, learning, queue
 from workers.exceptions import InvalidTaskSpec
 from workers.models import Task
 from workers.models.task import MAX_PRIORITY, MIN_PRIORITY
@@ -49,6 +49,7 @@ class Options:
     priority: object = 0
     timeout: object = None
     user_id: int | None = None
+    force: bool = False  # queue it even if it needs more memory than any node's budget
 
     def clean(self) -> tuple[int, float | None]:
         values = options_schema().clean({"priority": self.priority, "timeout": self.timeout})
@@ -64,7 +65,7 @@ def submit(kind_name: str, parameters: Mapping[str, object],
     params, (priority, timeout) = _validate(lambda: kind.clean(dict(parameters)), options)
     with transaction.atomic():
         return _create(kind, params, name=options.name, priority=priority, timeout=timeout,
-                       user_id=options.user_id)
+                       user_id=options.user_id, force=options.force)
 
 
 def check(kind_name: str, parameters: Mapping[str, object],
@@ -93,7 +94,7 @@ def submit_sweep(kind_name: str, parameters: Mapping[str, object],
         )
         points = [
             _create(kind, point, name=_point_name(sweep, kind, point, names), priority=priority,
-                    timeout=timeout, user_id=options.user_id, sweep=sweep)
+                    timeout=timeout, user_id=options.user_id, sweep=sweep, force=options.force)
             for point in built.points
         ]
         sweep.summary_task = _enqueue(TaskSpec(
@@ -124,17 +125,29 @@ def _validate[T](check: Callable[[], T], options: Options) -> tuple[T, tuple[int
 
 
 def _create(kind: Kind, params: Params, *, name: str, priority: int, timeout: float | None,
-            user_id: int | None, sweep: Sweep | None = None) -> Simulation:
+            user_id: int | None, sweep: Sweep | None = None, force: bool = False
+            ) -> Simulation:
+    learned = _learned(kind, params)
     simulation = Simulation.objects.create(
-        name=name, kind=kind.name, parameters=params, memory_mb=kind.memory_mb(params),
+        name=name, kind=kind.name, parameters=params,
+        memory_mb=learned.mb if learned else kind.memory_mb(params),
         priority=priority, submitted_by_id=user_id, sweep=sweep,
     )
     simulation.task = _enqueue(TaskSpec(
         func_path=kind.func_path, kwargs={"simulation_id": simulation.pk},
-        memory_mb=simulation.memory_mb, priority=priority, timeout=timeout,
+        memory_mb=None if learned else simulation.memory_mb, priority=priority,
+        timeout=timeout, force=force,
     ))
     simulation.save(update_fields=["task"])
     return simulation
+
+
+def _learned(kind: Kind, params: Params) -> learning.Learned | None:
+    """The kind's estimate learned from its measured runs (per unit of its scale), once
+    there is one: then the task declares none and the estimate says "learned"; until then
+    the kind's formula is declared."""
+    scale = kind.memory_scale(params) if kind.memory_scale is not None else None
+    return learning.learned(kind.func_path, scale)
 
 
 def _enqueue(spec: TaskSpec) -> Task:

@@ -21,14 +21,14 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.timezone import localtime
 
-from . import audit, launcher, listing, owners, queue, tasklist
+from . import audit, launcher, listing, memory_text, owners, queue, tasklist
 from .admin_logs import TaskLogs, WorkerLogs, attempt_links
 from .admin_tasks import ChoicesOnDemand, StateFilter, TaskViews
 from .exceptions import CrucibleError
 from .models import Task, TaskAttempt, Worker
 from .panel.cards import duration
 from .spec import TaskSpec
-from .states import ACTIVE_WORKER_STATES, FINISHED_TASK_STATES, WorkerState
+from .states import ACTIVE_WORKER_STATES, FINISHED_TASK_STATES, TaskState, WorkerState
 
 DASH = "\u2013"  # shown for a missing value
 if TYPE_CHECKING:
@@ -408,7 +408,9 @@ class TaskAttemptInline(ReadOnlyMixin, AttemptInlineBase):
 
     @admin.display(description="Peak memory")
     def peak_memory(self, obj: TaskAttempt) -> str:
-        return size(obj.peak_rss_bytes)
+        if obj.memory_limit_mb is None:
+            return size(obj.peak_rss_bytes)
+        return f"{size(obj.peak_rss_bytes)} ({memory_text.limit(obj.memory_limit_mb)})"
 
     @admin.display(description="Traceback and log")
     def details(self, obj: TaskAttempt) -> str:
@@ -458,6 +460,7 @@ class TaskAdmin(ReadOnlyMixin, TaskLogs, TaskViews, TaskAdminBase):
                     ("func_path", "owner"),
                     ("progress_bar", "progress_message", "eta"),
                     ("attempts", "elapsed", "peak_memory"),
+                    ("memory",),
                 )
             },
         ),
@@ -496,6 +499,7 @@ class TaskAdmin(ReadOnlyMixin, TaskLogs, TaskViews, TaskAdminBase):
         "result_text",
         "error_text",
         "peak_memory",
+        "memory",
         "owner",
         "eta",
     )
@@ -599,6 +603,17 @@ class TaskAdmin(ReadOnlyMixin, TaskLogs, TaskViews, TaskAdminBase):
     @admin.display(description="Peak memory")
     def peak_memory(self, obj: Task) -> str:
         return size(obj.peak_rss_bytes)
+
+    @admin.display(description="Memory")
+    def memory(self, obj: Task) -> str:
+        """Its estimate and where that came from, its limit, and (running) what it uses."""
+        shown = memory_text.estimate(obj.memory_estimate_mb, obj.memory_source,
+                                     obj.memory_estimate_runs)
+        parts = [f"estimate {shown}", memory_text.limit(obj.memory_limit_mb)]
+        if obj.state == TaskState.RUNNING and obj.worker is not None:
+            used = memory_text.in_use(obj.worker.task_rss_bytes, obj.memory_estimate_mb)
+            parts.append(f"using {used} now" if used else "")
+        return " · ".join(part for part in parts if part)
 
     @admin.action(
         permissions=["retry"], description="Retry (a fresh budget of attempts)", location=BOTH

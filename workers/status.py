@@ -48,6 +48,9 @@ class TaskView(Readable):
     elapsed: float
     progress: float | None
     progress_message: str
+    memory_estimate_mb: int = 0
+    memory_source: str = ""
+    memory_estimate_runs: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +107,8 @@ def _workers(now: datetime) -> list[Worker]:
 def _running_tasks(worker_ids: list[int]) -> dict[int, Task]:
     running = Task.objects.running().filter(worker_id__in=worker_ids).only(
         "id", "func_path", "attempt", "attempt_base", "max_attempts", "last_attempted_at",
-        "progress", "progress_message", "worker_id",
+        "progress", "progress_message", "worker_id", "memory_estimate_mb", "memory_source",
+        "memory_estimate_runs",
     )
     return {task.worker_id: task for task in running if task.worker_id is not None}
 
@@ -181,6 +185,9 @@ def _task_view(task: Task | None, now: datetime) -> TaskView | None:
         elapsed=(now - started).total_seconds() if started else 0.0,
         progress=task.progress,
         progress_message=task.progress_message,
+        memory_estimate_mb=task.memory_estimate_mb,
+        memory_source=task.memory_source,
+        memory_estimate_runs=task.memory_estimate_runs,
     )
 
 

@@ -45,6 +45,12 @@ def memory_mb(params: Params) -> int:
     return PROCESS_BASELINE_MB + arrays
 
 
+def memory_scale(params: Params) -> float:
+    """The floats a run keeps: n x samples with the full field, else n + samples."""
+    n, samples = whole(params, "n"), whole(params, "samples")
+    return float(n * samples if params["history"] else n + samples)
+
+
 def check(params: Params) -> None:
     """A target outside (ambient, initial) would never be reached."""
     if params["target_temp"] is None:
@@ -103,6 +109,7 @@ KIND = registry.register(registry.Kind(
     task=run,
     schema=SCHEMA,
     memory_mb=memory_mb,
+    memory_scale=memory_scale,
     check=check,
     description=(
         "Transient heat conduction in a symmetric slab cooled by convection on both faces "

@@ -64,7 +64,8 @@ def test_a_limit_is_the_tasks_own_else_the_default() -> None:
     assert memory.limit_bytes(100, conf.WorkerSettings(memory_limit_mb=200)) == 100 * MB
 
 
-def test_the_oom_signature_needs_sigkill_and_a_new_oom_kill(monkeypatch) -> None:
+def test_the_oom_signature_needs_sigkill_and_a_new_oom_kill(
+        monkeypatch: pytest.MonkeyPatch) -> None:
     killed = signal.SIGKILL  # a wait status of a process killed by SIGKILL is its number
     monkeypatch.setattr(memory, "oom_kills", lambda: 8)
     assert memory.killed_by_oom(killed, 7)
@@ -89,7 +90,7 @@ def test_own_rss_reads_this_process() -> None:
         ("WORKER_EXECUTOR_MAX_RSS_MB", "0", "executor_max_rss_mb", 0),
     ],
 )
-def test_memory_settings_are_read(monkeypatch, name: str, raw: str, field: str,
+def test_memory_settings_are_read(monkeypatch: pytest.MonkeyPatch, name: str, raw: str, field: str,
                                   value: object) -> None:
     monkeypatch.setenv(name, raw)
     assert getattr(conf.from_env(environ.Env(), Path(".")), field) == value
@@ -98,7 +99,8 @@ def test_memory_settings_are_read(monkeypatch, name: str, raw: str, field: str,
 @pytest.mark.parametrize(("name", "raw"), [("WORKER_MEMORY_RETRY_FACTOR", "0.5"),
                                            ("WORKER_MEMORY_LIMIT_MB", "-1"),
                                            ("WORKER_EXECUTOR_MAX_RSS_MB", "lots")])
-def test_bad_memory_settings_name_their_variable(monkeypatch, name: str, raw: str) -> None:
+def test_bad_memory_settings_name_their_variable(monkeypatch: pytest.MonkeyPatch, name: str,
+                                                 raw: str) -> None:
     monkeypatch.setenv(name, raw)
     with pytest.raises(ImproperlyConfigured, match=name):
         conf.from_env(environ.Env(), Path("."))

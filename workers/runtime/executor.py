@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import gc
 import inspect
 import logging
 import os
@@ -25,9 +26,10 @@ from typing import Any
 
 from django.db import close_old_connections, connections
 
-from .. import context, processes, storable
+from .. import conf, context, processes, storable
 from ..backends import execution
 from ..spec import resolve
+from . import memory
 
 logger = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
@@ -121,6 +123,7 @@ def _log_to_stderr() -> None:
 
 
 def _serve(conn: Connection) -> None:
+    base_rss = memory.own_rss() or 0  # its size at start: what it may grow from
     while True:
         try:
             message = conn.recv()
@@ -128,7 +131,21 @@ def _serve(conn: Connection) -> None:
             return
         if message.get("stop"):
             return
-        conn.send(_run(conn, message))
+        reply = _run(conn, message)
+        reply.update(_size_after(base_rss))
+        conn.send(reply)
+
+
+def _size_after(base_rss: int) -> dict[str, int | None]:
+    """What this process holds now that the task is done, against what it may keep; the
+    supervisor replaces an executor that kept more. Garbage is collected first only when
+    over, so a busy worker's small tasks pay one read of /proc."""
+    ceiling = memory.executor_ceiling(base_rss, conf.get())
+    rss = memory.own_rss()
+    if rss is not None and rss > ceiling:
+        gc.collect()
+        rss = memory.own_rss()
+    return {"rss_bytes": rss, "ceiling_bytes": ceiling}
 
 
 def _reset_peak() -> None:

@@ -37,6 +37,16 @@ class Meter:
                 cpu += proc.cpu_percent(interval=None)
         return rss, cpu
 
+    def tree_rss(self, pid: int | None) -> int:
+        """The resident memory of ``pid`` and its descendants (CPU readings untouched)."""
+        if pid is None:
+            return 0
+        rss = 0
+        for proc in self._family(pid):
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                rss += proc.memory_info().rss
+        return rss
+
     def sample(self, executor_pid: int | None, task_id: int | None) -> Sample:
         own_rss = self.me.memory_info().rss
         own_cpu = self.me.cpu_percent(interval=None)

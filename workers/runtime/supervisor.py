@@ -34,7 +34,7 @@ from ..exceptions import LostAttempt
 from ..lifecycle import Control
 from ..states import Outcome, WorkerState
 from . import executor as executor_mod
-from . import logs
+from . import logs, memory
 from .meter import Meter
 from .outbox import Failure, Progress, Success, Write, instead
 from .sentinel import Sentinel
@@ -110,6 +110,8 @@ class Running:
     progress_sent_at: float = 0.0
     stopped: queue.Ending | None = None  # set when the supervisor stopped it on purpose
     log: logs.AttemptLog | None = None  # this attempt's own output, in a file of its own
+    limit: int | None = None  # bytes its process tree may hold; None: no limit
+    oom_kills: int | None = None  # the kernel's OOM-kill count when it started
 
     def log_tail(self) -> str:
         return logs.clip(self.tail, TAIL_CHARS)
@@ -121,6 +123,7 @@ class Timers:
     tick: float = 0.0
     control: float = 0.0
     sample: float = 0.0
+    memory: float = 0.0
     poll: float = 0.0
 
 
@@ -352,6 +355,8 @@ class Supervisor:
                                                      running.renew_retry_at)]
             if running.progress is not None:
                 deadlines.append(running.progress_sent_at + PROGRESS_EVERY)
+            if running.limit is not None:
+                deadlines.append(self.timers.memory)
         if self.outbox or now < self.db_retry_at:
             deadlines.append(self.db_retry_at)
         return max(0.0, min(deadlines) - now)
@@ -425,12 +430,28 @@ class Supervisor:
             timeout = running.token.timeout
             self._stop_task(queue.Ending(Outcome.TIMED_OUT, f"Timed out after {timeout:g} s"))
             return
+        if running.limit is not None and now >= self.timers.memory:
+            self._check_limit(running, now)
+            if self.running is not running:
+                return
         if now >= self.timers.sample:
             self.timers.sample = now + SAMPLE_EVERY
             pid = self.executor.pid if self.executor else None
             running.peak_rss = max(running.peak_rss, self.meter.tree(pid)[0])
         if running.progress is not None and now >= running.progress_sent_at + PROGRESS_EVERY:
             self._send_progress(running, now)
+
+    def _check_limit(self, running: Running, now: float) -> None:
+        """Stop a task whose process tree has grown past its limit, before the machine
+        runs short (and before the kernel's OOM killer picks a victim of its own)."""
+        assert running.limit is not None
+        self.timers.memory = now + memory.LIMIT_SAMPLE_EVERY
+        rss = self.meter.tree_rss(self.executor.pid if self.executor else None)
+        running.peak_rss = max(running.peak_rss, rss)
+        if rss > running.limit:
+            error = memory.over_limit_message(rss, running.limit)
+            self._stop_task(queue.Ending(Outcome.MEMORY_LIMIT, error,
+                                         peak_rss_bytes=running.peak_rss))
 
     def _heartbeat(self) -> None:
         processes.reap_orphans(keep=self.executor.pid if self.executor else None)
@@ -580,6 +601,9 @@ class Supervisor:
             if time.monotonic() >= running.lease.kill_at:
                 self._end(queue.Ending(Outcome.LEASE_EXPIRED, "Stopped by its worker's sentinel "
                                        "before its lease could end: it could not be renewed."))
+            elif memory.killed_by_oom(status, running.oom_kills):
+                self._end(queue.Ending(Outcome.OOM_KILLED, "Killed by the kernel's OOM killer: "
+                                       f"{reason}, and the machine's OOM-kill count rose"))
             else:
                 self._end(queue.Ending(Outcome.CRASHED, f"Task process crashed: {reason}"))
         if not self.abort_reason:
@@ -595,9 +619,11 @@ class Supervisor:
         lease = Lease(sent, settings.lease_ttl, settings.lease_margin, settings.renew_every)
         log = logs.AttemptLog(logs.attempt_log_path(settings.log_dir, token.id, token.attempt))
         self.running = Running(token=token, deadline=time.monotonic() + timeout, lease=lease,
-                               log=log)
+                               log=log, limit=memory.limit_bytes(token.memory_limit_mb, settings),
+                               oom_kills=memory.oom_kills())
         self._arm(lease)
         self.timers.sample = time.monotonic() + SAMPLE_EVERY
+        self.timers.memory = time.monotonic() + memory.LIMIT_SAMPLE_EVERY
         self.timers.control = time.monotonic() + settings.poll_interval
         payload = {
             "id": token.id,
@@ -636,6 +662,19 @@ class Supervisor:
         else:
             self._end(queue.Ending(Outcome.ERROR, message["error"], message["traceback"], peak,
                                    running.log_tail(), message.get("exception_class", "")))
+        self._replace_if_grown(message.get("rss_bytes"), message.get("ceiling_bytes"))
+
+    def _replace_if_grown(self, rss: int | None, ceiling: int | None) -> None:
+        """Replace an executor that kept memory after its task, before the next claim: the
+        memory goes back to the machine, and the next task's peak is its own."""
+        if rss is None or ceiling is None or rss <= ceiling or self.executor is None:
+            return
+        logger.info("the executor holds %s MB after its task (WORKER_EXECUTOR_MAX_RSS_MB: %s);"
+                    " replacing it", memory.mb(rss), memory.mb(ceiling),
+                    extra={"rss_bytes": rss, "ceiling_bytes": ceiling})
+        self._stop_executor(graceful=True)
+        if not self.abort_reason:
+            self._start_executor()
 
     def _end(self, ending: queue.Ending) -> None:
         """Record a failed attempt (retry, fail, cancel) and free the slot."""

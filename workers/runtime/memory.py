@@ -1,0 +1,67 @@
+"""A task's memory as its worker sees it: the executor's size, the task's limit, the OOM killer.
+
+Linux only where it reads ``/proc``; elsewhere each reading is None and nothing is enforced
+from it (the limit is still sampled through psutil).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+from .. import conf
+
+MB = 1024 * 1024
+LIMIT_SAMPLE_EVERY = 0.1  # a task with a limit: its process tree is measured this often
+EXECUTOR_GROWTH_MB = 100  # default ceiling: the executor's size at start plus this
+
+
+def own_rss() -> int | None:
+    """This process's resident set now, in bytes."""
+    try:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def executor_ceiling(base_rss: int, settings: conf.WorkerSettings) -> int:
+    """How large an executor may stay after a task before it is replaced."""
+    if settings.executor_max_rss_mb:
+        return settings.executor_max_rss_mb * MB
+    return base_rss + EXECUTOR_GROWTH_MB * MB
+
+
+def limit_bytes(task_limit_mb: int | None, settings: conf.WorkerSettings) -> int | None:
+    """The task's own limit, else WORKER_MEMORY_LIMIT_MB; None when neither is set."""
+    mb = task_limit_mb or settings.memory_limit_mb
+    return mb * MB if mb else None
+
+
+def oom_kills() -> int | None:
+    """The kernel's count of OOM kills since boot (``oom_kill`` in /proc/vmstat)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/vmstat") as handle:
+        for line in handle:
+            if line.startswith("oom_kill "):
+                return int(line.split()[1])
+    return None
+
+
+def killed_by_oom(status: int | None, kills_before: int | None) -> bool:
+    """The OOM signature: SIGKILL from nobody of ours while the kernel's count of OOM kills
+    rose. (Another process killed by the OOM killer at that moment looks the same.)"""
+    if status is None or kills_before is None or not os.WIFSIGNALED(status):
+        return False
+    kills_now = oom_kills()
+    return os.WTERMSIG(status) == signal.SIGKILL and kills_now is not None and (
+        kills_now > kills_before)
+
+
+def over_limit_message(rss: int, limit: int) -> str:
+    return (f"memory limit exceeded: its processes used {mb(rss)} MB, over its limit of "
+            f"{mb(limit)} MB")
+
+
+def mb(value: int) -> int:
+    return round(value / MB)
