@@ -1,0 +1,130 @@
+"""Scheduling by memory with real workers and tasks that really take what they declare.
+
+Each task records when its body began and ended (``Execution`` rows, the executing
+process's clock): its memory is in use only between the two, and the node's share is held
+from before the first to after the second, so overlaps read from these never understate.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from django.db import transaction
+
+from tests.conftest import wait_for, worker_env
+from tests.testapp.models import Execution
+from workers import queue
+from workers.models import Node, Task, TaskAttempt
+from workers.spec import TaskSpec
+from workers.states import Outcome, TaskState
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
+
+NODE = "sched-node"
+HOLD = "tests.testapp.sched_tasks.hold"
+HOLD_UNTIL = "tests.testapp.sched_tasks.hold_until"
+
+
+def env(runtime_dir: Path, **extra: str) -> dict[str, str]:
+    return worker_env(runtime_dir, WORKER_NODE_ADDRESS=NODE, WORKER_NODE_MEMORY_MB="1000",
+                      WORKER_NODE_CPUS="8", **extra)
+
+
+def submit(func_path: str, mb: int, *args: object) -> Task:
+    return queue.enqueue(TaskSpec(func_path=func_path, args=[mb, *args], memory_mb=mb,
+                                  max_attempts=3, force=True))
+
+
+def spans() -> dict[int, tuple[float, float]]:
+    """Each task's (start, end) from its body's own records."""
+    found: dict[int, dict[str, float]] = {}
+    for key, task_id, at in Execution.objects.values_list("key", "task_id", "at"):
+        if task_id is not None:
+            found.setdefault(task_id, {})[key] = at
+    return {task_id: (marks["start"], marks["end"]) for task_id, marks in found.items()
+            if "start" in marks and "end" in marks}
+
+
+def peak(intervals: list[tuple[float, float, int]]) -> tuple[int, int]:
+    """The largest sum of estimates running at one moment, and how many ran then."""
+    events = sorted([(start, 1, mb) for start, _, mb in intervals]
+                    + [(end, 0, -mb) for _, end, mb in intervals])  # ends first on ties
+    total = running = best = most = 0
+    for _, starting, mb in events:
+        total += mb
+        running += 1 if starting else -1
+        if total > best:
+            best, most = total, running
+    return best, most
+
+
+def test_three_workers_never_run_more_than_the_nodes_budget(workers, runtime_dir):
+    sizes = [600, 300, 300, 500] * 2
+    with transaction.atomic():
+        jobs = [submit(HOLD, mb, 1.5) for mb in sizes]
+    for _ in range(3):
+        workers.start("--batch", env=env(runtime_dir))
+
+    assert workers.wait_all(timeout=120) == [0, 0, 0]
+    assert {Task.objects.get(pk=job.pk).state for job in jobs} == {TaskState.SUCCEEDED}
+    found = spans()
+    intervals = [(*found[job.pk], job.memory_estimate_mb) for job in jobs]
+    most_mb, together = peak(intervals)
+    assert most_mb <= 1000, f"{most_mb} MB of estimates ran at once on a 1000 MB budget"
+    assert together >= 2, "tasks that fit together did run together"
+    assert Node.objects.get(name=NODE).committed_mb == 0
+
+
+def test_a_small_task_overtakes_a_blocked_one_until_it_has_waited_too_long(workers,
+                                                                        runtime_dir):
+    starvation = 2.0
+    for _ in range(2):
+        workers.start(env=env(runtime_dir, WORKER_MEMORY_STARVATION_S=str(starvation)))
+    first = submit(HOLD, 600, 4.0)
+    wait_for(lambda: Execution.objects.filter(task_id=first.pk, key="start").exists(),
+             timeout=30)
+    with transaction.atomic():
+        blocked = submit(HOLD, 800, 0.5)
+        small = [submit(HOLD, 300, 1.0) for _ in range(10)]
+
+    wait_for(lambda: Task.objects.filter(pk__in=[blocked.pk, *(s.pk for s in small)],
+                                         state=TaskState.SUCCEEDED).count() == 11, timeout=90)
+    due = Task.objects.get(pk=blocked.pk).created_at.timestamp()
+    starts = {task_id: at.timestamp() for task_id, at in TaskAttempt.objects.filter(
+        task__in=[blocked, *small]).values_list("task_id", "started_at") if at is not None}
+    began = starts[blocked.pk]
+    small_starts = [starts[s.pk] for s in small]
+    assert any(due < at < began for at in small_starts), "a smaller task overtook it"
+    late = [at - due for at in small_starts if due + starvation + 0.5 < at < began]
+    assert not late, f"smaller tasks still overtook {late} s after it was due"
+    assert any(at > began for at in small_starts), "the rest waited behind it"
+    assert began - due < starvation + 4.0 + 1.0 + 5.0, "it started within the bound"
+
+
+def test_a_worker_killed_with_sigkill_gives_its_share_back(workers, runtime_dir):
+    go = runtime_dir / "go"
+    for _ in range(2):
+        workers.start(env=env(runtime_dir))
+    job = submit(HOLD_UNTIL, 600, str(go))
+    wait_for(lambda: Task.objects.get(pk=job.pk).state == TaskState.RUNNING, timeout=30)
+    wait_for(lambda: Node.objects.get(name=NODE).committed_mb == 600)
+    victim = Task.objects.get(pk=job.pk).worker
+    assert victim is not None and victim.pid is not None
+
+    os.kill(victim.pid, signal.SIGKILL)
+
+    def rerun_elsewhere() -> bool:
+        row = Task.objects.get(pk=job.pk)
+        return row.state == TaskState.RUNNING and row.worker_id not in (None, victim.pk)
+
+    wait_for(rerun_elsewhere, timeout=30)
+    assert Node.objects.get(name=NODE).committed_mb == 600, "the killed attempt's share is gone"
+    go.touch()
+    wait_for(lambda: Task.objects.get(pk=job.pk).state == TaskState.SUCCEEDED, timeout=30)
+    assert Node.objects.get(name=NODE).committed_mb == 0
+    outcomes = list(TaskAttempt.objects.filter(task=job).order_by("number")
+                    .values_list("outcome", flat=True))
+    assert outcomes == [Outcome.WORKER_LOST, Outcome.SUCCEEDED]
