@@ -76,6 +76,9 @@ def start() -> Executor:
 
 
 def _become_executor(out_w: int) -> None:
+    # What the supervisor built is never garbage here: a collection that walked it would
+    # write to (and so copy) every page of it, most of a fresh executor's first task.
+    gc.freeze()
     parent_pid = os.getppid()
     _die_with_parent(parent_pid)
     # Lead a process group of our own: the sentinel ends the task and whatever it started
