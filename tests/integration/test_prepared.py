@@ -26,7 +26,7 @@ def _prepared_claims() -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
-            ["%FOR UPDATE SKIP LOCKED%"],
+            ["%SKIP LOCKED%"],
         )
         row = cursor.fetchone()
     assert row is not None
