@@ -4,11 +4,15 @@ Capacity is the smallest of three limits:
 
 * ``max_count``: the configured ``WORKER_MAX_COUNT``;
 * ``cores``: the physical cores (the logical count when the physical one is unknown);
-* ``memory``: the active workers plus as many more as fit in the available memory above
-  the guard, at the memory one task needs (the largest estimate among queued tasks when any
-  declares one, else ``WORKER_MEMORY_PER_TASK_MB``). The available memory reported by the
-  operating system already excludes what running workers use, so they are added back as
-  a count. Windows keeps an extra 1 GB guard; macOS under memory pressure halves the limit.
+* ``memory``: the workers running a task now, plus as many more as the node's memory has
+  room for at what the next task needs. Room is the node's budget (what the scheduler
+  budgets: available memory above the guard plus what running tasks measurably use, or
+  WORKER_NODE_MEMORY_MB) minus the estimates already committed to running tasks. What the
+  next task needs is the estimate of the largest queued task that could start now (due,
+  in an open queue), else ``WORKER_MEMORY_PER_TASK_MB``; the answer names that task. An
+  idle worker counts as one that will take such a task: adding idle workers never raises
+  the figure. Windows keeps an extra 1 GB guard; macOS under memory pressure halves the
+  limit.
 
 The machine is read only through the small ``_``-prefixed boundary functions, so tests
 replace them; :func:`compute` does the arithmetic and :func:`check` gathers the inputs.
@@ -19,18 +23,22 @@ limits (the operator takes the risk), never past ``WORKER_MAX_COUNT``, the hard 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import platform
 import subprocess
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
-from django.db.models import Max
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import Now
 
-from . import conf
+from . import budget, conf
+from .budget import megabytes
 from .conf import WorkerSettings
 from .exceptions import AdmissionRefused
-from .models import Task, Worker
+from .models import Node, PausedQueue, Task, Worker
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +53,8 @@ __all__ = [
     "Admission",
     "Machine",
     "MachineMemory",
+    "NextTask",
+    "NodeLoad",
     "admit",
     "check",
     "compute",
@@ -73,6 +83,28 @@ class Machine:
 
 
 @dataclass(frozen=True, slots=True)
+class NextTask:
+    """The largest queued task that could start now: what one more worker must have room for."""
+
+    id: int
+    func_path: str
+    memory_mb: int
+    source: str
+
+    def describe(self) -> str:
+        return f"task {self.id} ({self.func_path}, {self.source})"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLoad:
+    """What the node's running tasks hold: how many, their estimates, their measured memory."""
+
+    busy: int = 0
+    committed_mb: int = 0
+    tasks_rss: int = 0  # bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Admission:
     """The answer: capacity, active workers, whether one more fits, and why."""
 
@@ -83,6 +115,26 @@ class Admission:
     limits: dict[str, int]
     memory: MachineMemory
     binding: str = "max_count"  # the key of the limit that decides: max_count, cores, memory
+    load: NodeLoad = NodeLoad()
+    budget_mb: int = 0
+    need_mb: int = 0
+    next_task: NextTask | None = None
+    waiting: str = ""  # why the first queued task that fits no node waits, if one does
+
+    @property
+    def free_mb(self) -> int:
+        return self.budget_mb - self.load.committed_mb
+
+    def memory_line(self) -> str:
+        """Memory committed to running tasks, measured, and what the next task needs."""
+        needs = f"next task needs {megabytes(self.need_mb)}"
+        if self.next_task is not None:
+            needs += f" ({self.next_task.describe()})"
+        else:
+            needs += " (WORKER_MEMORY_PER_TASK_MB: nothing queued)"
+        return (f"{megabytes(self.load.committed_mb)} of {megabytes(self.budget_mb)} committed "
+                f"to {self.load.busy} running task{'' if self.load.busy == 1 else 's'}, "
+                f"{_gb(self.load.tasks_rss)} measured; {needs}")
 
 
 # --- Boundary: the only functions that touch psutil, the platform or a subprocess. ---
@@ -153,21 +205,57 @@ def _active_workers(node: str) -> int:
     return Worker.objects.active().on_node(node).count()
 
 
-def _largest_queued_estimate() -> int | None:
-    """The largest ``memory_mb`` among queued tasks; None when none declares one."""
-    largest: int | None = Task.objects.queued().aggregate(largest=Max("memory_mb"))["largest"]
-    return largest or None
+def _load(node: str) -> NodeLoad:
+    found = budget.running_on(node).aggregate(busy=Count("pk"),
+                                              committed=Sum("memory_estimate_mb"),
+                                              rss=budget.RSS)
+    return NodeLoad(found["busy"], found["committed"] or 0, found["rss"] or 0)
+
+
+def _due_queued() -> Any:
+    """Queued tasks that could start now: due, in a queue no one paused."""
+    due = Q(run_after__isnull=True) | Q(run_after__lte=Now())
+    open_queues = ~Q(queue__in=PausedQueue.objects.values("name"))
+    return Task.objects.queued().filter(due, open_queues)
+
+
+def _next_task() -> NextTask | None:
+    """The largest estimate among queued tasks that could start now (an index walk)."""
+    found = (_due_queued().filter(memory_estimate_mb__gt=0)
+             .order_by("-memory_estimate_mb", "id")
+             .values_list("pk", "func_path", "memory_estimate_mb", "memory_source").first())
+    return None if found is None else NextTask(*found)
+
+
+WAITING_LOOKED_AT = 50  # queued tasks, in claim order, looked at for one that fits nowhere
+
+
+def waiting_reason() -> str:
+    """Why the first queued task (in claim order) that fits no node with workers waits."""
+    nodes = list(Node.objects.filter(name__in=Worker.objects.active().values("node"))
+                 .values_list("name", "memory_mb", "committed_mb", "cpus", "committed_cpus"))
+    if not nodes:
+        return ""
+    name, memory, committed, cpus, used_cpus = max(nodes, key=lambda n: n[1] - n[2])
+    if committed <= 0 and used_cpus <= 0:
+        return ""  # an idle node takes any task
+    candidates = _due_queued().order_by("-priority", "id")[:WAITING_LOOKED_AT]
+    for pk, need, want in candidates.values_list("pk", "memory_estimate_mb", "cpus"):
+        if need > memory - committed:
+            return (f"task {pk} waits: needs {megabytes(need)}, "
+                    f"{megabytes(max(memory - committed, 0))} free on {name}")
+        if want > cpus - used_cpus:
+            return f"task {pk} waits: needs {want} CPUs, {max(cpus - used_cpus, 0)} free on {name}"
+    return ""
 
 
 def check(node: str | None = None) -> Admission:
     """May one more worker run on ``node`` (this node by default)?"""
     settings = conf.get()
-    return compute(
-        settings,
-        read_machine(),
-        active=_active_workers(node or settings.node_address),
-        queued_memory_mb=_largest_queued_estimate(),
-    )
+    node = node or settings.node_address
+    room = compute(settings, read_machine(), active=_active_workers(node), load=_load(node),
+                   next_task=_next_task())
+    return dataclasses.replace(room, waiting=waiting_reason())
 
 
 # --- The arithmetic. ---
@@ -178,19 +266,22 @@ def compute(
     machine: Machine,
     *,
     active: int,
-    queued_memory_mb: int | None = None,
+    load: NodeLoad | None = None,
+    next_task: NextTask | None = None,
 ) -> Admission:
-    """Capacity from the settings, the machine and the queue; no I/O."""
-    per_task_mb = queued_memory_mb or settings.memory_per_task_mb
+    """Capacity from the settings, the machine, the node's running tasks and the queue."""
+    load = load or NodeLoad()
+    per_task_mb = next_task.memory_mb if next_task else settings.memory_per_task_mb
     guard_mb = _guard_mb(settings, machine)
-    memory_limit = _memory_limit(machine, active, per_task_mb, guard_mb)
+    budget_mb = _budget_mb(settings, machine, load, guard_mb)
+    memory_limit = _memory_limit(machine, load, per_task_mb, budget_mb)
     limits = {"max_count": settings.max_count, "cores": machine.cores, "memory": memory_limit}
     binding = min(limits, key=limits.__getitem__)  # ties: max_count, then cores
     admissible = limits[binding]
     if binding == "memory":
-        why = _memory_sentence(
-            machine, memory_limit, per_task_mb, guard_mb, from_queue=bool(queued_memory_mb)
-        )
+        why = _memory_sentence(settings, machine, limit=memory_limit, per_task_mb=per_task_mb,
+                               guard_mb=guard_mb, budget_mb=budget_mb, load=load,
+                               next_task=next_task)
     elif binding == "cores":
         why = f"Physical cores ({machine.cores}) allow {_count(admissible, 'worker')}"
     else:
@@ -203,6 +294,10 @@ def compute(
         limits=limits,
         memory=machine.memory,
         binding=binding,
+        load=load,
+        budget_mb=budget_mb,
+        need_mb=per_task_mb,
+        next_task=next_task,
     )
 
 
@@ -225,32 +320,43 @@ def _guard_mb(settings: WorkerSettings, machine: Machine) -> int:
     return settings.memory_guard_mb + extra
 
 
-def _memory_limit(machine: Machine, active: int, per_task_mb: int, guard_mb: int) -> int:
-    """Active workers plus the ones that fit above the guard (fewer when below it)."""
+def _budget_mb(settings: WorkerSettings, machine: Machine, load: NodeLoad, guard_mb: int) -> int:
+    """The node's budget as the scheduler counts it, with this platform's guard."""
+    guarded = dataclasses.replace(settings, memory_guard_mb=guard_mb)
+    mem = machine.memory
+    return budget.compute(guarded, mem.total, mem.available, load.tasks_rss, machine.cores
+                          ).memory_mb
+
+
+def _memory_limit(machine: Machine, load: NodeLoad, per_task_mb: int, budget_mb: int) -> int:
+    """Workers running a task, plus one per next task that fits what they left free."""
     if per_task_mb < 1:
         raise ValueError("the memory a task needs must be at least 1 MB")
-    headroom = machine.memory.available - guard_mb * MB
-    more = headroom // (per_task_mb * MB)  # floors: below the guard, workers are too many
-    limit = max(0, active + more)
+    more = max(budget_mb - load.committed_mb, 0) // per_task_mb
+    limit = load.busy + more
     return limit // 2 if machine.memory_pressure else limit
 
 
-def _memory_sentence(
-    machine: Machine, limit: int, per_task_mb: int, guard_mb: int, *, from_queue: bool
-) -> str:
+def _memory_sentence(settings: WorkerSettings, machine: Machine, *, limit: int,
+                     per_task_mb: int, guard_mb: int, budget_mb: int, load: NodeLoad,
+                     next_task: NextTask | None) -> str:
     need = f"needs {_gb_mb(per_task_mb)} each"
-    if from_queue:
-        need += ", the largest queued estimate"
-    headroom = machine.memory.available - guard_mb * MB
+    if next_task is not None:
+        need += f", the largest queued task: {next_task.describe()}"
     guard = f"a {_gb_mb(guard_mb)} guard"
     if machine.platform == "Windows":
         guard += f" (incl. {_gb_mb(WINDOWS_EXTRA_GUARD_MB)} extra on Windows)"
-    if headroom >= 0:
-        room = f"{_gb(headroom)} available after {guard}"
+    if settings.node_memory_mb is not None:
+        room = f"WORKER_NODE_MEMORY_MB budgets {_gb_mb(budget_mb)}"
+    elif machine.memory.available + load.tasks_rss >= guard_mb * MB:
+        room = f"{_gb_mb(budget_mb)} budget after {guard}"
     else:
         room = f"only {_gb(machine.memory.available)} available, below {guard}"
+    if load.busy:
+        room += (f", {_gb_mb(load.committed_mb)} of it committed to "
+                 f"{_count(load.busy, 'running task')}")
     pressure = "; halved under macOS memory pressure" if machine.memory_pressure else ""
-    return f"Memory allows {_count(limit, 'worker')} ({need}, {room}{pressure})"
+    return f"Memory allows {_count(limit, 'worker')} ({need}; {room}{pressure})"
 
 
 def _gb(num_bytes: int) -> str:

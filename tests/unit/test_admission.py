@@ -1,20 +1,30 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from pytest_django import Settings
 
 from workers import admission, conf
-from workers.admission import Admission, Machine, MachineMemory, admit, compute
+from workers.admission import (
+    Admission,
+    Machine,
+    MachineMemory,
+    NextTask,
+    NodeLoad,
+    admit,
+    compute,
+)
 from workers.conf import WorkerSettings
 from workers.exceptions import AdmissionRefused
-from workers.models import Task, Worker
+from workers.models import Node, PausedQueue, Task, Worker
 from workers.states import TaskState, WorkerState
 
 MB = 1024 * 1024
 GB = 1024 * MB
-TOTAL = 64 * GB
+TOTAL = 128 * GB
 
 
 def settings_(
@@ -48,6 +58,8 @@ def test_max_count_binding() -> None:
         reason="WORKER_MAX_COUNT allows 2 workers; none are active.",
         limits={"max_count": 2, "cores": 8, "memory": 12},
         memory=MachineMemory(total=TOTAL, available=100 * GB, percent=50.0),
+        budget_mb=100 * 1024 - 2048,
+        need_mb=8192,
     )
 
 
@@ -55,7 +67,7 @@ def test_cores_binding() -> None:
     result = compute(settings_(max_count=16), machine(100 * GB, cores=4), active=1)
 
     assert result.admissible == 4
-    assert result.limits == {"max_count": 16, "cores": 4, "memory": 13}
+    assert result.limits == {"max_count": 16, "cores": 4, "memory": 12}
     assert result.reason == "Physical cores (4) allow 4 workers; 1 is active."
     assert result.can_add
 
@@ -68,7 +80,7 @@ def test_memory_binding_names_the_figures() -> None:
     assert result.admissible == 2
     assert result.limits["memory"] == 2
     assert result.reason == (
-        "Memory allows 2 workers (needs 8.0 GB each, 17.3 GB available after a 2.0 GB guard);"
+        "Memory allows 2 workers (needs 8.0 GB each; 17.3 GB budget after a 2.0 GB guard);"
         " none are active."
     )
 
@@ -87,7 +99,7 @@ def test_memory_below_guard_admits_nothing() -> None:
     assert result.limits["memory"] == 0
     assert not result.can_add
     assert result.reason == (
-        "Memory allows 0 workers (needs 8.0 GB each, only 1.0 GB available, below a 2.0 GB"
+        "Memory allows 0 workers (needs 8.0 GB each; only 1.0 GB available, below a 2.0 GB"
         " guard); none are active."
     )
 
@@ -106,11 +118,11 @@ def test_memory_exactly_one_task_admits_one() -> None:
     assert result.can_add
 
 
-def test_below_guard_with_active_workers_admits_fewer_than_active() -> None:
+def test_below_guard_with_idle_workers_admits_none() -> None:
     result = compute(settings_(), machine(2 * GB - MB), active=3)
 
-    assert result.limits["memory"] == 2
-    assert result.admissible == 2
+    assert result.limits["memory"] == 0
+    assert result.admissible == 0
     assert not result.can_add
 
 
@@ -121,24 +133,29 @@ def test_memory_limit_never_negative() -> None:
     assert result.admissible == 0
 
 
+def queued(mb: int) -> NextTask:
+    return NextTask(id=7, func_path="sims.run", memory_mb=mb, source="declared")
+
+
 def test_largest_queued_estimate_replaces_the_setting() -> None:
-    result = compute(settings_(), machine(2 * GB + 40 * GB), active=0, queued_memory_mb=16384)
+    result = compute(settings_(), machine(2 * GB + 40 * GB), active=0, next_task=queued(16384))
 
     assert result.admissible == 2
-    assert "needs 16.0 GB each, the largest queued estimate" in result.reason
+    assert "needs 16.0 GB each, the largest queued task: task 7 (sims.run, declared)" in (
+        result.reason)
 
 
 def test_smaller_queued_estimate_also_replaces_the_setting() -> None:
-    result = compute(settings_(), machine(2 * GB + 40 * GB), active=0, queued_memory_mb=4096)
+    result = compute(settings_(), machine(2 * GB + 40 * GB), active=0, next_task=queued(4096))
 
     assert result.limits["memory"] == 10
 
 
-def test_zero_queued_estimate_falls_back_to_the_setting() -> None:
-    result = compute(settings_(), machine(2 * GB + 40 * GB), active=0, queued_memory_mb=0)
+def test_nothing_queued_falls_back_to_the_setting() -> None:
+    result = compute(settings_(), machine(2 * GB + 40 * GB), active=0, next_task=None)
 
     assert result.limits["memory"] == 5
-    assert "queued estimate" not in result.reason
+    assert "queued task" not in result.reason
 
 
 def test_macos_pressure_halves_the_memory_limit() -> None:
@@ -163,15 +180,59 @@ def test_windows_adds_one_gb_to_the_guard() -> None:
     assert "3.0 GB guard (incl. 1.0 GB extra on Windows)" in windows.reason
 
 
-def test_active_workers_count_towards_memory_capacity() -> None:
-    # Available memory already excludes what the two running workers use.
-    result = compute(settings_(), machine(2 * GB + 16 * GB + GB // 2), active=2)
+@pytest.mark.parametrize("active", [1, 2, 3, 4])
+def test_idle_workers_never_raise_the_memory_figure(active: int) -> None:
+    # Machine memory unchanged as idle workers are added: the figure stays (it rose with
+    # each worker before: 2, 3, 4, 5).
+    result = compute(settings_(), machine(2 * GB + 16 * GB + GB // 2), active=active)
 
-    assert result.limits["memory"] == 4
-    assert result.admissible == 4
-    assert result.active == 2
-    assert result.can_add
-    assert result.reason.endswith("; 2 are active.")
+    assert result.limits["memory"] == 2
+    assert result.can_add == (active < 2)
+
+
+def test_busy_workers_count_with_what_their_tasks_committed() -> None:
+    # 16 GB committed to two running tasks measured at 10 GB: available memory is what is
+    # left once they use it, so the budget adds their measured use back.
+    load = NodeLoad(busy=2, committed_mb=16384, tasks_rss=10 * GB)
+
+    result = compute(settings_(), machine(2 * GB + 14 * GB), active=3, load=load)
+
+    assert result.budget_mb == 24 * 1024
+    assert result.free_mb == 8192
+    assert result.limits["memory"] == 3, "the two busy ones, and one more 8 GB task"
+    assert not result.can_add, "the idle third worker takes that task"
+    assert "16.0 GB of it committed to 2 running tasks" in result.reason
+
+
+def test_the_issue_case_one_large_queued_task_and_one_idle_worker_fits_one() -> None:
+    result = compute(settings_(), machine(2 * GB + 21 * GB), active=1,
+                     next_task=queued(11981))  # 11.7 GB
+
+    assert result.limits["memory"] == 1
+    assert not result.can_add
+    assert result.reason.startswith("Memory allows 1 worker (needs 11.7 GB each, the largest "
+                                    "queued task: task 7 (sims.run, declared)")
+
+
+def test_the_setting_fixes_the_budget() -> None:
+    fixed = replace(settings_(), node_memory_mb=20000)
+
+    result = compute(fixed, machine(100 * GB), active=0)
+
+    assert result.budget_mb == 20000
+    assert result.limits["memory"] == 2
+    assert "WORKER_NODE_MEMORY_MB budgets 19.5 GB" in result.reason
+
+
+def test_the_memory_line_says_what_is_committed_measured_and_needed() -> None:
+    load = NodeLoad(busy=1, committed_mb=8192, tasks_rss=3 * GB)
+
+    result = compute(settings_(), machine(2 * GB + 14 * GB), active=1, load=load,
+                     next_task=queued(4096))
+
+    assert result.memory_line() == (
+        "8.0 GB of 17.0 GB committed to 1 running task, 3.0 GB measured; next task needs "
+        "4.0 GB (task 7 (sims.run, declared))")
 
 
 @pytest.mark.parametrize("active", [2, 3])
@@ -192,7 +253,7 @@ def test_singular_wording() -> None:
 
 
 def test_force_passes_the_memory_limit() -> None:
-    room = compute(settings_(max_count=4), machine(2 * GB + 8 * GB), active=1)  # memory: 2
+    room = compute(settings_(max_count=4), machine(2 * GB + 8 * GB), active=1)  # memory: 1
 
     with pytest.raises(AdmissionRefused) as refused:
         admit(room, 3, force=False)
@@ -303,8 +364,9 @@ def node_settings(settings: Settings) -> WorkerSettings:
     return crucible
 
 
-def add_task(state: str, memory_mb: int | None) -> Task:
-    return Task.objects.create(func_path="m.f", timeout=60.0, memory_mb=memory_mb, state=state)
+def add_task(state: str, memory_mb: int | None, **fields: object) -> Task:
+    return Task.objects.create(func_path="m.f", timeout=60.0, memory_mb=memory_mb, state=state,
+                               memory_estimate_mb=memory_mb or 0, **fields)
 
 
 @pytest.mark.django_db
@@ -317,9 +379,9 @@ def test_check_counts_active_workers_on_this_node(fake_machine: dict[str, object
     result = admission.check()
 
     assert result.active == 3  # STARTING, RUNNING, DRAINING
-    assert result.limits == {"max_count": 64, "cores": 8, "memory": 6}
-    assert result.admissible == 6
-    assert result.can_add
+    assert result.limits == {"max_count": 64, "cores": 8, "memory": 3}
+    assert result.admissible == 3
+    assert not result.can_add, "three idle workers take the three 8 GB tasks that fit"
     assert result.memory == fake_machine["memory"]
 
 
@@ -337,7 +399,7 @@ def test_check_for_another_node(fake_machine: dict[str, object]) -> None:
 @pytest.mark.usefixtures("node_settings")
 def test_check_uses_largest_queued_estimate(fake_machine: dict[str, object]) -> None:
     add_task(TaskState.QUEUED, 4096)
-    add_task(TaskState.QUEUED, 12288)
+    largest = add_task(TaskState.QUEUED, 12288)
     add_task(TaskState.QUEUED, None)
     add_task(TaskState.RUNNING, 65536)
     add_task(TaskState.WAITING, 65536)
@@ -345,7 +407,8 @@ def test_check_uses_largest_queued_estimate(fake_machine: dict[str, object]) -> 
     result = admission.check()
 
     assert result.limits["memory"] == 2  # 24 GB / 12 GB
-    assert "needs 12.0 GB each, the largest queued estimate" in result.reason
+    assert f"needs 12.0 GB each, the largest queued task: task {largest.pk} (m.f, " in (
+        result.reason)
 
 
 @pytest.mark.django_db
@@ -358,7 +421,7 @@ def test_check_uses_the_setting_without_queued_estimates(fake_machine: dict[str,
 
     assert result.limits["memory"] == 3  # 24 GB / 8 GB
     assert "needs 8.0 GB each" in result.reason
-    assert "queued estimate" not in result.reason
+    assert "queued task" not in result.reason
 
 
 @pytest.mark.django_db
@@ -398,3 +461,59 @@ def test_the_answer_names_the_limit_that_binds(
 
     assert result.binding == binding
     assert min(result.limits, key=result.limits.__getitem__) == binding
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("node_settings")
+def test_check_ignores_tasks_not_due_and_in_paused_queues(fake_machine: dict[str, object]) -> None:
+    add_task(TaskState.QUEUED, 65536, run_after=timezone.now() + timedelta(days=1500))
+    add_task(TaskState.QUEUED, 32768, queue="held")
+    PausedQueue.objects.create(name="held")
+    due = add_task(TaskState.QUEUED, 4096, run_after=timezone.now() - timedelta(seconds=1))
+
+    result = admission.check()
+
+    assert result.next_task is not None and result.next_task.id == due.pk
+    assert result.limits["memory"] == 6  # 24 GB / 4 GB
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("node_settings")
+def test_check_counts_memory_committed_to_running_tasks(fake_machine: dict[str, object]) -> None:
+    busy = Worker.objects.create(node="node-a", state=WorkerState.RUNNING, task_rss_bytes=GB)
+    Worker.objects.create(node="node-a", state=WorkerState.RUNNING)
+    elsewhere = Worker.objects.create(node="node-b", state=WorkerState.RUNNING)
+    add_task(TaskState.RUNNING, 16384, worker=busy)
+    add_task(TaskState.RUNNING, 16384, worker=elsewhere)
+
+    result = admission.check()
+
+    assert result.load == NodeLoad(busy=1, committed_mb=16384, tasks_rss=GB)
+    assert result.budget_mb == 25 * 1024, "24 GB above the guard, plus the task's 1 GB in use"
+    assert result.limits["memory"] == 2, "the busy worker, and one more 8 GB task"
+    assert not result.can_add, "the idle worker takes that one"
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("node_settings")
+def test_the_reason_a_queued_task_waits_names_the_node(fake_machine: dict[str, object]) -> None:
+    Worker.objects.create(node="lab-node-1", state=WorkerState.RUNNING)
+    Node.objects.create(name="lab-node-1", memory_mb=12288, cpus=8, committed_mb=9114,
+                        committed_cpus=1)
+    add_task(TaskState.QUEUED, 1024)
+    big = add_task(TaskState.QUEUED, 8192)
+
+    result = admission.check()
+
+    assert result.waiting == f"task {big.pk} waits: needs 8.0 GB, 3.1 GB free on lab-node-1"
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("node_settings")
+def test_no_reason_to_wait_when_everything_fits(fake_machine: dict[str, object]) -> None:
+    Worker.objects.create(node="lab-node-1", state=WorkerState.RUNNING)
+    Node.objects.create(name="lab-node-1", memory_mb=12288, cpus=8, committed_mb=1024,
+                        committed_cpus=1)
+    add_task(TaskState.QUEUED, 8192)
+
+    assert admission.check().waiting == ""

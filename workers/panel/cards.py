@@ -263,6 +263,8 @@ class Overview(Readable):
     memory: MemoryBar
     queues: list[QueueRow]
     binding: str = "max_count"
+    tasks_memory: str = ""  # committed to running tasks, measured, what the next one needs
+    waiting: str = ""  # why a queued task waits for memory, if one does
 
     @property
     def room(self) -> int:
@@ -341,6 +343,8 @@ def overview(snap: Snapshot) -> Overview:
         memory=memory_bar(adm),
         queues=queue_rows(snap.queues, snap.paused),
         binding=adm.binding,
+        tasks_memory=adm.memory_line(),
+        waiting=adm.waiting,
     )
 
 
