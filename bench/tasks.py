@@ -19,3 +19,10 @@ def numpy_sum() -> float:
     import numpy as np
 
     return float(np.arange(1000.0).sum())
+
+
+def allocate(mb: int, seconds: float = 1.0, noise: float = 0.0) -> int:
+    """Hold ``mb`` MB times ``1 + noise`` (every byte written) for ``seconds``."""
+    block = bytearray(b"\x01") * int(mb * (1 + noise) * 1024 * 1024)
+    time.sleep(seconds)
+    return len(block) // (1024 * 1024)
