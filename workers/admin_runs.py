@@ -7,17 +7,17 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, URLResolver, path
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
-from django.views.decorators.http import require_GET, require_POST
 
 from . import audit, runs
 from .exceptions import CrucibleError
 from .models import Run
 from .runs import graph
+from .runs.reading import counts
 
 PAGE = "admin/workers/run/page.html"
 BODY = f"{PAGE}#run-body"
@@ -59,12 +59,12 @@ class RunAdmin(RunAdminBase):
 
     @admin.display(description="Progress")
     def progress(self, run: Run) -> str:
-        counts = runs.report.counts(run)
-        total = sum(counts.values())
-        done = sum(n for state, n in counts.items() if state in graph.DONE)
+        tally = counts(run)
+        total = sum(tally.values())
+        done = sum(n for state, n in tally.items() if state in graph.DONE)
         return f"{done}/{total}"
 
-    def get_urls(self) -> list[URLPattern]:
+    def get_urls(self) -> list[URLResolver | URLPattern]:
         wrap = self.admin_site.admin_view
         return [
             path("<int:run_id>/live/", wrap(self.live), name="workers_run_live"),
@@ -107,25 +107,33 @@ class RunAdmin(RunAdminBase):
         return {**context, "flash": text}
 
     def live(self, request: HttpRequest, run_id: int) -> HttpResponse:
-        return require_GET(lambda req: self._fragment(req, self._context(req, run_id)))(request)
+        """GET .../live/: the page's body alone, for polling."""
+        if request.method != "GET":
+            return HttpResponseNotAllowed(["GET"])
+        return self._fragment(request, self._context(request, run_id))
 
     def act(self, request: HttpRequest, run_id: int, action: str) -> HttpResponse:
-        return require_POST(lambda req: self._act(req, run_id, action))(request)
-
-    def _act(self, request: HttpRequest, run_id: int, action: str) -> HttpResponse:
+        """POST .../act/pause|resume|cancel/: do it, answer the refreshed body."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
         if action not in ACTIONS:
             raise Http404(f"no action {action}")
         if not request.user.has_perm(ACTIONS[action]):
             raise PermissionDenied
+        flash = self._do(request, run_id, action)
+        return self._fragment(request, self._flash(self._context(request, run_id), flash))
+
+    @staticmethod
+    def _do(request: HttpRequest, run_id: int, action: str) -> str:
+        """Pause, resume or cancel; what to tell the operator."""
         try:
             if action == "cancel":
                 run = runs.cancel(run_id, by=request.user.get_username())
             else:
                 run = (runs.pause if action == "pause" else runs.resume)(run_id)
-            audit.record(request.user, run, action)
-            flash = DONE[action].format(run_id)
         except runs.RunNotFound:
             raise Http404(f"no run with id {run_id}") from None
         except CrucibleError as exc:
-            flash = f"Not done: {exc}"
-        return self._fragment(request, self._flash(self._context(request, run_id), flash))
+            return f"Not done: {exc}"
+        audit.record(request.user, run, action)
+        return DONE[action].format(run_id)

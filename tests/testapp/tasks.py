@@ -52,6 +52,31 @@ def wait_for_file(path: str, key: str, timeout: float = 60.0) -> str:
     return key
 
 
+def fail_after_file(path: str) -> None:
+    """Fail once the test creates ``path``: a failure at the moment the test chooses."""
+    _record("fail:start")
+    wait_for_path(path)
+    raise ValueError("failed on cue")
+
+
+def wait_for_path(path: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not Path(path).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.05)
+
+
+def write_output(relative: str, text: str) -> str:
+    """Write a file into this run task's own work directory."""
+    from workers.runs import workdir
+
+    path = workdir.here() / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return str(path)
+
+
 def fail_always(message: str) -> None:
     _record("fail")
     raise ValueError(message)

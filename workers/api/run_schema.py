@@ -30,10 +30,11 @@ from .schema import (
 
 NAMES: Schema = {"type": "array", "items": {**TEXT, "minLength": 1,
                                             "maxLength": run_document.MAX_TASK_NAME}}
-LOCK_KEYS: Schema = {"type": "array", "maxItems": run_document.MAX_LOCKS,
+LOCK_KEYS: Schema = {"type": "array",
                      "items": {**TEXT, "minLength": 1, "maxLength": run_document.MAX_LOCK_KEY},
-                     "description": "Lock keys (paths, resource names): tasks whose keys "
-                                    "overlap never run at the same time."}
+                     "description": f"At most {run_document.MAX_LOCKS} lock keys (paths, "
+                                    "resource names): tasks whose keys overlap never run at "
+                                    "the same time."}
 
 RUN_PROPERTIES: dict[str, Schema] = {
     "id": INTEGER,
@@ -45,6 +46,7 @@ RUN_PROPERTIES: dict[str, Schema] = {
     "max_parallel": _or_null("integer"),
     "locks": {"type": "array", "items": STRING},
     "wait_for_locks": BOOLEAN,
+    "merge_outputs": BOOLEAN,
     "reason": {**STRING, "description": "Why it failed or was cancelled."},
     "created_by": STRING,
     "created_at": TIME,
@@ -89,6 +91,8 @@ def _task_entry(allowed: list[str]) -> Schema:
             "max_attempts": {**INTEGER, "minimum": 1, "maximum": spec.MAX_ATTEMPTS},
             "memory_mb": {**INTEGER, "minimum": 1, "maximum": spec.MAX_MEMORY_MB},
             "retry_backoff": {**NUMBER, "minimum": 0},
+            "cpus": {**INTEGER, "minimum": 1, "maximum": spec.MAX_CPUS, "default": 1},
+            "memory_limit_mb": {**INTEGER, "minimum": 1, "maximum": spec.MAX_MEMORY_MB},
         }),
     }, required=["name", "task"])
 
@@ -96,9 +100,9 @@ def _task_entry(allowed: list[str]) -> Schema:
 def submit_body(allowed: list[str]) -> Schema:
     return _object({
         "name": {**TEXT, "minLength": 1, "maxLength": run_document.MAX_RUN_NAME},
-        "tasks": {"type": "array", "minItems": 1, "maxItems": run_document.MAX_TASKS,
-                  "items": _task_entry(allowed),
-                  "description": "Names unique in the run; no cycles (refused, named)."},
+        "tasks": {"type": "array", "items": _task_entry(allowed),
+                  "description": f"1 to {run_document.MAX_TASKS} tasks, names unique in the "
+                                 "run; no cycles (refused, named)."},
         **_nullable({
             "failure_policy": {**STRING, "enum": FailurePolicy.values, "default": "halt"},
             "halt_running": {**STRING, "enum": HaltRunning.values, "default": "finish",
@@ -107,6 +111,9 @@ def submit_body(allowed: list[str]) -> Schema:
             "max_parallel": {**INTEGER, "minimum": 1, "maximum": run_document.MAX_PARALLEL},
             "locks": LOCK_KEYS,
             "wait_for_locks": {**BOOLEAN, "default": False},
+            "merge_outputs": {**BOOLEAN, "default": False,
+                              "description": "Copy the tasks' work directories into the "
+                                             "run's output/ when it completes."},
             "start": {**BOOLEAN, "default": True,
                       "description": "false: CREATED until resumed."},
             "queue": {**TEXT, "maxLength": 100, "description": "Default for its tasks."},

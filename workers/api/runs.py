@@ -11,7 +11,7 @@ from django.http import HttpRequest, JsonResponse
 from .. import audit, runs
 from ..models import Run
 from ..models.run import RunState
-from ..runs.report import RunReport, TaskLine
+from ..runs.reading import RunReport, TaskLine
 from ..status import iso
 from .errors import BadRequest
 from .parsing import Fields, body, object_id
@@ -34,6 +34,7 @@ def _run(run: Run, counts: dict[str, int]) -> dict[str, Any]:
         "max_parallel": run.max_parallel,
         "locks": run.locks,
         "wait_for_locks": run.wait_for_locks,
+        "merge_outputs": run.merge_outputs,
         "reason": run.reason,
         "created_by": run.created_by,
         "created_at": iso(run.created_at),
@@ -74,11 +75,13 @@ def _log(user: User | AnonymousUser, action: str, run: Run) -> None:
 @operation("GET", "workers.view_task")
 def run_list(request: HttpRequest) -> JsonResponse:
     fields = Fields(request.GET, LIST_PARAMS, textual=True)
-    state = (fields.string("state", max_length=16) or "").upper()
-    if state and state not in RunState.values:
-        raise BadRequest("state", f"{state!r} is not one of {', '.join(RunState.values)}")
+    state = fields.string("state", max_length=16)
+    named = RunState.values + [value.lower() for value in RunState.values]
+    if state is not None and state not in named:
+        raise BadRequest("state", f"{state!r} is not one of {', '.join(RunState.values)} "
+                                  "(or the same in lower case)")
     limit = fields.integer("limit", minimum=1, maximum=MAX_LIMIT) or 50
-    rows = runs.listing([state] if state else None, limit)
+    rows = runs.listing([state.upper()] if state else None, limit)
     return JsonResponse({"runs": [_run(run, counts) for run, counts in rows]})
 
 

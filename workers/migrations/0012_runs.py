@@ -35,6 +35,9 @@ class Migration(migrations.Migration):
                 ("locks", models.JSONField(blank=True, default=list)),
                 ("task_locks", models.BooleanField(default=False,
                                                    help_text="Some of its tasks lock keys.")),
+                ("merge_outputs", models.BooleanField(
+                    default=False,
+                    help_text="Copy its tasks' work directories into its own on completion.")),
                 ("wait_for_locks", models.BooleanField(
                     default=False,
                     help_text="Wait (CREATED) for its locks held by another run, not refuse.")),

@@ -59,6 +59,9 @@ class Run(models.Model):
     max_parallel = models.PositiveIntegerField(null=True, blank=True)
     locks = models.JSONField(default=list, blank=True)
     task_locks = models.BooleanField(default=False, help_text="Some of its tasks lock keys.")
+    merge_outputs = models.BooleanField(
+        default=False, help_text="Copy its tasks' work directories into its own on completion."
+    )
     wait_for_locks = models.BooleanField(
         default=False, help_text="Wait (CREATED) for its locks held by another run, not refuse."
     )

@@ -16,7 +16,7 @@ from . import gate, locks
 from .control import active, affected, cancel, each, pause, resume
 from .document import RunSpec, TaskEntry, parse
 from .errors import InvalidRun, LockHeld, RunConflict, RunNotFound
-from .report import get, listing, report, summary
+from .reading import get, listing, report, summary
 from .submit import create, submit
 
 

@@ -47,6 +47,8 @@ def pause(run_id: int) -> Run:
     with transaction.atomic():
         run = gate.lock(run_id)
         _refuse_finished(run, "paused")
+        if run.state == RunState.CREATED:
+            raise RunConflict(f"run {run.pk} has not started: nothing to pause")
         if run.state != RunState.PAUSED:
             run.state = RunState.PAUSED
             run.save(update_fields=["state"])
@@ -112,7 +114,7 @@ def affected(verb: str) -> list[Run]:
     """The runs ``verb --all`` would change (pausing a paused run changes nothing)."""
     runs = active()
     if verb == "pause":
-        return [run for run in runs if run.state != RunState.PAUSED]
+        return [run for run in runs if run.state == RunState.RUNNING]
     if verb == "resume":
         return [run for run in runs if run.state != RunState.RUNNING]
     return runs

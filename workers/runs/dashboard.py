@@ -1,5 +1,5 @@
 """``manage.py dashboard``: workers, runs with progress bars, queue depth, recent failures,
-as ``rich`` renderables. Reads only: the panel's snapshot and the runs' reports."""
+as ``rich`` renderables. Reads only: the panel's snapshot and the runs' reading."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from .. import status
 from ..models import Run, Task
 from ..models.run import ACTIVE_RUN_STATES
 from ..states import TaskState
-from . import report, text
+from . import reading, text
 
 RECENT_RUNS = 8
 RECENT_FAILURES = 5
@@ -29,7 +29,7 @@ class Screen:
     snapshot: status.Snapshot
     runs: list[tuple[Run, dict[str, int]]]
     failures: list[Task]
-    summary: report.Summary
+    summary: reading.Summary
 
 
 def gather() -> Screen:
@@ -38,8 +38,8 @@ def gather() -> Screen:
         :max(RECENT_RUNS - len(active), 0)])
     failures = list(Task.objects.filter(state=TaskState.FAILED).exclude(finished_at=None)
                     .order_by("-finished_at")[:RECENT_FAILURES])
-    return Screen(status.snapshot(), [(run, report.counts(run)) for run in active + recent],
-                  failures, report.summary())
+    return Screen(status.snapshot(), [(run, reading.counts(run)) for run in active + recent],
+                  failures, reading.summary())
 
 
 def _state(value: str) -> Text:
@@ -95,7 +95,7 @@ def _failures(screen: Screen) -> Table:
 
 
 def render(screen: Screen, *, compact: bool = False) -> RenderableType:
-    head = Text(text.summary(screen.summary), style="bold")
+    head = Text("\n".join(text.summary(screen.summary).split(" · ")), style="bold")
     parts: list[RenderableType] = [head, _workers(screen), _runs(screen, compact)]
     if not compact:
         parts += [_queues(screen), _failures(screen)]

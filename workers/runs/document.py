@@ -24,11 +24,11 @@ from .errors import InvalidRun
 
 RUN_FIELDS = frozenset({
     "name", "failure_policy", "halt_running", "max_parallel", "mode", "locks",
-    "wait_for_locks", "start", "queue", "tasks",
+    "wait_for_locks", "start", "queue", "tasks", "merge_outputs",
 })
 TASK_FIELDS = frozenset({
     "name", "task", "args", "kwargs", "depends_on", "locks", "priority", "timeout", "queue",
-    "max_attempts", "memory_mb", "retry_backoff",
+    "max_attempts", "memory_mb", "retry_backoff", "cpus", "memory_limit_mb",
 })
 MAX_TASKS = 100_000
 MAX_RUN_NAME = 200
@@ -46,6 +46,7 @@ class TaskEntry:
     spec: TaskSpec
     depends_on: tuple[str, ...] = ()
     locks: tuple[str, ...] = ()
+    index: int = 0  # its place in the document, for messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ class RunSpec:
     locks: tuple[str, ...] = ()
     wait_for_locks: bool = False
     start: bool = True
+    merge_outputs: bool = False
 
 
 Check = Callable[[str], None]  # refuses a task path before it is imported (the allow-list)
@@ -76,7 +78,7 @@ def _unknown(where: str, data: Mapping[str, Any], allowed: frozenset[str]) -> No
 def _text(where: str, value: Any, max_length: int, *, required: bool = True) -> str:
     if value is None and not required:
         return ""
-    if not isinstance(value, str) or (required and not value.strip()):
+    if not isinstance(value, str) or (required and not value):
         raise InvalidRun(where, "must be a non-empty string")
     if len(value) > max_length:
         raise InvalidRun(where, f"must be at most {max_length} characters")
@@ -134,8 +136,10 @@ def _names(where: str, value: Any, max_length: int) -> tuple[str, ...]:
 
 
 def _task_spec(where: str, data: Mapping[str, Any], queue: str) -> TaskSpec:
-    args = data.get("args", [])
-    kwargs = data.get("kwargs", {})
+    args = data.get("args")
+    kwargs = data.get("kwargs")
+    args = [] if args is None else args  # null: not given, as in the API's other bodies
+    kwargs = {} if kwargs is None else kwargs
     if not isinstance(args, list):
         raise InvalidRun(f"{where}.args", "must be a JSON array")
     if not isinstance(kwargs, dict):
@@ -153,6 +157,9 @@ def _task_spec(where: str, data: Mapping[str, Any], queue: str) -> TaskSpec:
         memory_mb=_whole(f"{where}.memory_mb", data.get("memory_mb"), 1,
                          task_spec.MAX_MEMORY_MB),
         retry_backoff=_number(f"{where}.retry_backoff", data.get("retry_backoff")),
+        cpus=_whole(f"{where}.cpus", data.get("cpus"), 1, task_spec.MAX_CPUS) or 1,
+        memory_limit_mb=_whole(f"{where}.memory_limit_mb", data.get("memory_limit_mb"), 1,
+                               task_spec.MAX_MEMORY_MB),
     )
 
 
@@ -176,6 +183,7 @@ def _entry(index: int, data: Any, queue: str, check: Check | None) -> TaskEntry:
         spec=spec,
         depends_on=_names(f"{where}.depends_on", data.get("depends_on"), MAX_TASK_NAME),
         locks=_names(f"{where}.locks", data.get("locks"), MAX_LOCK_KEY),
+        index=index,
     )
 
 
@@ -257,4 +265,5 @@ def parse(data: Any, *, check: Check | None = None, name: str | None = None) -> 
         locks=_names("locks", data.get("locks"), MAX_LOCK_KEY),
         wait_for_locks=_flag("wait_for_locks", data.get("wait_for_locks"), False),
         start=_flag("start", data.get("start"), True),
+        merge_outputs=_flag("merge_outputs", data.get("merge_outputs"), False),
     )

@@ -16,7 +16,7 @@ from .. import clock, doorbell
 from ..models import LockKey, Run, Task, TaskQuerySet
 from ..models.run import ACTIVE_RUN_STATES, RunState
 from ..states import TaskState, move
-from . import locks
+from . import locks, workdir
 from .errors import RunNotFound
 
 SKIPPED = "Skipped: "
@@ -130,6 +130,8 @@ def settle(run: Run) -> bool:
         fields += ["state", "reason"]
     run.finished_at = clock.now()
     run.save(update_fields=fields)
+    if run.merge_outputs and run.state == RunState.COMPLETED:
+        transaction.on_commit(functools.partial(workdir.merge, run.pk), robust=True)
     return True
 
 

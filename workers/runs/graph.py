@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..states import TaskState
-from .report import RunReport, TaskLine
+from .reading import RunReport, TaskLine
 
 DONE = (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED)
 

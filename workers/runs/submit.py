@@ -11,11 +11,13 @@ from typing import Any
 
 from django.db import transaction
 
-from .. import conf, queue, registry
+from .. import conf, learning, queue, registry
+from ..exceptions import InvalidTaskSpec
 from ..models import LockKey, Run, Task, TaskDependency
 from ..models.run import RunMode
 from . import control, locks
 from .document import Check, RunSpec, TaskEntry, parse
+from .errors import InvalidRun
 
 BATCH = 1000
 
@@ -30,7 +32,26 @@ def _followed(spec: RunSpec) -> set[str]:
     return needed | {entry.name for entry in spec.tasks if entry.locks}
 
 
-def _task(run: Run, entry: TaskEntry, followed: set[str]) -> Task:
+Memory = dict[tuple[Any, ...], dict[str, Any]]
+
+
+def _memory(entry: TaskEntry, known: Memory) -> dict[str, Any]:
+    """Its estimate for the claim, CPUs and limit, as the queue stores them for any task;
+    refused (naming the task) if no node could ever run it. Asked once per kind of call:
+    a run of 10,000 calls of one function asks once."""
+    call = entry.spec
+    key = (call.func_path, learning.scale_of(call.func_path, call.kwargs), call.memory_mb,
+           call.memory_limit_mb, call.cpus, call.force)
+    if key not in known:
+        try:
+            known[key] = queue.memory_fields(call)
+        except InvalidTaskSpec as exc:
+            where = f"tasks[{entry.index}] ({entry.name}).{exc.field}"
+            raise InvalidRun(where, exc.message) from exc
+    return known[key]
+
+
+def _task(run: Run, entry: TaskEntry, followed: set[str], known: Memory) -> Task:
     settings = conf.get()
     call = entry.spec
     return Task(
@@ -48,14 +69,14 @@ def _task(run: Run, entry: TaskEntry, followed: set[str]) -> Task:
         timeout=call.timeout or settings.task_timeout,
         memory_mb=call.memory_mb,
         retry_backoff=call.retry_backoff,
-        **queue.memory_fields(call),  # its estimate for the claim; refused if too large
+        **_memory(entry, known),
     )
 
 
 def _write_tasks(run: Run, spec: RunSpec) -> dict[str, int]:
-    followed = _followed(spec)
-    made = Task.objects.bulk_create([_task(run, entry, followed) for entry in spec.tasks],
-                                    batch_size=BATCH)
+    followed, known = _followed(spec), Memory()
+    made = Task.objects.bulk_create([_task(run, entry, followed, known)
+                                     for entry in spec.tasks], batch_size=BATCH)
     return {task.name: task.pk for task in made}
 
 
@@ -88,6 +109,7 @@ def create(spec: RunSpec, *, by: str = "") -> Run:
             mode=spec.mode, max_parallel=spec.max_parallel, locks=list(spec.locks),
             task_locks=any(entry.locks for entry in spec.tasks),
             wait_for_locks=spec.wait_for_locks and spec.start, created_by=by[:150],
+            merge_outputs=spec.merge_outputs,
         )
         ids = _write_tasks(run, spec)
         _write_edges(spec, ids)

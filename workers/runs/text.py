@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..models import Run
-from .report import RunReport, Summary, TaskLine
+from .reading import RunReport, Summary, TaskLine
 
 BAR = 20
 

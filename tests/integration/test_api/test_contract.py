@@ -17,6 +17,8 @@ from workers import pausing
 from workers.api import urls
 from workers.api.routing import Route
 from workers.api.schema import document
+from workers.models import Run
+from workers.models.run import RunState
 from workers.states import TaskState, WorkerState
 
 from ..helpers import TASKS
@@ -116,6 +118,11 @@ class World:
     def task(self, state: str = TaskState.QUEUED) -> int:
         return task_row(state).pk
 
+    def run(self, state: str = RunState.RUNNING) -> int:
+        made = Run.objects.create(name="nightly", state=state)
+        task_row(TaskState.QUEUED, run=made, name="A")
+        return made.pk
+
 
 Scenario = Callable[[World], Any]
 SCENARIOS: dict[tuple[str, str, int], Scenario] = {}
@@ -130,7 +137,7 @@ def scenario(method: str, path: str, status: int) -> Callable[[Scenario], Scenar
 
 
 def _concrete(world: World, path: str) -> str:
-    return path.format(worker_id=world.worker(), task_id=world.task())
+    return path.format(worker_id=world.worker(), task_id=world.task(), run_id=world.run())
 
 
 def _unauthorized(method: str, path: str) -> Scenario:
@@ -330,6 +337,76 @@ for verb_ in ("pause", "resume"):
 @scenario("GET", "/api/schema/", 200)
 def _schema(w: World) -> Any:
     return Api(Client()).get("/api/schema/")
+
+
+@scenario("GET", "/api/runs/", 200)
+def _runs(w: World) -> Any:
+    w.run()
+    return w.api.get("/api/runs/", state="running")
+
+
+@scenario("GET", "/api/runs/", 400)
+def _runs_bad(w: World) -> Any:
+    return w.api.get("/api/runs/", state="SOMEDAY")
+
+
+@scenario("POST", "/api/runs/", 201)
+def _run_submit(w: World) -> Any:
+    body = {"name": "diamond", "failure_policy": "continue", "max_parallel": 2, "tasks": [
+        {"name": "A", "task": f"{TASKS}.record", "args": ["a"]},
+        {"name": "B", "task": f"{TASKS}.record", "args": ["b"], "depends_on": ["A"]},
+        {"name": "C", "task": f"{TASKS}.add", "args": [1, 2], "depends_on": ["A"]},
+        {"name": "D", "task": f"{TASKS}.noop", "depends_on": ["B", "C"], "priority": 5},
+    ]}
+    Checker(document()).validate(body, request_schema("POST", "/api/runs/"))
+    return w.api.post("/api/runs/", body)
+
+
+@scenario("POST", "/api/runs/", 400)
+def _run_cycle(w: World) -> Any:
+    return w.api.post("/api/runs/", {"name": "loop", "tasks": [
+        {"name": "A", "task": f"{TASKS}.noop", "depends_on": ["B"]},
+        {"name": "B", "task": f"{TASKS}.noop", "depends_on": ["A"]},
+    ]})
+
+
+@scenario("POST", "/api/runs/", 409)
+def _run_lock_held(w: World) -> Any:
+    def locked(name: str) -> dict[str, Any]:
+        return {"name": name, "locks": ["/data/results"],
+                "tasks": [{"name": "A", "task": f"{TASKS}.noop"}]}
+
+    assert w.api.post("/api/runs/", locked("holder")).status_code == 201
+    return w.api.post("/api/runs/", locked("refused"))
+
+
+@scenario("GET", "/api/runs/{run_id}/", 200)
+def _run_detail(w: World) -> Any:
+    return w.api.get(f"/api/runs/{w.run()}/")
+
+
+@scenario("GET", "/api/runs/{run_id}/", 404)
+def _run_unknown(w: World) -> Any:
+    return w.api.get("/api/runs/31337/")
+
+
+def _run_action(action: str, state: str | None, body: Any = None) -> Scenario:
+    """POST to a run's pause/resume/cancel: of a run in ``state``, or of an unknown run."""
+
+    def make(world: World) -> Any:
+        run_id = world.run(state) if state else 31337
+        return world.api.post(f"/api/runs/{run_id}/{action}/", body)
+
+    return make
+
+
+for action_, ok_ in (("pause", RunState.RUNNING), ("resume", RunState.PAUSED),
+                     ("cancel", RunState.RUNNING)):
+    path_ = f"/api/runs/{{run_id}}/{action_}/"
+    SCENARIOS[("POST", path_, 200)] = _run_action(action_, ok_)
+    SCENARIOS[("POST", path_, 400)] = _run_action(action_, ok_, {"why": "because"})
+    SCENARIOS[("POST", path_, 404)] = _run_action(action_, None)
+    SCENARIOS[("POST", path_, 409)] = _run_action(action_, RunState.COMPLETED)
 
 
 def request_schema(method: str, path: str) -> dict[str, Any]:

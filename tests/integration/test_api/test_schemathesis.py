@@ -92,7 +92,31 @@ def fitting_call(case: Any) -> None:
     valid = case.meta is not None and case.meta.generation.mode.is_positive
     if not (valid and isinstance(body, dict) and isinstance(body.get("func_path"), str)):
         return
-    expected = signature(body["func_path"])
+    _fit(body, body["func_path"])
+
+
+def fitting_run(case: Any) -> None:
+    """A valid run document names its tasks uniquely, depends only on tasks it names before
+    (no cycle), calls each function as its signature takes, fits the nodes' budgets, and
+    waits for lock keys a run generated earlier may hold: data, not the document's schema."""
+    body = case.body
+    valid = case.meta is not None and case.meta.generation.mode.is_positive
+    if not (valid and isinstance(body, dict) and isinstance(body.get("tasks"), list)):
+        return
+    body["wait_for_locks"] = True
+    body["tasks"] = body["tasks"] or [{"name": "t0", "task": ALLOWED[0]}]  # at least one
+    for index, task in enumerate(body["tasks"]):
+        task["name"] = f"t{index}"
+        if isinstance(task.get("depends_on"), list):
+            task["depends_on"] = [f"t{before}" for before in range(index)][
+                :len(task["depends_on"])]
+        _fit(task, task["task"])
+        for budget in ("memory_mb", "memory_limit_mb", "cpus"):  # what the nodes have is data
+            task.pop(budget, None)
+
+
+def _fit(body: dict[str, Any], func_path: str) -> None:
+    expected = signature(func_path)
     try:
         expected.bind(*(body.get("args") or []), **(body.get("kwargs") or {}))
     except TypeError:
@@ -111,6 +135,7 @@ def test_the_server_keeps_the_documents_promises(case: Any, bearer: dict[str, st
                                                  predecessor: int) -> None:
     existing_predecessors(case, predecessor)
     fitting_call(case)
+    fitting_run(case)
 
     case.call_and_validate(headers=bearer)
 

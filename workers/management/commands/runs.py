@@ -1,4 +1,5 @@
-"""python manage.py runs start|status|list|pause|resume|cancel|summary: runs from a terminal."""
+"""python manage.py runs start|status|list|pause|resume|cancel|summary|cleanup: runs from a
+terminal."""
 
 from __future__ import annotations
 
@@ -18,13 +19,23 @@ from workers.cli import positive_int, quiet_console, seconds
 from workers.exceptions import CrucibleError
 from workers.models import Run
 from workers.models.run import RunState
-from workers.runs import text
+from workers.runs import cleanup, text
 
 ACTIONS: dict[str, Callable[[int], Run]] = {"pause": runs.pause, "resume": runs.resume}
 
 
 def _who() -> str:
     return f"{getpass.getuser()} (command line)"
+
+
+def non_negative(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of days") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
 
 
 def _cancel(run_id: int) -> Run:
@@ -52,8 +63,9 @@ class Command(BaseCommand):
         start.add_argument("--file", type=Path, required=True, metavar="RUN.json")
         start.add_argument("--watch", action="store_true", help="Follow it until it ends.")
         start.add_argument("--every", type=seconds, default=1.0, help=argparse.SUPPRESS)
-        status = sub.add_parser("status", help="One run's tasks, or every active run "
-                                "(-v 2: with errors and nodes).")
+        status = sub.add_parser("status", help="One run's tasks, or every active run.")
+        status.add_argument("-v", "--verbose", dest="detail", action="store_true",
+                            help="With each task's error and node.")
         status.add_argument("run_id", nargs="?", type=positive_int, metavar="ID")
         listing = sub.add_parser("list", help="Runs, newest first.")
         listing.add_argument("--status", choices=[s.lower() for s in RunState.values]
@@ -72,6 +84,11 @@ class Command(BaseCommand):
                 act.add_argument("--force", action="store_true",
                                  help="Do not ask before cancelling one run.")
         sub.add_parser("summary", help="Workers, runs and tasks in one block.")
+        clean = sub.add_parser("cleanup", help="Remove runs finished more than N days ago "
+                               "(records and work directories) and orphaned directories.")
+        clean.add_argument("--days", type=non_negative, required=True, metavar="N")
+        clean.add_argument("--dry-run", action="store_true",
+                           help="List what would be removed; remove nothing.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -101,7 +118,7 @@ class Command(BaseCommand):
         if not ids:
             self.stdout.write("no active runs")
         for run_id in ids:
-            self.stdout.write(text.block(runs.report(run_id), verbose=options["verbosity"] >= 2))
+            self.stdout.write(text.block(runs.report(run_id), verbose=options["detail"]))
 
     def do_list(self, options: dict[str, Any]) -> None:
         states = [options["status"].upper()] if options["status"] else None
@@ -111,6 +128,19 @@ class Command(BaseCommand):
 
     def do_summary(self, options: dict[str, Any]) -> None:
         self.stdout.write(text.summary(runs.summary()))
+
+    def do_cleanup(self, options: dict[str, Any]) -> None:
+        found = cleanup.find(options["days"])
+        verb = "would remove" if options["dry_run"] else "removed"
+        for run_id in found.runs:
+            self.stdout.write(f"{verb} run {run_id} (finished over {options['days']:g} days ago)")
+        for path in found.directories:
+            why = " (orphaned)" if path in found.orphans else ""
+            self.stdout.write(f"{verb} {path}{why}")
+        if not options["dry_run"]:
+            cleanup.remove(found)
+        self.stdout.write(f"{len(found.runs)} run(s), {len(found.directories)} directories "
+                          f"({len(found.orphans)} orphaned){' (dry run)' * options['dry_run']}")
 
     def _verb(self, verb: str, options: dict[str, Any]) -> None:
         if options["all"] == bool(options["run_id"]):

@@ -7,11 +7,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import Count, Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef, Q
 
+from .. import clock, conf
 from ..models import Run, Task, TaskDependency, Worker
 from ..models.run import ACTIVE_RUN_STATES
-from ..states import TaskState, WorkerState
+from ..states import ACTIVE_WORKER_STATES, TaskState
 from . import locks
 from .errors import RunNotFound
 from .gate import SKIPPED, UNFINISHED
@@ -115,17 +116,19 @@ class Summary:
 
 
 def summary() -> Summary:
-    """The pool in one block: workers idle/busy/offline, runs, tasks by outcome."""
+    """The pool in one block: active workers busy, idle, or offline (no heartbeat within
+    WORKER_STALLED_AFTER); runs; tasks by outcome."""
     busy_q = Task.objects.filter(worker=OuterRef("pk"), state=TaskState.RUNNING)
-    live = Worker.objects.filter(state__in=[WorkerState.RUNNING, WorkerState.DRAINING,
-                                            WorkerState.STARTING])
+    active = Worker.objects.filter(state__in=ACTIVE_WORKER_STATES)
+    silent = Q(last_heartbeat__lt=clock.ago(conf.get().stalled_after)) | Q(
+        last_heartbeat__isnull=True, created_at__lt=clock.ago(conf.get().stalled_after))
+    offline = active.filter(silent).count()
+    live = active.exclude(silent)
     busy = live.filter(Exists(busy_q)).count()
-    total_live = live.count()
-    offline = Worker.objects.filter(state__in=[WorkerState.DEAD, WorkerState.FAILED]).count()
     tasks = {row["state"]: row["n"]
              for row in Task.objects.order_by().values("state").annotate(n=Count("pk"))}
     return Summary(
-        idle=total_live - busy, busy=busy, offline=offline,
+        idle=live.count() - busy, busy=busy, offline=offline,
         active_runs=Run.objects.filter(state__in=ACTIVE_RUN_STATES).count(),
         total_runs=Run.objects.count(),
         completed=tasks.get(TaskState.SUCCEEDED, 0),
