@@ -61,6 +61,12 @@ def _learned(timeout: float = 60.0) -> None:
         time.sleep(0.2)
 
 
+def _slack(estimate_mb: int | None, peak: int | None) -> float | None:
+    if not estimate_mb or not peak:
+        return None
+    return (estimate_mb - peak / MB) / estimate_mb
+
+
 def measure(kind: str, tasks: int, workers: int) -> dict[str, Any]:
     rng = random.Random(10)
     with database(kind) as (url, workdir):
@@ -83,8 +89,9 @@ def measure(kind: str, tasks: int, workers: int) -> dict[str, Any]:
             for proc in procs:
                 proc.wait(timeout=60)
         firsts = TaskAttempt.objects.filter(task_id__in=ids, number=1)
-        slack = [(a.memory_estimate_mb - a.peak_rss_bytes / MB) / a.memory_estimate_mb
-                 for a in firsts if a.outcome == "SUCCEEDED" and a.peak_rss_bytes]
+        found = [_slack(a.memory_estimate_mb, a.peak_rss_bytes)
+                 for a in firsts if a.outcome == "SUCCEEDED"]
+        slack = [value for value in found if value is not None]
         kills = TaskAttempt.objects.filter(task_id__in=ids, outcome="MEMORY_LIMIT").count()
         return {
             "db": kind, "tasks": tasks, "workers": workers, "warm_up_runs": len(WARM_UP),
