@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import CharField, Value
-from django.db.models.lookups import In
+from django.db.models.lookups import Exact, In
 from django.db.models.sql.compiler import SQLCompiler
 
 COMMON = 0.9  # how often a partial index's condition holds, as SQLite is told
@@ -48,6 +48,23 @@ class CommonIn(In):
     """
 
     lookup_name = "common_in"
+
+    def as_sqlite(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any
+    ) -> tuple[str, Any]:
+        sql, params = self.as_sql(compiler, connection)
+        return f"likelihood({sql}, {COMMON})", params
+
+
+@CharField.register_lookup
+class CommonExact(Exact):
+    """``state__common=Literal(...)``: ``common_in`` for one value (a partial index's
+    ``state = '...'``), which SQLite matches against the index's condition as it is written."""
+
+    lookup_name = "common"
+
+    def get_rhs_op(self, connection: Any, rhs: str) -> str:
+        return str(connection.operators["exact"] % rhs)  # an exact lookup's operator
 
     def as_sqlite(
         self, compiler: SQLCompiler, connection: BaseDatabaseWrapper, **extra: Any

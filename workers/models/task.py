@@ -135,6 +135,12 @@ class Task(models.Model):
             models.Index(fields=["run", "-priority", "id"],
                          condition=Q(run__isnull=False, state="WAITING", pending_dependencies=0),
                          name="task_run_ready_idx"),
+            # the task list's queued tasks newest first, due or not by the index alone, and
+            # its scheduled ones by run_after (only tasks that have one cost that index)
+            models.Index(fields=["id", "run_after"], condition=Q(state="QUEUED"),
+                         name="task_queued_idx"),
+            models.Index(fields=["run_after"], condition=Q(state="QUEUED", run_after__isnull=False),
+                         name="task_scheduled_idx"),
         ]
         permissions = [
             ("submit_task", "Can submit tasks"),
