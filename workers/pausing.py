@@ -76,7 +76,7 @@ def state_of(name: str, row: PausedQueue | None = None, *, look: bool = True) ->
 
     if look:
         row = PausedQueue.objects.filter(name=name).first()
-    summary = queue_summary(name)
+    summary = queue_summary(name, listed=0)  # the counts alone: no running task's row
     return QueueState(name, row, summary.queued, summary.scheduled, summary.running)
 
 

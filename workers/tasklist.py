@@ -16,6 +16,7 @@ from django.db.models.functions import Now
 from . import audit, clock, queue
 from .exceptions import CrucibleError
 from .listing import COUNT_CAP
+from .literals import Literal
 from .models import Task
 from .panel.cards import duration
 from .states import FINISHED_TASK_STATES, TaskState
@@ -56,18 +57,21 @@ def task_eta(task: Task, now: datetime) -> str:
 # --- Scheduled: QUEUED, but not before its run_after (by the database's clock) ---
 
 
-def _ahead() -> Q:
-    return Q(state=TaskState.QUEUED, run_after__gt=Now())
+def _queued() -> Q:
+    """QUEUED in the statement's text, told to SQLite as common (``literals.CommonExact``): it
+    then takes ``task_queued_idx`` or ``task_scheduled_idx``, partial indexes of queued
+    tasks, rather than reading and sorting every queued task."""
+    return Q(state__common=Literal(TaskState.QUEUED))
 
 
 def scheduled(tasks: QuerySet[Task]) -> QuerySet[Task]:
-    return tasks.filter(_ahead())
+    return tasks.filter(_queued(), run_after__gt=Now())
 
 
 def queued_now(tasks: QuerySet[Task]) -> QuerySet[Task]:
     """Queued tasks a worker may claim now, as far as time goes."""
     due = Q(run_after__isnull=True) | Q(run_after__lte=Now())
-    return tasks.filter(state=TaskState.QUEUED).filter(due)
+    return tasks.filter(_queued()).filter(due)
 
 
 def mark_scheduled(tasks: Iterable[Task]) -> None:
@@ -104,8 +108,9 @@ def _bounded(tasks: QuerySet[Task]) -> int:
     return tasks.order_by()[: COUNT_CAP + 1].count()
 
 
-def queue_summary(name: str) -> QueueSummary:
-    """Counts of one queue through ``task_state_idx`` (state, queue), each bounded."""
+def queue_summary(name: str, listed: int = RUNNING_LISTED) -> QueueSummary:
+    """Counts of one queue through ``task_state_idx`` (state, queue), each bounded, and
+    its newest ``listed`` running tasks."""
     from .status import failed_since
 
     mine = Task.objects.filter(queue=name)
@@ -116,7 +121,7 @@ def queue_summary(name: str) -> QueueSummary:
         "running": _bounded(mine.filter(state=TaskState.RUNNING)),
         "failed_last_hour": _bounded(failed_since(3600).filter(queue=name)),
     }
-    running = list(mine.filter(state=TaskState.RUNNING).order_by("-id")[:RUNNING_LISTED])
+    running = list(mine.filter(state=TaskState.RUNNING).order_by("-id")[:listed]) if listed else []
     return QueueSummary(name=name, running_tasks=running,
                         capped=any(n > COUNT_CAP for n in counts.values()), **counts)
 
