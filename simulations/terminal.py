@@ -5,6 +5,8 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Sequence
 
+from workers.durations import words
+
 WIDTH = 80
 GAP = "  "
 
@@ -15,16 +17,8 @@ def cut(text: str, width: int = WIDTH) -> str:
 
 
 def duration(seconds: float) -> str:
-    """``45s``, ``3m 05s``, ``2h 10m``, ``3d 4h``."""
-    whole = max(round(seconds), 0)
-    minutes, secs = divmod(whole, 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+    """``45s``, ``3m 05s``, ``2h 10m``, ``3d 4h`` (rounded to the second)."""
+    return words(round(seconds), ("d", "h", "m", "s"))
 
 
 def table(headings: Sequence[str], rows: Sequence[Sequence[str]],

@@ -10,6 +10,7 @@ from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 
 from ..admission import Admission
+from ..durations import words
 from ..states import WorkerState
 from ..status import Readable, Snapshot, TaskView, WorkerView
 
@@ -30,17 +31,7 @@ QUEUE_COLUMNS = ("waiting", "queued", "running", "failed_last_hour")
 
 def duration(seconds: float) -> str:
     """A short human duration: ``42 s``, ``3 min 05 s``, ``2 h 03 min``, ``3 d 4 h``."""
-    whole = max(int(seconds), 0)
-    minutes, secs = divmod(whole, 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    if minutes:
-        return f"{minutes} min {secs:02d} s"
-    return f"{secs} s"
+    return words(int(seconds), (" d", " h", " min", " s"))
 
 
 def age(seconds: float | None) -> str:
