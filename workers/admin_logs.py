@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, override
 
-from django.contrib.admin.utils import unquote
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model
@@ -50,7 +49,7 @@ def _whole(value: str | None, name: str) -> int | None:
     """A query parameter as a whole number >= 0; None when absent; ValueError naming it."""
     if value is None or value == "":
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise ValueError(f"{name} must be a whole number, not {value!r}")
     return int(value)
 
@@ -75,11 +74,14 @@ class LogSection[M: Model](_Admin[M]):
     """What the task and worker log sections share: routes, permission, rendering."""
 
     log_kind = ""  # "task" or "worker"
+    change_form_template = "admin/workers/log_change_form.html"
 
     def get_urls(self) -> list[URLPattern]:
         info = f"{self.opts.app_label}_{self.opts.model_name}"
         mine = [
-            path("<path:object_id>/log/", self.log_update_view, name=f"{info}_log"),
+            # <int:...>: a path would take a queue's page (queues/<name>/) whose name ends
+            # in /log for a log of "queues/<name>"
+            path("<int:object_id>/log/", self.log_update_view, name=f"{info}_log"),
             *self.log_download_urls(info),
         ]
         return [*mine, *super().get_urls()]
@@ -130,19 +132,19 @@ class LogSection[M: Model](_Admin[M]):
     def log_page_view(self, obj: Any, request: HttpRequest) -> LogView | None:
         raise NotImplementedError
 
-    def _log_object(self, request: HttpRequest, object_id: str) -> M:
+    def _log_object(self, request: HttpRequest, object_id: int) -> M:
         """The row, if the user may view it: 403 otherwise, 404 if there is no such row."""
         user = request.user
         if not (user.is_active and user.is_staff):
             raise PermissionDenied
-        obj: M | None = self.get_object(request, unquote(object_id))
+        obj: M | None = self.get_object(request, str(object_id))
         if obj is None:
             raise LogNotFound(f"There is no {self.opts.verbose_name} {object_id}.")
         if not self.has_view_permission(request, obj):
             raise PermissionDenied
         return obj
 
-    def log_update_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+    def log_update_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
         """GET <object>/log/?offset=N: what the log gained since N, for the page's poll."""
         return _poll(self, request, object_id)
 
@@ -152,7 +154,7 @@ class LogSection[M: Model](_Admin[M]):
         return TemplateResponse(request, MISSING, context, status=404)
 
 
-def _poll(section: LogSection[Any], request: HttpRequest, object_id: str) -> HttpResponse:
+def _poll(section: LogSection[Any], request: HttpRequest, object_id: int) -> HttpResponse:
     if request.method != "GET":
         return HttpResponseNotAllowed(["GET"])
     htmx = bool(getattr(request, "htmx", False))
@@ -173,11 +175,10 @@ def _poll(section: LogSection[Any], request: HttpRequest, object_id: str) -> Htt
 
 class TaskLogs(LogSection[Task]):
     log_kind = "task"
-    change_form_template = "admin/workers/task/change_form.html"
 
     def log_download_urls(self, info: str) -> list[URLPattern]:
         view = self.admin_site.admin_view(self.log_download_view)
-        return [path("<path:object_id>/log/<int:attempt>/download/", view,
+        return [path("<int:object_id>/log/<int:attempt>/download/", view,
                      name=f"{info}_log_download")]
 
     def log_page_view(self, obj: Task, request: HttpRequest) -> LogView | None:
@@ -201,7 +202,7 @@ class TaskLogs(LogSection[Task]):
         chunk, live = logs.attempt_chunk(obj, attempt, offset)
         return chunk, LogView(f"Attempt {attempt}", chunk, live, True, attempt=attempt)
 
-    def log_download_view(self, request: HttpRequest, object_id: str, attempt: int
+    def log_download_view(self, request: HttpRequest, object_id: int, attempt: int
                           ) -> HttpResponseBase:
         """GET <task>/log/<attempt>/download/: the attempt's whole log as a text file."""
         try:
@@ -214,11 +215,10 @@ class TaskLogs(LogSection[Task]):
 
 class WorkerLogs(LogSection[Worker]):
     log_kind = "worker"
-    change_form_template = "admin/workers/worker/change_form.html"
 
     def log_download_urls(self, info: str) -> list[URLPattern]:
         view = self.admin_site.admin_view(self.log_download_view)
-        return [path("<path:object_id>/log/download/", view, name=f"{info}_log_download")]
+        return [path("<int:object_id>/log/download/", view, name=f"{info}_log_download")]
 
     def log_page_view(self, obj: Worker, request: HttpRequest) -> LogView | None:
         return logs.worker_view(obj)
@@ -234,7 +234,7 @@ class WorkerLogs(LogSection[Worker]):
         chunk, live = logs.worker_chunk(obj, offset)
         return chunk, LogView("Worker log", chunk, live, True)
 
-    def log_download_view(self, request: HttpRequest, object_id: str) -> HttpResponseBase:
+    def log_download_view(self, request: HttpRequest, object_id: int) -> HttpResponseBase:
         """GET <worker>/log/download/: the worker's whole log (rotated parts first)."""
         try:
             worker = self._log_object(request, object_id)
