@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -350,6 +351,64 @@ def _succeed_and_claim_sql(queue_count: int) -> str:
         f" SELECT (SELECT count(*) FROM logged), {PG_COLUMNS} FROM (SELECT 1) AS one"
         " LEFT JOIN next ON true"
     )
+
+
+@functools.cache
+def _qmark(sql: str) -> str:
+    """SQLite's placeholders: Django's SQLite cursor rewrites ``%s`` with a regular
+    expression on every call; the hot path's few fixed statements are rewritten once."""
+    return re.sub(r"(?<!%)%s", "?", sql).replace("%%", "%")
+
+
+def succeed_and_claim_sqlite(
+    token: ClaimedTask,
+    payload: str,
+    *,
+    peak: int | None,
+    log_tail: str,
+    queues: list[str],
+    lease_ttl: float,
+    node: str,
+) -> tuple[bool, ClaimedTask | None]:
+    """SQLite: record a success and claim the next task in one IMMEDIATE transaction.
+
+    Workers queue for SQLite's write lock, and one that finds it taken sleeps at least a
+    millisecond, so the lock is held for the three statements only: every parameter is
+    made before it is taken and the claimed row is read after it is let go. The statements
+    go to SQLite's own cursor (Django's wrapper would rewrite each one's placeholders),
+    inside Django's error mapping. A task others depend on is not recorded here (False,
+    nothing written), as on PostgreSQL: the caller's transactional path releases them.
+    """
+    db = _db()
+    db.ensure_connection()
+    adapt = db.ops.adapt_datetimefield_value
+    now = datetime.now(UTC)  # SQLite's clock is this process's
+    at = adapt(now)
+    success = _success_params(token, payload, peak)
+    success.insert(1, at)
+    attempt = _attempt_params(token, at, peak, log_tail, adapt)
+    claim_params = _claim_params(db, token.worker_id, queues, lease_ttl, now, node=node)
+    success_sql = _qmark(_success_sql("sqlite", without_dependents=True))
+    attempt_sql, claim_sql = _qmark(_attempt_sql()), _qmark(_sql("sqlite", len(queues)))
+    raw = db.connection
+    row = None
+    with db.wrap_database_errors:
+        cursor = raw.cursor()
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+            done = cursor.execute(success_sql, success).fetchone()
+            if done is not None:
+                _, estimate, limit, *_ = done
+                cursor.execute(attempt_sql, [*attempt, *_ran_with(estimate, limit)])
+                row = cursor.execute(claim_sql, claim_params).fetchone()
+            cursor.execute("COMMIT")
+        except BaseException:
+            if raw.in_transaction:
+                raw.rollback()
+            raise
+        finally:
+            cursor.close()
+    return done is not None, None if row is None else _claimed(row, token.worker_id, now)
 
 
 def succeed_and_claim_pg(

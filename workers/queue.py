@@ -30,7 +30,13 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Greatest
 
 from . import budget, clock, conf, dependencies, doorbell, estimates, memory_retry, storable
-from .claim import ClaimedTask, claim, record_success, succeed_and_claim_pg
+from .claim import (
+    ClaimedTask,
+    claim,
+    record_success,
+    succeed_and_claim_pg,
+    succeed_and_claim_sqlite,
+)
 from .clock import Now, later
 from .exceptions import LostAttempt, TaskNotFound
 from .models import PausedQueue, Task, TaskAttempt, TaskQuerySet, Worker
@@ -254,6 +260,18 @@ def succeed_and_claim(token: ClaimedTask, result: Any, ending: Ending,
         if recorded:
             return claimed
         # Not ours any more, or others depend on it: the transactional path tells which.
+    elif connection.vendor == "sqlite" and not connection.in_atomic_block:
+        recorded, claimed = succeed_and_claim_sqlite(
+            token,
+            payload,
+            peak=ending.peak_rss_bytes,
+            log_tail=storable.tail(ending.log_tail, TAIL_CHARS),
+            queues=queues,
+            lease_ttl=conf.get().lease_ttl,
+            node=budget.local_node(),
+        )
+        if recorded:
+            return claimed
     with transaction.atomic():
         _succeed(token, payload, ending)
         return claim_next(token.worker_id, queues)

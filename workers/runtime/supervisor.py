@@ -14,6 +14,7 @@ sentinel process does so even if this process is frozen (see :mod:`.sentinel`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -617,7 +618,8 @@ class Supervisor:
         settings = self.settings
         timeout = min(token.timeout, settings.task_timeout)
         lease = Lease(sent, settings.lease_ttl, settings.lease_margin, settings.renew_every)
-        log = logs.AttemptLog(logs.attempt_log_path(settings.log_dir, token.id, token.attempt))
+        log = logs.AttemptLog(functools.partial(logs.attempt_log_path, settings.log_dir, token.id,
+                                                token.attempt))
         self.running = Running(token=token, deadline=time.monotonic() + timeout, lease=lease,
                                log=log, limit=memory.limit_bytes(token.memory_limit_mb, settings),
                                oom_kills=memory.oom_kills())
