@@ -20,7 +20,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
-from workers.admin_tasks import live_context, rows_only
+from workers.admin_tasks import LIVE_ROWS, live_context, rows_only
 from workers.exceptions import TaskNotFound
 
 from . import pages, registry, services, workdir
@@ -37,6 +37,7 @@ else:
     SimulationBase = SweepBase = admin.ModelAdmin
 
 TEMPLATES = "simulations/admin"
+ROWS_TARGET = "cr-sim-rows"  # the simulation list's refreshed rows
 STATE_COLOURS = {
     "WAITING": "#8a8a8a", "QUEUED": "#5b80b2", "RUNNING": "#d98c00",
     "SUCCEEDED": "#2e8540", "FAILED": "#ba2121", "CANCELLED": "#6d6d6d",
@@ -140,9 +141,9 @@ class SimulationAdmin(_PageMixin, SimulationBase):
     def changelist_view(self, request: HttpRequest,
                         extra_context: dict[str, Any] | None = None) -> HttpResponse:
         """Refreshed while open: the rows alone when the list's script asks for them."""
-        context = {**(extra_context or {}), **live_context()}
-        return rows_only(request, super().changelist_view(request, context), "sim-rows",
-                         "cr-sim-rows")
+        context = {**(extra_context or {}), **live_context(ROWS_TARGET)}
+        return rows_only(request, super().changelist_view(request, context), LIVE_ROWS,
+                         ROWS_TARGET)
 
     def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view

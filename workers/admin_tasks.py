@@ -12,7 +12,13 @@ from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+)
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -21,7 +27,9 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_http_methods
 
-from . import owners, tasklist
+from . import listing, owners, pausing, tasklist
+from .admin_rows import cached_url, cell_html
+from .exceptions import InvalidQueueName
 from .models import PausedQueue, Task
 from .panel import views as panel_views
 from .states import TaskState
@@ -35,11 +43,13 @@ else:
         pass
 
 LIST_TEMPLATE = "admin/workers/task/change_list.html"
+LIVE_ROWS = "admin/workers/live_list.html#rows"  # a refreshed list's rows, alone
 ROWS_TARGET = "cr-task-rows"
 BULK_TEMPLATE = "admin/workers/task/bulk_confirm.html"
 QUEUE_TEMPLATE = "admin/workers/task/queue.html"
 PERMISSIONS = {"cancel": "workers.cancel_task", "retry": "workers.retry_task"}
 DASH = "\u2013"
+PLAIN = "text/plain; charset=utf-8"
 
 
 def refreshing(request: HttpRequest) -> bool:
@@ -85,21 +95,29 @@ class StateFilter(admin.SimpleListFilter):
         return queryset.filter(state=value)
 
 
-def live_context() -> dict[str, Any]:
-    """What a refreshed list's template needs: how often, and when it was read."""
-    return {"poll_seconds": panel_views.POLL_SECONDS, "updated": timezone.localtime()}
+def live_context(target: str) -> dict[str, Any]:
+    """What a refreshed list's template needs: the rows' element, how often, and when it
+    was read."""
+    return {"poll_seconds": panel_views.POLL_SECONDS, "updated": timezone.localtime(),
+            "live_rows_id": target}
 
 
 def rows_only(request: HttpRequest, response: HttpResponse, partial: str, target: str
               ) -> HttpResponse:
-    """A change list's rows alone (``template#partial``) when htmx asks for ``target``."""
+    """A change list's rows alone (the template partial ``partial``, ``page.html#name``)
+    when htmx asks for ``target``."""
     htmx = getattr(request, "htmx", None)
     if isinstance(response, TemplateResponse) and htmx and htmx.target == target:
-        template = response.template_name
-        name = template[0] if isinstance(template, list | tuple) else template
-        response.template_name = f"{name}#{partial}"
+        response.template_name = partial
         add_never_cache_headers(response)
     return response
+
+
+def _task_id(text: str) -> int | None:
+    """A task id written in ASCII digits, within what the databases store; else None."""
+    if not (text.isascii() and text.isdigit()) or int(text) > listing.MAX_TASK_ID:
+        return None
+    return int(text)
 
 
 def owner_links(links: list[owners.OwnerLink]) -> str:
@@ -130,13 +148,13 @@ class TaskViews(_Admin):
     ) -> HttpResponse:
         context = {**(extra_context or {}), **self._list_context(request)}
         response = super().changelist_view(request, context)
-        return rows_only(request, response, "task-rows", ROWS_TARGET)
+        return rows_only(request, response, LIVE_ROWS, ROWS_TARGET)
 
     def _list_context(self, request: HttpRequest) -> dict[str, Any]:
         query = request.GET.urlencode()
         bulk = {verb: f"{reverse('admin:workers_task_bulk', args=[verb])}?{query}"
                 for verb, perm in PERMISSIONS.items() if request.user.has_perm(perm)}
-        return {"bulk_urls": bulk, **live_context()}
+        return {"bulk_urls": bulk, **live_context(ROWS_TARGET)}
 
     # --- Bulk actions on everything the list's filter and search match ---
 
@@ -145,19 +163,19 @@ class TaskViews(_Admin):
         """GET: how many tasks the action would touch; POST: do it (not past ``upto``)."""
         if verb not in PERMISSIONS:
             raise Http404(f"unknown bulk action {verb!r}: use cancel or retry")
-        if not request.user.has_perm(PERMISSIONS[verb]):
-            raise PermissionDenied
+        if not (self.has_view_permission(request) and request.user.has_perm(PERMISSIONS[verb])):
+            raise PermissionDenied  # the count tells what a filter matches: viewers only
         back = f"{reverse('admin:workers_task_changelist')}?{request.GET.urlencode()}"
         try:
             cl = self.get_changelist_instance(request)
         except IncorrectLookupParameters:
             return self._refuse(request, back, "The filter is not valid.")
         upto = request.POST.get("upto") if request.method == "POST" else None
-        if upto is not None and not upto.isdigit():
+        if upto is not None and _task_id(upto) is None:
             why = f"Nothing done: upto must be a task id, not {upto!r}."
             return self._refuse(request, back, why)
         try:
-            bulk = tasklist.plan(verb, cl.queryset, int(upto) if upto else None)
+            bulk = tasklist.plan(verb, cl.queryset, _task_id(upto) if upto else None)
         except tasklist.BulkError as exc:
             return self._refuse(request, back, f"Nothing done: {exc}.")
         if request.method == "POST":
@@ -193,6 +211,10 @@ class TaskViews(_Admin):
     def queue_view(self, request: HttpRequest, name: str) -> HttpResponse:
         if not self.has_view_permission(request):
             raise PermissionDenied
+        try:
+            pausing.check_name(name)
+        except InvalidQueueName as exc:
+            return HttpResponseBadRequest(f"No such queue: {exc}.", content_type=PLAIN)
         summary = tasklist.queue_summary(name)
         now = timezone.now()
         tasks = reverse("admin:workers_task_changelist")
@@ -212,34 +234,34 @@ class TaskViews(_Admin):
             add_never_cache_headers(response)
         return response
 
-    # --- Columns ---
+    # --- Columns (a page has 100 rows of them: cell_html and cached_url, see admin_rows) ---
 
     @admin.display(description="Task", ordering="id")
     def task_cell(self, obj: Task) -> str:
         links = getattr(obj, "owner_links", [])
         short = obj.func_path.rsplit(".", 2)
-        return format_html(
+        return cell_html(
             '<span class="cr-func" title="{}">{}</span>{}', obj.func_path,
-            ".".join(short[-2:]), format_html(" {}", owner_links(links)) if links else "",
+            ".".join(short[-2:]), cell_html(" {}", owner_links(links)) if links else "",
         )
 
     @admin.display(description="Queue")
     def queue_cell(self, obj: Task) -> str:
         if not obj.queue:
             return DASH
-        url = reverse("admin:workers_task_queue", args=[obj.queue])
-        priority = format_html(' <span class="cr-quiet" title="Priority">p{}</span>',
-                               obj.priority) if obj.priority else ""
-        return format_html('<a href="{}">{}</a>{}', url, obj.queue, priority)
+        url = cached_url("admin:workers_task_queue", obj.queue)
+        priority = cell_html(' <span class="cr-quiet" title="Priority">p{}</span>',
+                             obj.priority) if obj.priority else ""
+        return cell_html('<a href="{}">{}</a>{}', url, obj.queue, priority)
 
     @admin.display(description="Worker", ordering="worker")
     def worker_number(self, obj: Task) -> str:
         """The column says "worker": the number alone keeps the list narrow."""
         if obj.worker_id is None:
             return DASH
-        url = reverse("admin:workers_worker_change", args=[obj.worker_id])
-        return format_html('<a href="{}" title="worker {}">{}</a>', url, obj.worker_id,
-                           obj.worker_id)
+        url = cached_url("admin:workers_worker_change", obj.worker_id)
+        return cell_html('<a href="{}" title="worker {}">{}</a>', url, obj.worker_id,
+                         obj.worker_id)
 
     @admin.display(description="Owner")
     def owner(self, obj: Task) -> str:

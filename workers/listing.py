@@ -40,6 +40,12 @@ class PinnedTasks(TaskQuerySet):
     pinned_ids: list[int] | None = None
 
 
+class CountedTasks(TaskQuerySet):
+    """Tasks a bounded count found to be more than ``more_than``: not counted again."""
+
+    more_than: int = 0
+
+
 class BoundedPaginator(PaginatorBase):
     """Counts at most ``COUNT_CAP + 1`` rows; past the cap, pages say "more than".
 
@@ -53,6 +59,8 @@ class BoundedPaginator(PaginatorBase):
         ids = getattr(self.object_list, "pinned_ids", None)
         if ids is not None:
             return len(ids)
+        if getattr(self.object_list, "more_than", 0) >= self.cap:
+            return self.cap + 1
         rows = self.object_list
         assert isinstance(rows, QuerySet)  # the admin pages querysets
         return rows.order_by()[: self.cap + 1].count()
@@ -147,7 +155,9 @@ def pinned(tasks: QuerySet[Task]) -> QuerySet[Task]:
         return tasks
     unordered = tasks.order_by()
     if unordered[: COUNT_CAP + 1].count() > COUNT_CAP:
-        return tasks
+        counted = CountedTasks(Task, query=tasks.query.chain())  # the paginator's count, made
+        counted.more_than = COUNT_CAP
+        return counted
     ids = sorted(unordered.values_list("pk", flat=True), reverse=descending)
     rows = PinnedTasks(Task).filter(pk__in=ids).order_by(*tasks.query.order_by)
     rows.pinned_ids = ids
