@@ -8,8 +8,10 @@ through the environment, and every one of them is gone when a test ends.
 from __future__ import annotations
 
 import os
+import re
 import signal
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +57,32 @@ def operator(django_user_model: Any) -> Any:
     return django_user_model.objects.create_superuser("operator", "op@localhost", PASSWORD)
 
 
+@contextmanager
+def new_tab(chromium: Any, base_url: str, *, width: int = VIEWPORT["width"],
+            scheme: str = "light") -> Iterator[Any]:
+    """A tab of its own browser context, ``width`` px wide, preferring ``scheme``."""
+    context = chromium.new_context(base_url=base_url, color_scheme=scheme,
+                                   viewport={**VIEWPORT, "width": width})
+    context.set_default_timeout(15_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+@contextmanager
+def signed_in_tab(chromium: Any, base_url: str, next_url: str = "/admin/", *,
+                  width: int = VIEWPORT["width"], scheme: str = "light") -> Iterator[Any]:
+    """:func:`new_tab`, signed in as the operator and showing ``next_url``."""
+    with new_tab(chromium, base_url, width=width, scheme=scheme) as tab:
+        log_in(tab, next_url)
+        yield tab
+
+
 @pytest.fixture
 def page(chromium: Any, live_server: Any, operator: Any, fast_poll: int) -> Iterator[Any]:
-    context = chromium.new_context(base_url=live_server.url, viewport=VIEWPORT)
-    context.set_default_timeout(15_000)
-    tab = context.new_page()
-    yield tab
-    context.close()
+    with new_tab(chromium, live_server.url) as tab:
+        yield tab
 
 
 @pytest.fixture
@@ -79,6 +100,54 @@ def log_in(page: Any, next_url: str = "/admin/") -> None:
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
     page.wait_for_url(f"**{next_url}")
+
+
+def set_task(task_id: int | None, **fields: object) -> None:
+    from workers.models import Task
+
+    assert task_id is not None
+    Task.objects.filter(pk=task_id).update(**fields)
+
+
+def finish_simulation(simulation: Any) -> None:
+    """Run the kind in this process (files, result), then mark its task as done."""
+    from django.utils import timezone
+
+    from simulations.kinds import slab
+    from workers.states import TaskState
+
+    slab.run.call(simulation_id=simulation.pk)
+    set_task(simulation.task_id, state=TaskState.SUCCEEDED, progress=1.0,
+             finished_at=timezone.now())
+
+
+Colour = tuple[int, int, int]
+
+
+def rgb(text: str) -> Colour:
+    """``rgb(1, 2, 3)``, ``rgba(1, 2, 3, 1)`` or ``#010203`` as a triple."""
+    if text.startswith("#"):
+        return (int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16))
+    red, green, blue = (int(float(part)) for part in re.findall(r"[\d.]+", text)[:3])
+    return (red, green, blue)
+
+
+def luminance(colour: Colour) -> float:
+    """WCAG 2 relative luminance."""
+
+    def linear(channel: int) -> float:
+        c = channel / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    red, green, blue = (linear(channel) for channel in colour)
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+
+def contrast(one: Colour | str, other: Colour | str) -> float:
+    """WCAG 2 contrast ratio of two colours (triples or CSS colour texts)."""
+    high, low = sorted((luminance(rgb(c) if isinstance(c, str) else c) for c in (one, other)),
+                       reverse=True)
+    return (high + 0.05) / (low + 0.05)
 
 
 class Spawned:

@@ -15,7 +15,7 @@ from workers.charts import sampling
 from workers.models import Heartbeat, Task, Worker
 from workers.states import TaskState
 
-from .conftest import PASSWORD
+from .conftest import contrast, log_in, signed_in_tab
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,25 +36,6 @@ COLOURS_JS = """figure => {
       .map(p => getComputedStyle(p).stroke),
   };
 }"""
-
-
-def rgb(text: str) -> tuple[int, int, int]:
-    red, green, blue = (int(float(part)) for part in re.findall(r"[\d.]+", text)[:3])
-    return (red, green, blue)
-
-
-def luminance(colour: tuple[int, int, int]) -> float:
-    def linear(channel: int) -> float:
-        c = channel / 255
-        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
-
-    red, green, blue = (linear(channel) for channel in colour)
-    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
-
-
-def contrast(one: str, other: str) -> float:
-    high, low = sorted((luminance(rgb(one)), luminance(rgb(other))), reverse=True)
-    return (high + 0.05) / (low + 0.05)
 
 
 @pytest.fixture
@@ -79,17 +60,8 @@ def history() -> None:
 def tab(chromium: Any, live_server: Any, operator: Any,
         request: pytest.FixtureRequest) -> Iterator[Page]:
     scheme, width = request.param
-    context = chromium.new_context(base_url=live_server.url, color_scheme=scheme,
-                                   viewport={"width": width, "height": 900})
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    page.goto(f"/admin/login/?next={STATUS}")
-    page.fill("#id_username", "operator")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url(f"**{STATUS}")
-    yield page
-    context.close()
+    with signed_in_tab(chromium, live_server.url, STATUS, width=width, scheme=scheme) as page:
+        yield page
 
 
 def test_the_panel_shows_labelled_readable_charts_that_fit(history: None, tab: Page) -> None:
@@ -120,10 +92,7 @@ def test_the_panel_shows_labelled_readable_charts_that_fit(history: None, tab: P
 
 def test_the_range_buttons_swap_the_charts_and_a_queue_has_its_own(history: None,
                                                                     page: Page) -> None:
-    page.goto(f"/admin/login/?next={STATUS}")
-    page.fill("#id_username", "operator")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
+    log_in(page, STATUS)
     expect(page.locator("#cr-charts")).to_have_attribute("data-range", "hour")
 
     page.get_by_role("link", name="Last week").click()

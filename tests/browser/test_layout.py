@@ -16,12 +16,12 @@ from django.utils import timezone
 from playwright.sync_api import Page
 
 from simulations import services
-from simulations.kinds import slab, summary
+from simulations.kinds import summary
 from simulations.models import Simulation, Sweep
 from workers.models import Heartbeat, Task, TaskAttempt, Worker
 from workers.states import Outcome, TaskState, WorkerState
 
-from .conftest import PASSWORD
+from .conftest import finish_simulation, set_task, signed_in_tab
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -166,29 +166,19 @@ def _tasks() -> Task:
     return failed
 
 
-def _set_task(task_id: int | None, **fields: Any) -> None:
-    assert task_id is not None
-    Task.objects.filter(pk=task_id).update(**fields)
-
-
-def _finish(sim: Simulation) -> None:
-    slab.run.call(simulation_id=sim.pk)
-    _set_task(sim.task_id, state=TaskState.SUCCEEDED, progress=1.0, finished_at=timezone.now())
-
-
 def _simulations() -> tuple[Simulation, Simulation, Sweep]:
     small = {"n": "11", "t_end": "600", "target_temp": "850"}
     done = services.submit("slab", small, services.Options(name=LONG_NAME))
-    _finish(done)
+    finish_simulation(done)
     busy = services.submit("slab", small, services.Options(name=LONG_NAME + " (second run)"))
-    _set_task(busy.task_id, state=TaskState.RUNNING, progress=0.37,
+    set_task(busy.task_id, state=TaskState.RUNNING, progress=0.37,
               progress_message="t = 222 s of 600 s")
     sweep = services.submit_sweep("slab", small, [("h", ["500", "1000", "2000"])],
                                   services.Options(name=LONG_NAME + " sweep over h"))
     for point in sweep.simulations.all():
-        _finish(point)
+        finish_simulation(point)
     summary.summarise.call(sweep_id=sweep.pk)
-    _set_task(sweep.summary_task_id, state=TaskState.SUCCEEDED, finished_at=timezone.now())
+    set_task(sweep.summary_task_id, state=TaskState.SUCCEEDED, finished_at=timezone.now())
     return done, busy, sweep
 
 
@@ -230,17 +220,8 @@ def pages(w: World) -> list[str]:
 def tab(chromium: Any, live_server: Any, operator: Any,
         request: pytest.FixtureRequest) -> Iterator[Page]:
     width, scheme = request.param
-    context = chromium.new_context(base_url=live_server.url, color_scheme=scheme,
-                                   viewport={"width": width, "height": 900})
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    page.goto("/admin/login/?next=/admin/")
-    page.fill("#id_username", "operator")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url("**/admin/")
-    yield page
-    context.close()
+    with signed_in_tab(chromium, live_server.url, width=width, scheme=scheme) as page:
+        yield page
 
 
 # A list's state column must be on screen, not behind the list's own horizontal scroll.

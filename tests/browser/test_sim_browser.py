@@ -15,12 +15,19 @@ from PIL import Image
 from playwright.sync_api import Page, expect
 
 from simulations import services
-from simulations.kinds import slab, summary
-from simulations.models import Simulation, Sweep
-from workers.models import Task
+from simulations.kinds import summary
+from simulations.models import Sweep
 from workers.states import TaskState
 
-from .conftest import PASSWORD, VIEWPORT, log_in
+from .conftest import (
+    contrast,
+    finish_simulation,
+    log_in,
+    luminance,
+    rgb,
+    set_task,
+    signed_in_tab,
+)
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -52,63 +59,18 @@ PLOT_BACKGROUND_JS = """img => {
 }"""
 
 
-def rgb(text: str) -> tuple[int, int, int]:
-    """``rgb(1, 2, 3)``, ``rgba(1, 2, 3, 1)`` or ``#010203`` as a triple."""
-    if text.startswith("#"):
-        return (int(text[1:3], 16), int(text[3:5], 16), int(text[5:7], 16))
-    red, green, blue = (int(float(part)) for part in re.findall(r"[\d.]+", text)[:3])
-    return (red, green, blue)
-
-
-def luminance(colour: tuple[int, int, int]) -> float:
-    """WCAG 2 relative luminance."""
-
-    def linear(channel: int) -> float:
-        c = channel / 255
-        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
-
-    red, green, blue = (linear(channel) for channel in colour)
-    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
-
-
-def contrast(one: tuple[int, int, int], other: tuple[int, int, int]) -> float:
-    high, low = sorted((luminance(one), luminance(other)), reverse=True)
-    return (high + 0.05) / (low + 0.05)
-
-
 @pytest.fixture
 def tab(chromium: Any, live_server: Any, operator: Any,
         request: pytest.FixtureRequest) -> Iterator[Page]:
     """A logged-in tab whose browser prefers the light or the dark theme."""
-    context = chromium.new_context(base_url=live_server.url, viewport=VIEWPORT,
-                                   color_scheme=request.param)
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    page.goto("/admin/login/?next=/admin/")
-    page.fill("#id_username", "operator")
-    page.fill("#id_password", PASSWORD)
-    page.click("input[type=submit]")
-    page.wait_for_url("**/admin/")
-    yield page
-    context.close()
-
-
-def set_task(task_id: int | None, **fields: object) -> None:
-    assert task_id is not None
-    Task.objects.filter(pk=task_id).update(**fields)
-
-
-def finish(simulation: Simulation) -> None:
-    """Run the kind in this process (files, result), then mark its task as done."""
-    slab.run.call(simulation_id=simulation.pk)
-    set_task(simulation.task_id, state=TaskState.SUCCEEDED, progress=1.0,
-             finished_at=timezone.now())
+    with signed_in_tab(chromium, live_server.url, scheme=request.param) as page:
+        yield page
 
 
 def half_done_sweep() -> Sweep:
     sweep = services.submit_sweep("slab", SMALL, [("h", ["500", "1000"])])
     first, second = sweep.simulations.order_by("pk")
-    finish(first)
+    finish_simulation(first)
     set_task(second.task_id, state=TaskState.RUNNING, progress=0.3)
     return sweep
 
@@ -116,7 +78,7 @@ def half_done_sweep() -> Sweep:
 def finished_sweep() -> Sweep:
     sweep = services.submit_sweep("slab", SMALL, [("h", ["500", "1000", "2000"])])
     for point in sweep.simulations.all():
-        finish(point)
+        finish_simulation(point)
     summary.summarise.call(sweep_id=sweep.pk)
     set_task(sweep.summary_task_id, state=TaskState.SUCCEEDED, finished_at=timezone.now())
     return sweep
@@ -168,7 +130,7 @@ def corner_of(png: bytes) -> tuple[tuple[int, int, int], int]:
 def test_plots_are_transparent_and_their_lines_read_in_the_dark_theme(tab, crucible):
     """They were drawn on white, a white block in the dark page."""
     simulation = services.submit("slab", SMALL)
-    finish(simulation)
+    finish_simulation(simulation)
     sweep = finished_sweep()
 
     tab.goto(reverse("admin:simulations_simulation_change", args=[simulation.pk]))
