@@ -59,8 +59,10 @@ def by_name(run: Run) -> dict[str, Task]:
 
 
 def finished(run_id: int, timeout: float = 60.0) -> Run:
-    return wait_for(lambda: Run.objects.filter(pk=run_id, finished_at__isnull=False).first(),
-                    timeout=timeout)
+    ended: Run = wait_for(
+        lambda: Run.objects.filter(pk=run_id, finished_at__isnull=False).first(),
+        timeout=timeout)
+    return ended
 
 
 def test_a_diamond_runs_in_dependency_order_on_two_workers(workers):

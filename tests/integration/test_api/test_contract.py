@@ -400,13 +400,13 @@ def _run_action(action: str, state: str | None, body: Any = None) -> Scenario:
     return make
 
 
-for action_, ok_ in (("pause", RunState.RUNNING), ("resume", RunState.PAUSED),
-                     ("cancel", RunState.RUNNING)):
-    path_ = f"/api/runs/{{run_id}}/{action_}/"
-    SCENARIOS[("POST", path_, 200)] = _run_action(action_, ok_)
-    SCENARIOS[("POST", path_, 400)] = _run_action(action_, ok_, {"why": "because"})
-    SCENARIOS[("POST", path_, 404)] = _run_action(action_, None)
-    SCENARIOS[("POST", path_, 409)] = _run_action(action_, RunState.COMPLETED)
+for verb_, active_ in (("pause", RunState.RUNNING), ("resume", RunState.PAUSED),
+                      ("cancel", RunState.RUNNING)):
+    path_ = f"/api/runs/{{run_id}}/{verb_}/"
+    SCENARIOS[("POST", path_, 200)] = _run_action(verb_, active_)
+    SCENARIOS[("POST", path_, 400)] = _run_action(verb_, active_, {"why": "because"})
+    SCENARIOS[("POST", path_, 404)] = _run_action(verb_, None)
+    SCENARIOS[("POST", path_, 409)] = _run_action(verb_, RunState.COMPLETED)
 
 
 def request_schema(method: str, path: str) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 import time
-from typing import Any
+from typing import IO, Any
 
 from django.core.management.base import BaseCommand, CommandParser
 from rich.console import Console
@@ -25,7 +26,7 @@ class Command(BaseCommand):
                             help="Stop after S seconds (default: until Ctrl-C).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        stream = getattr(self.stdout, "_out", self.stdout)  # rich writes its own line ends
+        stream: IO[str] = getattr(self.stdout, "_out", sys.stdout)  # rich ends its lines
         console = Console(file=stream, force_terminal=stream.isatty() or None)
         compact, refresh = options["compact"], options["refresh"]
         if not console.is_terminal:  # piped or captured: one frame, no screen control
