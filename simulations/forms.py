@@ -12,7 +12,7 @@ from .exceptions import InvalidParameters, ParameterError
 from .registry import Kind
 from .schema import Param, ParamType
 
-RUN_FIELDS = ("name", "priority", "timeout", "sweep")
+RUN_FIELDS = ("name", "priority", "timeout", "sweep", "force")
 
 
 def _field(param: Param) -> forms.Field:
@@ -41,6 +41,12 @@ class SubmitForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 2, "placeholder": "h=50,200,800\nthickness=0.05,0.1"}),
         help_text="Optional: one axis per line, name=value1,value2,... "
                   "One simulation per grid point, then a comparison.",
+    )
+    force = forms.BooleanField(
+        required=False, label="Queue even if larger than every machine",
+        help_text="Without this, a simulation that needs more memory than any machine's "
+                  "whole budget is refused. With it, it runs only on a machine with nothing "
+                  "else running.",
     )
 
     def __init__(self, kind: Kind, *args: Any, **kwargs: Any) -> None:
@@ -86,7 +92,8 @@ class SubmitForm(forms.Form):
     def options(self, user_id: int | None = None) -> services.Options:
         data = self.cleaned_data
         return services.Options(name=data.get("name") or "", priority=data.get("priority") or 0,
-                                timeout=data.get("timeout") or None, user_id=user_id)
+                                timeout=data.get("timeout") or None, user_id=user_id,
+                                force=bool(data.get("force")))
 
     def submission(self) -> tuple[dict[str, object], list[tuple[str, list[str]]]]:
         """The parameters and the sweep axes of a valid form."""

@@ -680,6 +680,8 @@ def spec_of(task: Task) -> TaskSpec:
         timeout=task.timeout,
         memory_mb=task.memory_mb,
         retry_backoff=task.retry_backoff,
+        cpus=task.cpus,
+        memory_limit_mb=task.memory_limit_mb,
     )
 
 

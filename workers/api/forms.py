@@ -7,14 +7,14 @@ from dataclasses import dataclass, field
 from django.http import QueryDict
 
 from ..models.task import MAX_PRIORITY, MIN_PRIORITY
-from ..spec import TaskSpec
+from ..spec import MAX_CPUS, TaskSpec
 from ..states import TaskState
 from .errors import BadRequest
 from .parsing import MAX_ID, MAX_INT32, Fields
 
 SUBMIT_FIELDS = (
     "func_path", "args", "kwargs", "priority", "queue", "max_attempts", "timeout",
-    "memory_mb", "run_after", "retry_backoff", "depends_on",
+    "memory_mb", "run_after", "retry_backoff", "depends_on", "cpus", "memory_limit_mb", "force",
 )
 LIST_PARAMS = (
     "state", "queue", "priority", "worker", "func_path", "func_path_prefix", "after", "before",
@@ -50,6 +50,9 @@ def task_spec(fields: Fields) -> TaskSpec:
         run_after=fields.moment("run_after"),
         retry_backoff=fields.number("retry_backoff", minimum=0),
         depends_on=fields.ids("depends_on"),
+        cpus=fields.integer("cpus", minimum=1, maximum=MAX_CPUS) or 1,
+        memory_limit_mb=fields.integer("memory_limit_mb", minimum=1, maximum=MAX_INT32),
+        force=fields.boolean("force"),
     )
 
 

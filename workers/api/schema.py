@@ -164,6 +164,11 @@ TASK_DETAIL = _object({
     "result": {"description": "What the function returned (JSON), null until it succeeds."},
     "timeout": {**NUMBER, "description": "Seconds one attempt may run."},
     "memory_mb": _or_null("integer"),
+    "memory_estimate_mb": {**INTEGER, "description": "What its node reserves while it runs."},
+    "memory_source": {"type": "string", "enum": ["declared", "learned", "default", ""],
+                      "description": "Where the estimate comes from (empty: not estimated)."},
+    "cpus": INTEGER,
+    "memory_limit_mb": _or_null("integer"),
     "retry_backoff": _or_null("number"),
     "lease_expires_at": TIME,
     "crash_count": INTEGER,
@@ -241,6 +246,14 @@ def _submit_body(allowed: list[str]) -> Schema:
             "retry_backoff": {**NUMBER, "minimum": 0, "description": "Base delay in seconds."},
             "depends_on": {"type": "array", "items": AN_ID,
                            "description": "Tasks that must succeed first."},
+            "cpus": {**INTEGER, "minimum": 1, "maximum": spec.MAX_CPUS, "default": 1,
+                     "description": "CPUs it takes from its node's budget while it runs."},
+            "memory_limit_mb": {**INTEGER, "minimum": 1, "maximum": spec.MAX_MEMORY_MB,
+                                "description": "Stopped if its processes grow past this "
+                                               "(default WORKER_MEMORY_LIMIT_MB)."},
+            "force": {**BOOLEAN, "default": False,
+                      "description": "Queue it even if it needs more memory or CPUs than "
+                                     "any node's whole budget (else a 400 naming both)."},
         }),
     }, required=["func_path"])
 

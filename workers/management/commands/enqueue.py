@@ -32,9 +32,18 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=seconds,
                             help="Seconds one attempt may run (default WORKER_TASK_TIMEOUT).")
         parser.add_argument("--memory-mb", type=positive_int, metavar="MB",
-                            help="Memory it is expected to need (admission sizes workers by it).")
+                            help="Memory it is expected to need: its node reserves this much while "
+                                 "it runs (default: learned, else WORKER_MEMORY_PER_TASK_MB).")
         parser.add_argument("--run-after", type=moment, metavar="TIME",
                             help="Not before this ISO 8601 time with a time zone.")
+        parser.add_argument("--cpus", type=positive_int, default=1, metavar="N",
+                            help="CPUs it takes from its node's budget while it runs (default 1).")
+        parser.add_argument("--memory-limit-mb", type=positive_int, metavar="MB",
+                            help="Stop it if its processes grow past this "
+                                 "(default WORKER_MEMORY_LIMIT_MB).")
+        parser.add_argument("--force", action="store_true",
+                            help="Queue it even if it needs more memory or CPUs than any "
+                                 "node's whole budget.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         spec = TaskSpec(
@@ -47,6 +56,9 @@ class Command(BaseCommand):
             timeout=options["timeout"],
             memory_mb=options["memory_mb"],
             run_after=options["run_after"],
+            cpus=options["cpus"],
+            memory_limit_mb=options["memory_limit_mb"],
+            force=options["force"],
         )
         try:
             task = queue.enqueue(spec)
