@@ -30,8 +30,6 @@ ago, about 52,000 an hour):
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import sys
@@ -45,17 +43,22 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-PG_ADMIN = "postgres://postgres@127.0.0.1:5432/postgres"
+from bench import harness  # noqa: E402 - after the path is set
+from bench.harness import Database, say, time_page  # noqa: E402
+
 PG_NAME = "crucible_bench_big"
 SQLITE_PATH = Path(tempfile.gettempdir()) / "crucible_bench_big.sqlite3"
 FULL_SIZE = 10_000_000
 
 
-def names(tasks: int) -> tuple[str, Path]:
+def database(tasks: int) -> Database:
     """The database's name and file: a trial of another size never touches the full one."""
     if tasks == FULL_SIZE:
-        return PG_NAME, SQLITE_PATH
-    return f"{PG_NAME}_{tasks}", SQLITE_PATH.with_name(f"crucible_bench_big_{tasks}.sqlite3")
+        return Database(PG_NAME, SQLITE_PATH)
+    return Database(f"{PG_NAME}_{tasks}",
+                    SQLITE_PATH.with_name(f"crucible_bench_big_{tasks}.sqlite3"))
+
+
 SPAN = 8 * 86400  # seconds the task rows were created over
 BACKLOG = 50_000  # the newest tasks, not finished yet
 RUNNING = 64
@@ -64,64 +67,8 @@ CHUNK = 1_000_000
 TASK_COLUMNS = (
     "func_path, args, kwargs, queue, priority, state, max_attempts, attempt, attempt_base,"
     " timeout, created_at, started_at, last_attempted_at, finished_at, worker_id, result,"
-    " progress_message, error, crash_count, pending_dependencies, has_dependents"
+    " progress_message, error, crash_count, pending_dependencies, has_dependents, name"
 )
-
-
-# --- The database ---
-
-
-def database_url(kind: str, tasks: int) -> str:
-    name, path = names(tasks)
-    if kind == "sqlite":
-        return f"sqlite:///{path}"
-    return f"postgres://postgres@127.0.0.1:5432/{name}"
-
-
-def exists(kind: str, tasks: int) -> bool:
-    name, path = names(tasks)
-    if kind == "sqlite":
-        return path.exists()
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-        return found.fetchone() is not None
-
-
-def drop(kind: str, tasks: int) -> None:
-    name, path = names(tasks)
-    if kind == "sqlite":
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        return
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def create(kind: str, tasks: int) -> None:
-    drop(kind, tasks)
-    if kind == "postgres":
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {names(tasks)[0]}")
-
-
-def setup_django(kind: str, tasks: int, workdir: Path) -> None:
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DATABASE_URL=database_url(kind, tasks),
-        WORKER_LOG_DIR=str(workdir / "logs"),
-        WORKER_NODE_ADDRESS="bench-node",
-        ALLOWED_HOSTS="testserver",
-        LOG_LEVEL="WARNING",
-    )
-    import django
-
-    django.setup()
 
 
 def sql(statement: str, params: list[Any] | None = None) -> None:
@@ -180,7 +127,7 @@ def task_values(n: int) -> str:
         f" ELSE 0 END, 0, 3600.0, {at}, CASE WHEN {done} THEN {at} END,"
         f" CASE WHEN {done} THEN {at} END, CASE WHEN {done} THEN {at} END, {worker},"
         f" CASE WHEN {done} AND NOT ({failed}) THEN '{{\"ok\": true}}'{jsonb} END, '',"
-        f" CASE WHEN {done} AND {failed} THEN 'ValueError: boom' ELSE '' END, 0, 0, {false}"
+        f" CASE WHEN {done} AND {failed} THEN 'ValueError: boom' ELSE '' END, 0, 0, {false}, ''"
     )
 
 
@@ -310,14 +257,7 @@ def analyze() -> None:
 def build(n: int, say: Callable[[str], None]) -> dict[str, float]:
     from django.core.management import call_command
 
-    steps: dict[str, float] = {}
-
-    def step(name: str, action: Callable[[], None]) -> None:
-        started = time.perf_counter()
-        action()
-        steps[name] = round(time.perf_counter() - started, 1)
-        say(f"{name}: {steps[name]} s")
-
+    step = harness.Steps()
     step("migrate", lambda: call_command("migrate", verbosity=0))
     if not is_pg():
         sql("PRAGMA cache_size = -1000000")
@@ -327,7 +267,7 @@ def build(n: int, say: Callable[[str], None]) -> dict[str, float]:
     step("history", lambda: fill_history(n))
     step("simulations", lambda: fill_simulations(n))
     step("analyze", analyze)
-    return steps
+    return step.seconds
 
 
 # --- Timing ---
@@ -381,47 +321,6 @@ def client() -> Any:
     return browser
 
 
-class QueryClock:
-    """Times each statement of a request precisely (Django rounds SQLite's to 1 ms)."""
-
-    def __init__(self) -> None:
-        self.times: list[tuple[float, str]] = []
-
-    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        started = time.perf_counter()
-        try:
-            return execute(sql, params, many, context)
-        finally:
-            self.times.append(((time.perf_counter() - started) * 1000, sql))
-
-
-def time_get(browser: Any, url: str, runs: int, headers: dict[str, str]) -> dict[str, Any]:
-    from django.db import connection
-
-    for _ in range(2):
-        warm = browser.get(url, headers=headers)
-        assert warm.status_code == 200, (url, warm.status_code, warm.content[:300])
-    times, db_times = [], []
-    slowest: tuple[float, str] = (0.0, "")
-    for _ in range(runs):
-        clock = QueryClock()
-        with connection.execute_wrapper(clock):
-            started = time.perf_counter()
-            browser.get(url, headers=headers)
-            times.append((time.perf_counter() - started) * 1000)
-        db_times.append(sum(ms for ms, _ in clock.times))
-        slowest = max([slowest, *clock.times])
-    return {
-        "median_ms": round(statistics.median(times), 1),
-        "min_ms": round(min(times), 1),
-        "max_ms": round(max(times), 1),
-        "db_median_ms": round(statistics.median(db_times), 1),
-        "queries": len(clock.times),
-        "slowest_query_ms": round(slowest[0], 1),
-        "slowest_query": slowest[1][:600],
-    }
-
-
 def time_call(action: Callable[[], Any], runs: int) -> dict[str, Any]:
     action()
     times = []
@@ -463,7 +362,7 @@ def admin_urls() -> dict[str, str]:
 def time_admin(browser: Any, runs: int, say: Callable[[str], None]) -> dict[str, Any]:
     results = {}
     for name, url in admin_urls().items():
-        results[name] = time_get(browser, f"/admin/{url}", runs, {})
+        results[name] = time_page(browser, f"/admin/{url}", runs, {})
         say(f"admin {name}: {results[name]['median_ms']} ms")
     return results
 
@@ -476,7 +375,7 @@ def time_admin_before(browser: Any, runs: int, say: Callable[[str], None]) -> di
     urls = admin_urls()
     results = {}
     for name in BEFORE:
-        results[name] = time_get(browser, f"/before/{urls[name]}", runs, {})
+        results[name] = time_page(browser, f"/before/{urls[name]}", runs, {})
         say(f"before {name}: {results[name]['median_ms']} ms")
     return results
 
@@ -498,7 +397,7 @@ def time_api(browser: Any, runs: int, say: Callable[[str], None]) -> dict[str, A
     }
     results = {}
     for name, query in urls.items():
-        results[name] = time_get(browser, f"/api/tasks/{query}", runs, {})
+        results[name] = time_page(browser, f"/api/tasks/{query}", runs, {})
         say(f"api {name}: {results[name]['median_ms']} ms")
     return results
 
@@ -524,8 +423,8 @@ def time_panel(browser: Any, runs: int, say: Callable[[str], None]) -> dict[str,
         "failed in the last hour, before": time_call(before, runs),
         "failed in the last hour": time_call(now, runs),
         "queue counts with failed in the last hour": time_call(status.queue_counts, runs),
-        "panel fragment": time_get(browser, "/htmx/workers/status/", runs, {"HX-Request": "true"}),
-        "status JSON": time_get(browser, "/api/workers/status/", runs, {}),
+        "panel fragment": time_page(browser, "/htmx/workers/status/", runs, {"HX-Request": "true"}),
+        "status JSON": time_page(browser, "/api/workers/status/", runs, {}),
     }
     for name, figures in results.items():
         say(f"panel {name}: {figures['median_ms']} ms")
@@ -599,22 +498,16 @@ def run(
 ) -> dict[str, Any]:
     from django.test.utils import override_settings
 
-    workdir = Path(tempfile.mkdtemp(prefix="crb-big-"))
-    fresh = not (reuse and exists(kind, tasks))
-    if fresh:
-        create(kind, tasks)
-    setup_django(kind, tasks, workdir)
-    result: dict[str, Any] = {"database": kind, "tasks": tasks, "started": time.strftime(
-        "%Y-%m-%d %H:%M:%S UTC", time.gmtime()), **versions()}
+    fresh = harness.open_database(database(tasks), kind, reuse, "crb-big-")
+    result: dict[str, Any] = {"database": kind, "tasks": tasks, "started": harness.utc_now(),
+                              **versions()}
     if fresh:
         result["build_seconds"] = build(tasks, say)
     from workers.models import Task
 
     result["task_rows"] = Task.objects.count()
     mount_legacy()
-    static = {"staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-              "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"}}
-    with override_settings(ROOT_URLCONF=__name__, STORAGES=static):
+    with override_settings(ROOT_URLCONF=__name__, STORAGES=harness.STATIC):
         browser = client()
         if "admin" in sections:
             result["admin"] = time_admin(browser, runs, say)
@@ -626,7 +519,7 @@ def run(
             result["panel"] = time_panel(browser, runs, say)
     if "pruning" in sections:
         result["pruning"] = time_pruning(5, say)
-    result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    result["finished"] = harness.utc_now()
     return result
 
 
@@ -647,34 +540,16 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--db", choices=["sqlite", "postgres"], required=True)
-    parser.add_argument("--tasks", type=int, default=10_000_000)
-    parser.add_argument("--runs", type=int, default=9)
-    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
-    parser.add_argument("--reuse", action="store_true", help="time a kept database again")
+    parser = harness.arguments(__doc__ or "", FULL_SIZE)
     parser.add_argument("--sections", default=",".join(SECTIONS),
                         help=f"which to time, of {','.join(SECTIONS)}")
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     sections = tuple(filter(None, args.sections.split(",")))
     if unknown := set(sections) - set(SECTIONS):
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
-
-    def say(text: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-    try:
-        result = run(args.db, args.tasks, args.runs, args.reuse, say, sections=sections)
-    finally:
-        if not args.keep:
-            from django.db import connections
-
-            connections.close_all()
-            drop(args.db, args.tasks)
-    print(table(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    harness.finish(args, lambda: run(args.db, args.tasks, args.runs, args.reuse, say,
+                                     sections=sections),
+                   lambda: database(args.tasks).drop(args.db), table)
 
 
 if __name__ == "__main__":

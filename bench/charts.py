@@ -28,10 +28,6 @@ covers as many rows as it did when they were fresh.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import statistics
 import sys
 import tempfile
 import time
@@ -43,10 +39,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import big_tables as big  # noqa: E402  (after the path is set)
+from bench import harness  # noqa: E402
 
-PG_ADMIN = big.PG_ADMIN
-PG_NAME = "crucible_bench_charts"
-SQLITE_PATH = Path(tempfile.gettempdir()) / "crucible_bench_charts.sqlite3"
+DATABASE = harness.Database("crucible_bench_charts",
+                    Path(tempfile.gettempdir()) / "crucible_bench_charts.sqlite3")
 WEEK = 7 * 86400
 BACKLOG = 10_000
 WORKERS = 64
@@ -54,64 +50,8 @@ HEARTBEATS = 7 * 2880 + 240  # a week and two hours at 30 s; a day is kept after
 TASK_COLUMNS = (
     "func_path, args, kwargs, queue, priority, state, max_attempts, attempt, attempt_base,"
     " timeout, created_at, started_at, last_attempted_at, finished_at, progress_message, error,"
-    " crash_count, pending_dependencies, has_dependents"
+    " crash_count, pending_dependencies, has_dependents, name"
 )
-
-
-# --- The database ---
-
-
-def database_url(kind: str) -> str:
-    if kind == "sqlite":
-        return f"sqlite:///{SQLITE_PATH}"
-    return f"postgres://postgres@127.0.0.1:5432/{PG_NAME}"
-
-
-def _admin(statement: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(statement)
-
-
-def exists(kind: str) -> bool:
-    if kind == "sqlite":
-        return SQLITE_PATH.exists()
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [PG_NAME])
-        return found.fetchone() is not None
-
-
-def drop(kind: str) -> None:
-    if kind == "sqlite":
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{SQLITE_PATH}{suffix}").unlink(missing_ok=True)
-    else:
-        _admin(f"DROP DATABASE IF EXISTS {PG_NAME} WITH (FORCE)")
-
-
-def create(kind: str) -> None:
-    drop(kind)
-    if kind == "postgres":
-        _admin(f"CREATE DATABASE {PG_NAME}")
-
-
-def setup_django(kind: str, workdir: Path) -> None:
-    import os
-
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DATABASE_URL=database_url(kind),
-        WORKER_LOG_DIR=str(workdir / "logs"),
-        WORKER_NODE_ADDRESS="bench-node",
-        ALLOWED_HOSTS="testserver",
-        LOG_LEVEL="WARNING",
-    )
-    import django
-
-    django.setup()
 
 
 # --- Filling it ---
@@ -141,7 +81,7 @@ def task_values(n: int) -> str:
     return (
         f"'bench.tasks.sim_' || (x %% 37), '[]', '{{}}', {queue}, 0, {state}, 3,"
         f" CASE WHEN {finished} THEN 1 ELSE 0 END, 0, 3600.0, {created}, {started},"
-        f" {started}, {at}, '', '', 0, 0, {false}"
+        f" {started}, {at}, '', '', 0, 0, {false}, ''"
     )
 
 
@@ -190,21 +130,14 @@ def fill_samples(say: Callable[[str], None]) -> None:
 def build(n: int, say: Callable[[str], None]) -> dict[str, float]:
     from django.core.management import call_command
 
-    steps: dict[str, float] = {}
-
-    def step(name: str, action: Callable[[], object]) -> None:
-        started = time.perf_counter()
-        action()
-        steps[name] = round(time.perf_counter() - started, 1)
-        say(f"{name}: {steps[name]} s")
-
+    step = harness.Steps()
     step("migrate", lambda: call_command("migrate", verbosity=0))
     step("workers and heartbeats", fill_workers)
     step("tasks", lambda: fill_tasks(n, say))
     step("analyze", big.analyze)
     step("samples", lambda: fill_samples(say))
     step("analyze again", big.analyze)
-    return steps
+    return step.seconds
 
 
 # --- Timing ---
@@ -229,34 +162,6 @@ def time_sampling(runs: int) -> dict[str, Any]:
 
     end = sampling.floor(clock.now().timestamp() - sampling.SETTLE, sampling.MINUTE)
     return big.time_call(lambda: sampling._write_minutes(end - sampling.MINUTE, end), runs)
-
-
-def time_get(browser: Any, url: str, runs: int) -> dict[str, Any]:
-    """Wall time, this process's CPU time and time in database calls, medians of ``runs``.
-
-    On a machine shared with other work the wall time includes waiting for a core; the CPU
-    time does not (on SQLite it includes the database's work, which runs in this process).
-    """
-    from django.db import connection
-
-    for _ in range(2):
-        warm = browser.get(url)
-        assert warm.status_code == 200, (url, warm.status_code, warm.content[:300])
-    wall, cpu, db = [], [], []
-    for _ in range(runs):
-        clock = big.QueryClock()
-        with connection.execute_wrapper(clock):
-            started, used = time.perf_counter(), time.process_time()
-            response = browser.get(url)
-            cpu.append((time.process_time() - used) * 1000)
-            wall.append((time.perf_counter() - started) * 1000)
-        db.append(sum(ms for ms, _ in clock.times))
-    return {
-        "median_ms": round(statistics.median(wall), 1), "min_ms": round(min(wall), 1),
-        "max_ms": round(max(wall), 1), "cpu_median_ms": round(statistics.median(cpu), 1),
-        "db_median_ms": round(statistics.median(db), 1), "queries": len(clock.times),
-        "bytes": len(response.content), "load_average": os.getloadavg()[0],
-    }
 
 
 def pin_clock() -> Any:
@@ -295,28 +200,21 @@ def run(
 ) -> dict[str, Any]:
     from django.test.utils import override_settings
 
-    workdir = Path(tempfile.mkdtemp(prefix="crb-charts-"))
-    fresh = not (reuse and exists(kind))
-    if fresh:
-        create(kind)
-    setup_django(kind, workdir)
-    result: dict[str, Any] = {**big.versions(), "kind": kind, "started": time.strftime(
-        "%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+    fresh = harness.open_database(DATABASE, kind, reuse, "crb-charts-")
+    result: dict[str, Any] = {**big.versions(), "kind": kind, "started": harness.utc_now()}
     if fresh:
         result["build_seconds"] = build(tasks, say)
     result["rows"] = counts()
     if not fresh:
         result["pinned_now"] = pin_clock().isoformat()
-    static = {"staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-              "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"}}
-    with override_settings(STORAGES=static):
+    with override_settings(STORAGES=harness.STATIC):
         browser = big.client()
         result["views"] = {}
         for name, url in urls().items():
-            result["views"][name] = time_get(browser, url, runs)
+            result["views"][name] = harness.time_page(browser, url, runs)
             say(f"{name}: {result['views'][name]['median_ms']} ms")
     result["sampling_one_minute"] = time_sampling(runs)
-    result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+    result["finished"] = harness.utc_now()
     return result
 
 
@@ -337,29 +235,9 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--db", choices=["sqlite", "postgres"], required=True)
-    parser.add_argument("--tasks", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=9)
-    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
-    parser.add_argument("--reuse", action="store_true", help="time a kept database again")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-
-    def say(text: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-    try:
-        result = run(args.db, args.tasks, args.runs, args.reuse, say)
-    finally:
-        if not args.keep:
-            from django.db import connections
-
-            connections.close_all()
-            drop(args.db)
-    print(table(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    harness.main(__doc__ or "", 1_000_000,
+                 lambda args: run(args.db, args.tasks, args.runs, args.reuse, harness.say),
+                 DATABASE, table)
 
 
 if __name__ == "__main__":

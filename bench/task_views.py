@@ -11,19 +11,15 @@ Client as a signed-in superuser (the whole middleware stack), the task list's re
 rows alone, as the list's script asks for them) and the whole page, with filters and
 searches; a queue's page; the bulk confirmation's count; a running task's page; and the
 panel fragment. Each figure is the median of ``--runs`` requests after two warm-ups; "cpu"
-is this process's CPU time per request (the web server's Python, not the database
-server's), the median of another ``--runs`` requests.
+is this process's CPU time of those requests (the web server's Python and, on SQLite, the
+database's work; not PostgreSQL's server). A reused database is first migrated to the
+current code (new indexes are built then, before any timing).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import big_tables as big  # noqa: E402 - after the path is set
+from bench import harness  # noqa: E402
 
 ROWS = {"HX-Request": "true", "HX-Target": "cr-task-rows"}
 SCHEDULED = 500
@@ -77,48 +74,29 @@ def urls() -> dict[str, tuple[str, dict[str, str]]]:
     }
 
 
-def time_view(browser: Any, url: str, headers: dict[str, str], runs: int) -> dict[str, Any]:
-    """``big_tables.time_get``'s figures, plus this process's CPU time per request: on a
-    busy machine the wall time waits for a core, the CPU time much less."""
-    figures: dict[str, Any] = big.time_get(browser, url, runs, headers)
-    cpu = []
-    for _ in range(runs):
-        started = time.process_time()
-        browser.get(url, headers=headers)
-        cpu.append((time.process_time() - started) * 1000)
-    figures["cpu_median_ms"] = round(statistics.median(cpu), 1)
-    return figures
-
-
 def run(kind: str, tasks: int, runs: int, reuse: bool) -> dict[str, Any]:
+    from django.core.management import call_command
     from django.test.utils import override_settings
 
-    def say(text: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
-
-    workdir = Path(tempfile.mkdtemp(prefix="crb-views-"))
-    fresh = not (reuse and big.exists(kind, tasks))
+    fresh = harness.open_database(big.database(tasks), kind, reuse, "crb-views-")
+    result: dict[str, Any] = {"database": kind, "tasks": tasks, "started": harness.utc_now(),
+                              **big.versions()}
     if fresh:
-        big.create(kind, tasks)
-    big.setup_django(kind, tasks, workdir)
-    result: dict[str, Any] = {"database": kind, "tasks": tasks, "started": time.strftime(
-        "%Y-%m-%d %H:%M:%S UTC", time.gmtime()), **big.versions()}
-    if fresh:
-        result["build_seconds"] = big.build(tasks, say)
+        result["build_seconds"] = big.build(tasks, harness.say)
+    else:
+        call_command("migrate", verbosity=0)
     prepare()
     from workers.models import Task, Worker
 
     result["task_rows"] = Task.objects.count()
     result["live_workers"] = Worker.objects.filter(state="RUNNING").count()
-    static = {"staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-              "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"}}
-    with override_settings(STORAGES=static):
+    with override_settings(STORAGES=harness.STATIC):
         browser = big.client()
         result["views"] = {}
         for name, (url, headers) in urls().items():
-            result["views"][name] = time_view(browser, url, headers, runs)
-            say(f"{name}: {result['views'][name]['median_ms']} ms")
-    result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
+            result["views"][name] = harness.time_page(browser, url, runs, headers)
+            harness.say(f"{name}: {result['views'][name]['median_ms']} ms")
+    result["finished"] = harness.utc_now()
     result["load_average"] = os.getloadavg()
     return result
 
@@ -136,25 +114,9 @@ def table(result: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--db", choices=["sqlite", "postgres"], required=True)
-    parser.add_argument("--tasks", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=9)
-    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
-    parser.add_argument("--reuse", action="store_true", help="time a kept database again")
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
-    try:
-        result = run(args.db, args.tasks, args.runs, args.reuse)
-    finally:
-        if not args.keep:
-            from django.db import connections
-
-            connections.close_all()
-            big.drop(args.db, args.tasks)
-    print(table(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    harness.main(__doc__ or "", 1_000_000,
+                 lambda args: run(args.db, args.tasks, args.runs, args.reuse),
+                 big.database, table)
 
 
 if __name__ == "__main__":
