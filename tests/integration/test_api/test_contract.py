@@ -211,40 +211,27 @@ def _abort(w: World) -> Any:
     return w.api.post(f"/api/workers/{w.worker()}/abort/")
 
 
-@scenario("POST", "/api/workers/{worker_id}/abort/", 400)
-def _abort_bad(w: World) -> Any:
-    return w.api.post(f"/api/workers/{w.worker()}/abort/", {"now": True})
-
-
-@scenario("POST", "/api/workers/{worker_id}/abort/", 404)
-def _abort_unknown(w: World) -> Any:
-    return w.api.post("/api/workers/31337/abort/")
-
-
-@scenario("POST", "/api/workers/{worker_id}/abort/", 409)
-def _abort_dead(w: World) -> Any:
-    return w.api.post(f"/api/workers/{w.worker(WorkerState.FAILED)}/abort/")
-
-
 @scenario("POST", "/api/workers/{worker_id}/undrain/", 200)
 def _undrain(w: World) -> Any:
     draining = worker_row(w.node, state=WorkerState.DRAINING, drain_requested_at=timezone.now())
     return w.api.post(f"/api/workers/{draining.pk}/undrain/")
 
 
-@scenario("POST", "/api/workers/{worker_id}/undrain/", 400)
-def _undrain_bad(w: World) -> Any:
-    return w.api.post(f"/api/workers/{w.worker()}/undrain/", {"now": True})
+def _action(kind: str, action: str, state: str | None, body: Any = None) -> Scenario:
+    """POST to an action of a ``kind`` (task, worker) in ``state``, or of an unknown one."""
+
+    def make(world: World) -> Any:
+        found = getattr(world, kind)(state) if state else 31337
+        return world.api.post(f"/api/{kind}s/{found}/{action}/", body)
+
+    return make
 
 
-@scenario("POST", "/api/workers/{worker_id}/undrain/", 404)
-def _undrain_unknown(w: World) -> Any:
-    return w.api.post("/api/workers/31337/undrain/")
-
-
-@scenario("POST", "/api/workers/{worker_id}/undrain/", 409)
-def _undrain_not_draining(w: World) -> Any:
-    return w.api.post(f"/api/workers/{w.worker()}/undrain/")
+for verb_, not_now_ in (("abort", WorkerState.FAILED), ("undrain", WorkerState.RUNNING)):
+    path_ = f"/api/workers/{{worker_id}}/{verb_}/"
+    SCENARIOS[("POST", path_, 400)] = _action("worker", verb_, WorkerState.RUNNING, {"now": True})
+    SCENARIOS[("POST", path_, 404)] = _action("worker", verb_, None)
+    SCENARIOS[("POST", path_, 409)] = _action("worker", verb_, not_now_)
 
 
 @scenario("POST", "/workers/tick/", 200)
@@ -291,23 +278,13 @@ def _detail_unknown(w: World) -> Any:
     return w.api.get("/api/tasks/31337/")
 
 
-def _task_action(action: str, state: str | None, body: Any = None) -> Scenario:
-    """POST to a task's cancel/retry: of a task in ``state``, or of an unknown task."""
-
-    def make(world: World) -> Any:
-        task_id = world.task(state) if state else 31337
-        return world.api.post(f"/api/tasks/{task_id}/{action}/", body)
-
-    return make
-
-
 for action_, ok_, refused_ in (("cancel", TaskState.QUEUED, TaskState.SUCCEEDED),
                                ("retry", TaskState.FAILED, TaskState.RUNNING)):
     path_ = f"/api/tasks/{{task_id}}/{action_}/"
-    SCENARIOS[("POST", path_, 200)] = _task_action(action_, ok_)
-    SCENARIOS[("POST", path_, 400)] = _task_action(action_, ok_, {"why": "because"})
-    SCENARIOS[("POST", path_, 404)] = _task_action(action_, None)
-    SCENARIOS[("POST", path_, 409)] = _task_action(action_, refused_)
+    SCENARIOS[("POST", path_, 200)] = _action("task", action_, ok_)
+    SCENARIOS[("POST", path_, 400)] = _action("task", action_, ok_, {"why": "because"})
+    SCENARIOS[("POST", path_, 404)] = _action("task", action_, None)
+    SCENARIOS[("POST", path_, 409)] = _action("task", action_, refused_)
 
 
 @scenario("GET", "/api/queues/", 200)
