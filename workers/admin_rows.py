@@ -88,8 +88,11 @@ def _method(cl: ChangeList, method: Callable[[Model], Any], css: str) -> Cell:
 
     def cell(obj: Model) -> str:
         value = method(obj)
-        if value and value.__class__ is SafeString and not boolean:
-            return f'<td class="{css}">{value}</td>'  # what display_for_value gives it back
+        if value and not boolean:  # what display_for_value gives back, escaped as Django does
+            if value.__class__ is SafeString:
+                return f'<td class="{css}">{value}</td>'
+            if value.__class__ is str:
+                return f'<td class="{css}">{html.escape(value)}</td>'
         shown = conditional_escape(display_for_value(value, empty, boolean))
         wrap = " nowrap" if isinstance(value, datetime.date | datetime.time) else ""
         return f'<td class="{css}{wrap}">{shown}</td>'
@@ -127,7 +130,7 @@ def _link(cl: ChangeList, name: str) -> Cell:
             shown: Any = str(value)
         else:
             shown = display_for_field(value, field, empty, avoid_link=True)
-        return (f'<th class="field-{name}"><a href="{escape(address(obj))}">'
+        return (f'<th class="field-{name}"><a href="{html.escape(address(obj))}">'
                 f"{conditional_escape(shown)}</a></th>")
 
     return cell
