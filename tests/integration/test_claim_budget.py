@@ -287,3 +287,15 @@ def test_the_ledger_triggers_outlive_later_migrations_of_the_task_table(pool):
     ledger.uninstall(connection)
     ledger.after_migrate(using="default")
     assert ledger.installed(connection) == set(ledger.TRIGGERS)
+
+
+def test_an_operators_retry_estimates_the_task_again(settings, pool):
+    job = enqueue("add", 1, 2, max_attempts=1)
+    assert (task(job.pk).memory_estimate_mb, task(job.pk).memory_source) == (
+        settings.CRUCIBLE.memory_per_task_mb, "default")
+    queue.fail(claimed(pool[0]), queue.Ending(Outcome.ERROR, "no"))
+    settings.CRUCIBLE = dataclasses.replace(settings.CRUCIBLE, memory_per_task_mb=321)
+
+    queue.retry(job.pk)
+
+    assert (task(job.pk).state, task(job.pk).memory_estimate_mb) == (TaskState.QUEUED, 321)
