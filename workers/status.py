@@ -289,6 +289,15 @@ def to_json(snap: Snapshot) -> dict[str, Any]:
             "available": adm.memory.available,
             "percent": adm.memory.percent,
         },
+        "tasks_memory": {
+            "budget_mb": adm.budget_mb,
+            "committed_mb": adm.load.committed_mb,
+            "running": adm.load.busy,
+            "measured": adm.load.tasks_rss,
+            "next_task_mb": adm.need_mb,
+            "next_task_id": adm.next_task.id if adm.next_task else None,
+            "waiting": adm.waiting,
+        },
         "queue": {name: {**counts, "paused": name in snap.paused}
                   for name, counts in snap.queues.items()},
     }

@@ -110,6 +110,17 @@ STATUS = _object({
         "available": {**INTEGER, "description": "Bytes."},
         "percent": NUMBER,
     }),
+    "tasks_memory": _object({
+        "budget_mb": {**INTEGER, "description": "This node's budget for running tasks."},
+        "committed_mb": {**INTEGER, "description": "Estimates of the tasks running here."},
+        "running": INTEGER,
+        "measured": {**INTEGER, "description": "Bytes those tasks' processes use now."},
+        "next_task_mb": {**INTEGER, "description": "What the next task needs: the largest "
+                                                   "queued estimate that could start now."},
+        "next_task_id": {**_or_null("integer"), "description": "That task; null: nothing "
+                                                              "queued (the default estimate)."},
+        "waiting": {**STRING, "description": "Why a queued task waits for memory, or empty."},
+    }),
     "queue": {
         "type": "object",
         "description": "Task counts by queue name (paused queues too, even when empty).",
