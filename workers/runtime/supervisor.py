@@ -170,6 +170,9 @@ class Supervisor:
         self._listen()
         self._trap_signals()
         lifecycle.mark_running(self.worker_id, self.doorbell.path)
+        # The first claim comes before the node's housekeeping: a pool started on a full
+        # queue serves at once, and the tick (others' leases, samples, pruning) follows.
+        self.timers.tick = time.monotonic() + self.settings.tick_interval / 2
         logger.info("worker %s running on queues %s", self.worker_id, self.options.queues)
 
     def run(self) -> str:
