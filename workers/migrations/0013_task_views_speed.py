@@ -3,7 +3,9 @@
 ``task_queued_idx``: queued tasks by id with their run_after, so "queued, due now", newest
 first, walks the newest queued tasks instead of sorting them all. ``task_scheduled_idx``:
 queued tasks that have a run_after, by it, so "scheduled" is a range of the few that wait
-(tasks without a run_after cost it nothing).
+(tasks without a run_after cost it nothing). ``task_failed_idx``: failed and cancelled
+tasks by id, so their newest are found without walking every newer task (PostgreSQL's
+plan for a state that the newest tasks are not in).
 """
 
 from django.db import migrations, models
@@ -23,5 +25,10 @@ class Migration(migrations.Migration):
             index=models.Index(condition=models.Q(("run_after__isnull", False),
                                                   ("state", "QUEUED")),
                                fields=["run_after"], name="task_scheduled_idx"),
+        ),
+        migrations.AddIndex(
+            model_name="task",
+            index=models.Index(condition=models.Q(("state__in", ["FAILED", "CANCELLED"])),
+                               fields=["state", "id"], name="task_failed_idx"),
         ),
     ]

@@ -141,6 +141,10 @@ class Task(models.Model):
                          name="task_queued_idx"),
             models.Index(fields=["run_after"], condition=Q(state="QUEUED", run_after__isnull=False),
                          name="task_scheduled_idx"),
+            # and its failed or cancelled ones newest first: PostgreSQL walked every newer task
+            # for them (a task that succeeds never enters this index)
+            models.Index(fields=["state", "id"], condition=Q(state__in=["FAILED", "CANCELLED"]),
+                         name="task_failed_idx"),
         ]
         permissions = [
             ("submit_task", "Can submit tasks"),
