@@ -367,23 +367,13 @@ def _run_unknown(w: World) -> Any:
     return w.api.get("/api/runs/31337/")
 
 
-def _run_action(action: str, state: str | None, body: Any = None) -> Scenario:
-    """POST to a run's pause/resume/cancel: of a run in ``state``, or of an unknown run."""
-
-    def make(world: World) -> Any:
-        run_id = world.run(state) if state else 31337
-        return world.api.post(f"/api/runs/{run_id}/{action}/", body)
-
-    return make
-
-
 for verb_, active_ in (("pause", RunState.RUNNING), ("resume", RunState.PAUSED),
                       ("cancel", RunState.RUNNING)):
     path_ = f"/api/runs/{{run_id}}/{verb_}/"
-    SCENARIOS[("POST", path_, 200)] = _run_action(verb_, active_)
-    SCENARIOS[("POST", path_, 400)] = _run_action(verb_, active_, {"why": "because"})
-    SCENARIOS[("POST", path_, 404)] = _run_action(verb_, None)
-    SCENARIOS[("POST", path_, 409)] = _run_action(verb_, RunState.COMPLETED)
+    SCENARIOS[("POST", path_, 200)] = _action("run", verb_, active_)
+    SCENARIOS[("POST", path_, 400)] = _action("run", verb_, active_, {"why": "because"})
+    SCENARIOS[("POST", path_, 404)] = _action("run", verb_, None)
+    SCENARIOS[("POST", path_, 409)] = _action("run", verb_, RunState.COMPLETED)
 
 
 def request_schema(method: str, path: str) -> dict[str, Any]:
