@@ -97,8 +97,9 @@ class LockKey(models.Model):
     Keys overlap when equal, or when one is a path inside the other (``/data/a`` and
     ``/data/a/b``). ``held``: this holder has it; at most one task and one run hold each
     exact key (constraints), and no two of overlapping keys (checked under one lock by
-    ``workers.runs.locks``; a task may use a key its own run holds). A task holds its keys from the moment it is queued until it
-    ends for good; a run holds its own until its last task ended.
+    ``workers.runs.locks``; a task may use a key its own run holds). A task holds its keys
+    from the moment it is queued until it ends for good; a run holds its own until its last
+    task ended.
     """
 
     key = models.CharField(max_length=255)

@@ -60,22 +60,26 @@ class Command(BaseCommand):
                                     help="What to do (each has its own --help).")
         start = sub.add_parser("start", help="Submit a run from a JSON document and start it.")
         start.add_argument("name", metavar="NAME", help="The run's name (overrides the file's).")
-        start.add_argument("--file", type=Path, required=True, metavar="RUN.json")
+        start.add_argument("--file", type=Path, required=True, metavar="RUN.json",
+                           help="The run document (JSON; see docs/runs.md).")
         start.add_argument("--watch", action="store_true", help="Follow it until it ends.")
         start.add_argument("--every", type=seconds, default=1.0, help=argparse.SUPPRESS)
         status = sub.add_parser("status", help="One run's tasks, or every active run.")
         status.add_argument("-v", "--verbose", dest="detail", action="store_true",
                             help="With each task's error and node.")
-        status.add_argument("run_id", nargs="?", type=positive_int, metavar="ID")
+        status.add_argument("run_id", nargs="?", type=positive_int, metavar="ID",
+                            help="The run's id; without it, every active run.")
         listing = sub.add_parser("list", help="Runs, newest first.")
         listing.add_argument("--status", choices=[s.lower() for s in RunState.values]
                              + RunState.values, help="Only runs in this state.")
-        listing.add_argument("--limit", type=positive_int, default=50, metavar="N")
+        listing.add_argument("--limit", type=positive_int, default=50, metavar="N",
+                             help="Show at most N runs (default 50).")
         for verb, what in (("pause", "Stop new claims of a run's tasks (running ones finish)."),
                            ("resume", "Let a paused run's tasks be claimed again."),
                            ("cancel", "Cancel queued tasks and stop running ones.")):
             act = sub.add_parser(verb, help=what)
-            act.add_argument("run_id", nargs="?", type=positive_int, metavar="ID")
+            act.add_argument("run_id", nargs="?", type=positive_int, metavar="ID",
+                             help="The run's id (or --all).")
             act.add_argument("--all", action="store_true", help="Every active run.")
             act.add_argument("--dry-run", action="store_true",
                              help="List what --all would affect; change nothing.")
@@ -86,7 +90,8 @@ class Command(BaseCommand):
         sub.add_parser("summary", help="Workers, runs and tasks in one block.")
         clean = sub.add_parser("cleanup", help="Remove runs finished more than N days ago "
                                "(records and work directories) and orphaned directories.")
-        clean.add_argument("--days", type=non_negative, required=True, metavar="N")
+        clean.add_argument("--days", type=non_negative, required=True, metavar="N",
+                           help="Age in days of the finished runs to remove.")
         clean.add_argument("--dry-run", action="store_true",
                            help="List what would be removed; remove nothing.")
 
