@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -351,6 +351,15 @@ def _succeed_and_claim_sql(queue_count: int) -> str:
         f" SELECT (SELECT count(*) FROM logged), {PG_COLUMNS} FROM (SELECT 1) AS one"
         " LEFT JOIN next ON true"
     )
+
+
+class OneCommit(Protocol):
+    """A database's success-and-claim in one commit: (recorded, the next task). Not
+    recorded means not written: the attempt is no longer ours, or others depend on it."""
+
+    def __call__(self, token: ClaimedTask, payload: str, *, peak: int | None, log_tail: str,
+                 queues: list[str], lease_ttl: float, node: str
+                 ) -> tuple[bool, ClaimedTask | None]: ...
 
 
 @functools.cache

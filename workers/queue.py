@@ -32,6 +32,7 @@ from django.db.models.functions import Coalesce, Greatest
 from . import budget, clock, conf, dependencies, doorbell, estimates, memory_retry, storable
 from .claim import (
     ClaimedTask,
+    OneCommit,
     claim,
     record_success,
     succeed_and_claim_pg,
@@ -247,8 +248,9 @@ def succeed_and_claim(token: ClaimedTask, result: Any, ending: Ending,
     payload = _stored(token, result, ending)
     if payload is None:
         return claim_next(token.worker_id, queues)
-    if connection.vendor == "postgresql":
-        recorded, claimed = succeed_and_claim_pg(
+    one_commit = _one_commit_path()
+    if one_commit is not None:
+        recorded, claimed = one_commit(
             token,
             payload,
             peak=ending.peak_rss_bytes,
@@ -260,21 +262,19 @@ def succeed_and_claim(token: ClaimedTask, result: Any, ending: Ending,
         if recorded:
             return claimed
         # Not ours any more, or others depend on it: the transactional path tells which.
-    elif connection.vendor == "sqlite" and not connection.in_atomic_block:
-        recorded, claimed = succeed_and_claim_sqlite(
-            token,
-            payload,
-            peak=ending.peak_rss_bytes,
-            log_tail=storable.tail(ending.log_tail, TAIL_CHARS),
-            queues=queues,
-            lease_ttl=conf.get().lease_ttl,
-            node=budget.local_node(),
-        )
-        if recorded:
-            return claimed
     with transaction.atomic():
         _succeed(token, payload, ending)
         return claim_next(token.worker_id, queues)
+
+
+def _one_commit_path() -> OneCommit | None:
+    """This database's success-and-claim in one commit: one statement on PostgreSQL, one
+    short IMMEDIATE transaction on SQLite (not inside a caller's transaction)."""
+    if connection.vendor == "postgresql":
+        return succeed_and_claim_pg
+    if connection.vendor == "sqlite" and not connection.in_atomic_block:
+        return succeed_and_claim_sqlite
+    return None
 
 
 def _stored(token: ClaimedTask, result: Any, ending: Ending) -> str | None:
