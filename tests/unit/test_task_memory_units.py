@@ -104,3 +104,11 @@ def test_bad_memory_settings_name_their_variable(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv(name, raw)
     with pytest.raises(ImproperlyConfigured, match=name):
         conf.from_env(environ.Env(), Path("."))
+
+
+@pytest.mark.skipif(not Path("/proc/vmstat").exists(), reason="Linux only: /proc/vmstat")
+def test_the_oom_kill_count_is_the_kernels_read_again_each_time() -> None:
+    with open("/proc/vmstat") as handle:
+        kernel = next(int(line.split()[1]) for line in handle if line.startswith("oom_kill "))
+    assert memory.oom_kills() == kernel
+    assert memory.oom_kills() == kernel, "the kept file answers again, from its start"
