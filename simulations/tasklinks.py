@@ -12,7 +12,7 @@ from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Cast
 from django.urls import reverse
 
-from workers.owners import OwnerLink
+from workers.owners import OwnerLink, TaskIds
 
 from .models import Simulation, Sweep
 
@@ -41,9 +41,9 @@ def matching(word: str) -> QuerySet[Simulation]:
 
 
 class SimulationOwner:
-    def find(self, word: str, limit: int) -> list[int]:
+    def find(self, word: str, limit: int) -> TaskIds:
         found = matching(word).filter(task__isnull=False).order_by("-id")
-        return [pk for pk in found.values_list("task_id", flat=True)[:limit] if pk is not None]
+        return found.values_list("task_id", flat=True)[:limit]
 
     def links(self, task_ids: Collection[int]) -> dict[int, OwnerLink]:
         found: dict[int, OwnerLink] = {}

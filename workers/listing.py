@@ -193,6 +193,6 @@ def _word(word: str, paths: list[str]) -> Q:
     matches = Q(func_path__in=[path for path in paths if needle in path.casefold()])
     if word.isdigit() and int(word) <= MAX_TASK_ID:
         matches |= Q(pk=int(word))
-    if owned := owners.find(word, COUNT_CAP):
+    for owned in owners.find(word, COUNT_CAP):
         matches |= Q(pk__in=owned)
     return matches

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from django.db.models import QuerySet
+
+type TaskIds = QuerySet[Any, int]  # a query of task ids, used as a subquery
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,8 +23,10 @@ class OwnerLink:
 
 
 class Owner(Protocol):
-    def find(self, word: str, limit: int) -> list[int]:
-        """Ids of the tasks whose owner matches ``word``, at most ``limit``."""
+    def find(self, word: str, limit: int) -> TaskIds:
+        """A query of the ids of the tasks whose owner matches ``word``, at most ``limit``:
+        the database reads it as a subquery (a word that matches thousands of owners never
+        becomes thousands of parameters)."""
         ...
 
     def links(self, task_ids: Collection[int]) -> dict[int, OwnerLink]:
@@ -36,13 +42,9 @@ def register(owner: Owner) -> None:
         _owners.append(owner)
 
 
-def find(word: str, limit: int) -> list[int]:
-    found: list[int] = []
-    for owner in _owners:
-        found.extend(owner.find(word, limit - len(found)))
-        if len(found) >= limit:
-            break
-    return found[:limit]
+def find(word: str, limit: int) -> list[TaskIds]:
+    """Each owner's query of matching task ids (at most ``limit`` each)."""
+    return [owner.find(word, limit) for owner in _owners]
 
 
 def links(task_ids: Collection[int]) -> dict[int, list[OwnerLink]]:

@@ -127,6 +127,18 @@ def test_search_finds_tasks_by_a_parameters_value(simulations):
     assert list(listing.search(tasks, "kiln h=10")) == []  # every word must match
 
 
+def test_a_word_matching_many_simulations_is_one_subquery_not_a_list_of_ids(simulations):
+    for n in range(300):
+        Simulation.objects.create(kind="slab", name=f"Kiln batch {n}", memory_mb=64,
+                                  task=make("simulations.kinds.slab.run"), parameters={"h": n})
+    with CaptureQueriesContext(connection) as queries:
+        found = listing.search(Task.objects.all(), "kiln").count()
+    assert found == 301
+    counted = queries.captured_queries[-1]["sql"]
+    assert counted.count("SELECT") >= 2, "the simulations' task ids are read as a subquery"
+    assert len(re.findall(r"\b\d+\b", counted)) < 50, "not one parameter per matching task"
+
+
 def test_search_still_finds_ids_and_function_paths(simulations):
     tasks = Task.objects.all()
     other = simulations["other"]
