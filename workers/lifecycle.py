@@ -95,6 +95,7 @@ class Control:
     abort: bool
     lease_ok: bool = True
     cancel: bool = False
+    shown_draining: bool = False  # the worker's row says DRAINING
 
 
 ENDED = (WorkerState.DEAD.value, WorkerState.FAILED.value)
@@ -103,7 +104,8 @@ ENDED = (WorkerState.DEAD.value, WorkerState.FAILED.value)
 def _control(state: str | None, drain: bool, abort: bool) -> Control:
     if state is None or state in ENDED:
         return Control(drain=True, abort=True, lease_ok=False)
-    return Control(drain=drain or state == WorkerState.DRAINING, abort=abort)
+    draining = state == WorkerState.DRAINING
+    return Control(drain=drain or draining, abort=abort, shown_draining=draining)
 
 
 def control(worker_id: int, running: ClaimedTask | None) -> Control:
@@ -118,7 +120,8 @@ def control(worker_id: int, running: ClaimedTask | None) -> Control:
     if running is None or not found.lease_ok:
         return found
     ours, cancel = queue.attempt_status(running)
-    return Control(found.drain, found.abort, lease_ok=ours, cancel=cancel)
+    return Control(found.drain, found.abort, lease_ok=ours, cancel=cancel,
+                   shown_draining=found.shown_draining)
 
 
 @functools.cache

@@ -147,3 +147,24 @@ def test_a_sigterm_after_an_operators_drain_is_not_undone_by_cancelling_it(worke
     assert "SIGTERM" in worker(worker_id).failure_reason
     assert task(first).state == TaskState.SUCCEEDED
     assert task(later.pk).state == TaskState.QUEUED
+
+
+def test_a_drain_cancelled_and_asked_again_before_the_worker_looks_still_shows(workers,
+                                                                                runtime_dir):
+    """The worker sees only the end of undrain-then-drain (one transaction): still draining
+    in its own mind, RUNNING in its row. It shows DRAINING again, and stops once idle."""
+    from django.db import transaction
+
+    gate = runtime_dir / "gate"
+    worker_id, first = busy_worker(workers, gate, "twice")
+    launcher.drain(worker_id)
+    wait_for(lambda: worker(worker_id).state == WorkerState.DRAINING, timeout=10)
+
+    with transaction.atomic():
+        launcher.undrain(worker_id)
+        launcher.drain(worker_id)
+
+    wait_for(lambda: worker(worker_id).state == WorkerState.DRAINING, timeout=10)
+    gate.touch()
+    wait_for(lambda: worker(worker_id).state == WorkerState.DEAD, timeout=20)
+    assert task(first).state == TaskState.SUCCEEDED

@@ -485,6 +485,8 @@ class Supervisor:
         elif control.drain and not self.stop_reason:
             self.stop_reason = OPERATOR_DRAIN
             self._mark_draining()
+        elif control.drain and self.stop_reason == OPERATOR_DRAIN and not control.shown_draining:
+            self._mark_draining()  # cancelled and asked for again between two looks: show it
         elif not control.drain and self.stop_reason == OPERATOR_DRAIN:
             self._resume()
         if self.running is None:
