@@ -23,6 +23,7 @@ from .states import TaskState
 
 COUNT_CAP = 10_000
 MAX_DISTINCT = 200  # values a filter lists
+FEW_OWNED = 100  # owned tasks a word's condition lists by id; more are read as a subquery
 MAX_PATHS = 2_000  # function paths a search looks through
 MAX_WORKERS_LISTED = 20
 MAX_TASK_ID = 2**63 - 1
@@ -194,5 +195,7 @@ def _word(word: str, paths: list[str]) -> Q:
     if word.isdigit() and int(word) <= MAX_TASK_ID:
         matches |= Q(pk=int(word))
     for owned in owners.find(word, COUNT_CAP):
-        matches |= Q(pk__in=owned)
+        few = list(owned[:FEW_OWNED + 1])
+        if few:  # a subquery in the OR would cost a word that matches no owner a scan
+            matches |= Q(pk__in=few if len(few) <= FEW_OWNED else owned)
     return matches

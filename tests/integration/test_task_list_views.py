@@ -138,6 +138,11 @@ def test_a_word_matching_many_simulations_is_one_subquery_not_a_list_of_ids(simu
     assert counted.count("SELECT") >= 2, "the simulations' task ids are read as a subquery"
     assert len(re.findall(r"\b\d+\b", counted)) < 50, "not one parameter per matching task"
 
+    with CaptureQueriesContext(connection) as queries:
+        assert listing.search(Task.objects.all(), "987654321").count() == 0
+    assert "simulation" not in queries.captured_queries[-1]["sql"], (
+        "a word no simulation matches adds no subquery to the task query")
+
 
 def test_search_still_finds_ids_and_function_paths(simulations):
     tasks = Task.objects.all()
