@@ -53,17 +53,20 @@ def _worker(env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
 
 
 @contextmanager
-def database(kind: str) -> Iterator[tuple[str, Path]]:
-    workdir = Path(tempfile.mkdtemp(prefix="crb-"))
+def database(kind: str, name: str = "bench_crucible",
+             prefix: str = "crb-") -> Iterator[tuple[str, Path]]:
+    """A fresh, migrated database of ``kind`` (PostgreSQL's named ``name``) and a work
+    folder, both removed afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
     if kind == "sqlite":
         url = f"sqlite:///{workdir / 'bench.sqlite3'}"
     else:
         import psycopg
 
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS bench_crucible")
-            conn.execute("CREATE DATABASE bench_crucible")
-        url = PG_BENCH
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {name}")
+        url = PG_BENCH.rsplit("/", 1)[0] + f"/{name}"
     try:
         _manage(_env(url, workdir), "migrate", "--noinput")
         yield url, workdir
@@ -73,7 +76,7 @@ def database(kind: str) -> Iterator[tuple[str, Path]]:
             import psycopg
 
             with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                conn.execute("DROP DATABASE IF EXISTS bench_crucible WITH (FORCE)")
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def _django(url: str, workdir: Path) -> None:

@@ -18,47 +18,25 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.core import PG_ADMIN, _django, _env, _manage, _worker, emit
+from bench.core import _django, _env, _worker, emit
+from bench.core import database as core_database
 
-PG_RUNS = "postgres://postgres@127.0.0.1:5432/bench_runs"
 NOOP = "bench.tasks.noop"
 WINDOW = 500  # claims at the start and at the end compared
 
 
-@contextmanager
-def database(kind: str) -> Iterator[tuple[str, Path]]:
-    workdir = Path(tempfile.mkdtemp(prefix="crb-runs-"))
-    if kind == "sqlite":
-        url = f"sqlite:///{workdir / 'bench.sqlite3'}"
-    else:
-        import psycopg
-
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS bench_runs WITH (FORCE)")
-            conn.execute("CREATE DATABASE bench_runs")
-        url = PG_RUNS
-    try:
-        _manage(_env(url, workdir), "migrate", "--noinput")
-        yield url, workdir
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-        if kind == "postgres":
-            import psycopg
-
-            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                conn.execute("DROP DATABASE IF EXISTS bench_runs WITH (FORCE)")
+def database(kind: str) -> AbstractContextManager[tuple[str, Path]]:
+    """``bench/core.py``'s fresh database, under a name of its own (both may run at once)."""
+    return core_database(kind, name="bench_runs", prefix="crb-runs-")
 
 
 def wide_dag(n: int, seed: int = 11) -> dict[str, Any]:
