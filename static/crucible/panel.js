@@ -172,9 +172,13 @@
     openDialog("cr-confirm");
   });
 
-  document.addEventListener("htmx:afterRequest", (event) => {
+  /* An action's answer is read from its request itself, not from an event of its button:
+     a refresh may replace the card (and the button, whose events then reach nobody) while
+     the request is on its way. */
+  document.addEventListener("htmx:beforeRequest", (event) => {
     const action = event.detail.elt.dataset && event.detail.elt.dataset.crAction;
-    if (action) onAction(action, event.detail.xhr);
+    const xhr = event.detail.xhr;
+    if (action && xhr) xhr.addEventListener("loadend", () => onAction(action, xhr), {once: true});
   });
 
   /* Keep open log tails open across refreshes. */
