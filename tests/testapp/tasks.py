@@ -92,7 +92,9 @@ def kill_my_worker() -> None:
 def spawn_sleeper(pid_file: str, seconds: float) -> None:
     """Start a grandchild process and wait: stopping the task must stop it too."""
     child = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({seconds})"])
-    Path(pid_file).write_text(str(child.pid))
+    written = Path(f"{pid_file}.part")
+    written.write_text(str(child.pid))
+    written.replace(pid_file)  # whole or not there: a reader never sees it half written
     _record("spawned")
     child.wait()
 
