@@ -39,6 +39,7 @@ from .budget import megabytes
 from .conf import WorkerSettings
 from .exceptions import AdmissionRefused
 from .models import Node, PausedQueue, Task, Worker
+from .models.node import running_sum
 
 logger = logging.getLogger(__name__)
 
@@ -233,6 +234,8 @@ WAITING_LOOKED_AT = 50  # queued tasks, in claim order, looked at for one that f
 def waiting_reason() -> str:
     """Why the first queued task (in claim order) that fits no node with workers waits."""
     nodes = list(Node.objects.filter(name__in=Worker.objects.active().values("node"))
+                 .annotate(committed_mb=running_sum("memory_estimate_mb"),
+                           committed_cpus=running_sum("cpus"))
                  .values_list("name", "memory_mb", "committed_mb", "cpus", "committed_cpus"))
     if not nodes:
         return ""

@@ -3,12 +3,18 @@
 The claim is one short statement that hands the best queued task to a worker.
 
 Highest priority first, FIFO within a priority, only due tasks of the worker's queues,
-only tasks whose memory estimate and CPUs fit what the worker's node has left (its Node
-row: budget minus what running tasks committed). PostgreSQL locks the node's row first
-(so two workers of one node decide one after the other, each seeing the other's claim)
-and skips task rows other workers hold (FOR UPDATE SKIP LOCKED); SQLite serialises
-writers (IMMEDIATE transactions), so a conditional UPDATE ... RETURNING is enough. The
-task's share is added to its node by a trigger (migration 0010), in the same transaction.
+only tasks whose memory estimate and CPUs fit what the worker's node has left: its Node
+row's budget minus the estimates of the tasks running there now, summed in the claim's
+own statement (an index holds the running tasks by node).
+
+Two claims on one node must not both take the last room. SQLite serialises writers
+(IMMEDIATE transactions), so a conditional UPDATE ... RETURNING is enough. On PostgreSQL
+a claim that could grow what the node holds first locks the node's row, in a transaction
+of its own, and then claims in a new statement, whose snapshot sees every claim committed
+before it. A busy worker's next claim, made in the same statement as its last success,
+takes no lock when the next task needs no more than the one it just finished: the node
+then holds no more than before, whatever other claims do meanwhile. When the next task
+needs more, that statement records the success only, and the locked claim follows.
 
 A task that does not fit is passed over, and a smaller one behind it may run; once a
 passed-over task has waited WORKER_MEMORY_STARVATION_S (since it was due) and could fit
@@ -28,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
@@ -97,25 +103,22 @@ def _limit_params(queues: list[str]) -> list[str]:
     return queues[:1] if len(queues) == 1 else []
 
 
-def _node_cte(vendor: str, *, after_done: bool = False) -> str:
-    """``n``: the worker's node (one ``%s``, its name): budget and what running tasks use.
-
-    On PostgreSQL the row is locked (at the first candidate looked at, not for an empty
-    queue) and read at its newest version: a claim that waited for another worker's
-    sees that claim's share. ``after_done``: in the success-and-claim statement, the share
-    of the task just succeeded is already free (its trigger runs at the statement's end).
+def _node_cte(*, after_done: bool = False) -> str:
+    """``n``: the worker's node (one ``%s``, its name): its budget, and what the tasks
+    running there hold. ``after_done``: in the success-and-claim statement, the share of
+    the task just succeeded is free already (the statement's snapshot still sees it run).
     """
     node_table = connection.ops.quote_name(Node._meta.db_table)
-    if after_done:
-        used = ("node.committed_mb - COALESCE(done.memory_estimate_mb, 0) AS used_mb,"
-                " node.committed_cpus - COALESCE(done.cpus, 0) AS used_cpus")
-        join = " LEFT JOIN done ON done.node_id = node.id"
-    else:
-        used = "node.committed_mb AS used_mb, node.committed_cpus AS used_cpus"
-        join = ""
-    lock = " FOR NO KEY UPDATE OF node" if vendor == "postgresql" else ""
-    return (f"n AS (SELECT node.id, node.memory_mb, node.ceiling_mb, node.cpus, {used}"
-            f" FROM {node_table} AS node{join} WHERE node.name = %s{lock})")
+    task_table = connection.ops.quote_name(Task._meta.db_table)
+    used = []
+    for column, alias in (("memory_estimate_mb", "used_mb"), ("cpus", "used_cpus")):
+        running = (f"(SELECT COALESCE(SUM(r.{column}), 0) FROM {task_table} AS r"
+                   f" WHERE r.state = '{RUNNING}' AND r.node_id = node.id)")
+        if after_done:
+            running += f" - COALESCE((SELECT {column} FROM done), 0)"
+        used.append(f"{running} AS {alias}")
+    return (f"n AS (SELECT node.id, node.memory_mb, node.ceiling_mb, node.cpus, {', '.join(used)}"
+            f" FROM {node_table} AS node WHERE node.name = %s)")
 
 
 # Whether candidate ``t`` fits node ``n`` now: within what is left; or, a task larger than
@@ -140,38 +143,69 @@ def _starved_before(vendor: str) -> str:
     return "%s"
 
 
-def _claim_update(vendor: str, queue_count: int) -> str:
-    """The claim's UPDATE, reading the node from the ``n`` a WITH clause defines."""
+def _candidate(vendor: str, queue_count: int, *, handing_over: bool = False) -> str:
+    """The first due task of the worker's queues, in claim order, that fits the node or
+    has waited so long that the claim stops at it; ``fits`` tells which. ``handing_over``
+    (PostgreSQL's success-and-claim): only once the success is recorded, and ``small``
+    tells whether it needs no more than the task just succeeded (``done``)."""
     table = connection.ops.quote_name(Task._meta.db_table)
     open_queues, limit = _open_queues(queue_count)
-    now, lease_end = _clock(vendor)
-    # The subquery's row is still QUEUED when the UPDATE runs: PostgreSQL holds its row
-    # lock, SQLite holds the database's write lock. Repeating the state test in the outer
-    # WHERE made PostgreSQL scan every queued row through the state index.
+    now, _ = _clock(vendor)
     lock = " FOR UPDATE OF t SKIP LOCKED" if vendor == "postgresql" else ""
-    columns = PG_COLUMNS if vendor == "postgresql" else COLUMNS
     starved = f"COALESCE(t.run_after, t.created_at) <= {_starved_before(vendor)}"
-    candidate = (
-        f"SELECT t.id, {FITS} AS fits FROM {table} AS t LEFT JOIN n ON TRUE"
+    small, after = "", ""
+    if handing_over:
+        small = (", t.memory_estimate_mb <= (SELECT memory_estimate_mb FROM done)"
+                 " AND t.cpus <= (SELECT cpus FROM done) AS small")
+        after = " AND EXISTS (SELECT 1 FROM done)"
+    return (
+        f"SELECT t.id, {FITS} AS fits{small} FROM {table} AS t LEFT JOIN n ON TRUE"
         f" WHERE t.state = '{QUEUED}' AND {open_queues}"
         f" AND (t.run_after IS NULL OR t.run_after <= {now})"
-        f" AND ({FITS} OR ({starved} AND {CAN_FIT}))"
+        f" AND ({FITS} OR ({starved} AND {CAN_FIT})){after}"
         f" ORDER BY t.priority DESC, t.id ASC LIMIT {limit}{lock}"
     )
+
+
+def _claim_update(vendor: str, chosen: str) -> str:
+    """The claim's UPDATE of the task whose id ``chosen`` selects, on node ``n``."""
+    table = connection.ops.quote_name(Task._meta.db_table)
+    now, lease_end = _clock(vendor)
+    # The chosen row is still QUEUED when the UPDATE runs: PostgreSQL holds its row lock,
+    # SQLite holds the database's write lock. Repeating the state test in the outer WHERE
+    # made PostgreSQL scan every queued row through the state index.
+    columns = PG_COLUMNS if vendor == "postgresql" else COLUMNS
     return (
         f"UPDATE {table} SET state = '{RUNNING}', worker_id = %s, attempt = attempt + 1,"
         " node_id = (SELECT id FROM n),"
         f" lease_expires_at = {lease_end}, last_attempted_at = {now},"
         f" started_at = COALESCE(started_at, {now}),"
         " progress = NULL, progress_message = '', cancel_requested_at = NULL"
-        f" WHERE id = (SELECT c.id FROM ({candidate}) AS c WHERE c.fits)"
-        f" RETURNING {columns}"
+        f" WHERE id = ({chosen}) RETURNING {columns}"
     )
 
 
 @functools.cache
 def _sql(vendor: str, queue_count: int) -> str:
-    return f"WITH {_node_cte(vendor)} {_claim_update(vendor, queue_count)}"
+    chosen = f"SELECT c.id FROM ({_candidate(vendor, queue_count)}) AS c WHERE c.fits"
+    return f"WITH {_node_cte()} {_claim_update(vendor, chosen)}"
+
+
+@functools.cache
+def _due_sql(queue_count: int) -> str:
+    """PostgreSQL: whether any task of the worker's open queues is due (an idle poll's one
+    statement: no lock, no transaction, when there is nothing to claim)."""
+    table = connection.ops.quote_name(Task._meta.db_table)
+    open_queues, limit = _open_queues(queue_count)
+    return (f"SELECT EXISTS (SELECT 1 FROM {table} AS t WHERE t.state = '{QUEUED}'"
+            f" AND {open_queues} AND (t.run_after IS NULL OR t.run_after <= now()) LIMIT {limit})")
+
+
+@functools.cache
+def _lock_sql() -> str:
+    """PostgreSQL: lock the node's row (one ``%s``, its name) until the claim commits."""
+    node_table = connection.ops.quote_name(Node._meta.db_table)
+    return f"SELECT id FROM {node_table} WHERE name = %s FOR NO KEY UPDATE"
 
 
 def _claim_params(db: BaseDatabaseWrapper, worker_id: int, queues: list[str],
@@ -239,10 +273,19 @@ def claim(worker_id: int, queues: list[str], lease_ttl: float,
     the database's now + ``lease_ttl``."""
     db = _db()
     now = datetime.now(UTC)  # used on SQLite only, whose clock this is
+    params = _claim_params(db, worker_id, queues, lease_ttl, now, node=node)
     with _cursor(db) as cursor:
-        cursor.execute(_sql(db.vendor, len(queues)),
-                       _claim_params(db, worker_id, queues, lease_ttl, now, node=node))
-        row = cursor.fetchone()
+        if db.vendor == "postgresql":
+            cursor.execute(_due_sql(len(queues)), [*queues, *_limit_params(queues)])
+            if not cursor.fetchone()[0]:
+                return None
+            with transaction.atomic(using=db.alias, savepoint=False):
+                cursor.execute(_lock_sql(), [node])
+                cursor.execute(_sql(db.vendor, len(queues)), params)
+                row = cursor.fetchone()
+        else:
+            cursor.execute(_sql(db.vendor, len(queues)), params)
+            row = cursor.fetchone()
     return None if row is None else _claimed(row, worker_id, now)
 
 
@@ -337,19 +380,19 @@ def _attempt_params(token: ClaimedTask, finished: Any, peak: int | None,
 @functools.cache
 def _succeed_and_claim_sql(queue_count: int) -> str:
     attempt_table = connection.ops.quote_name(TaskAttempt._meta.db_table)
-    claim_sql = _claim_update("postgresql", queue_count).replace(
-        " ORDER BY", " AND EXISTS (SELECT 1 FROM done) ORDER BY", 1
-    )
+    chosen = "SELECT id FROM candidate WHERE fits AND small"
     return (
         f"WITH done AS ({_success_sql('postgresql', without_dependents=True)}),"
         f" logged AS (INSERT INTO {attempt_table} ({ATTEMPT_COLUMNS})"
         f" SELECT %s, %s, %s, %s, %s, finished_at, '{SUCCEEDED}', '', '', '', %s, %s,"
         " NULLIF(memory_estimate_mb, 0), COALESCE(memory_limit_mb, %s) FROM done"
         " RETURNING task_id),"
-        f" {_node_cte('postgresql', after_done=True)},"
-        f" next AS ({claim_sql})"
-        f" SELECT (SELECT count(*) FROM logged), {PG_COLUMNS} FROM (SELECT 1) AS one"
-        " LEFT JOIN next ON true"
+        f" {_node_cte(after_done=True)},"
+        f" candidate AS ({_candidate('postgresql', queue_count, handing_over=True)}),"
+        f" next AS ({_claim_update('postgresql', chosen)})"
+        " SELECT (SELECT count(*) FROM logged),"
+        " (SELECT count(*) FROM candidate WHERE fits AND NOT small),"
+        f" {PG_COLUMNS} FROM (SELECT 1) AS one LEFT JOIN next ON true"
     )
 
 
@@ -433,7 +476,9 @@ def succeed_and_claim_pg(
     """PostgreSQL: record a success and claim the next task in one statement.
 
     Data-modifying CTEs all run, referenced or not, in one implicit transaction: a busy
-    worker needs one round trip and one commit per task. A task others depend on is not
+    worker needs one round trip and one commit per task, and takes no lock while the next
+    task needs no more memory and CPUs than the last. A larger one is claimed after the
+    success's commit, under the node's lock (``claim``). A task others depend on is not
     recorded here (False, and nothing claimed): its dependents are released in the same
     transaction as its success, by the caller's slower path.
     """
@@ -443,14 +488,16 @@ def succeed_and_claim_pg(
         *_success_params(token, payload, peak),
         token.id, token.attempt, token.worker_id, f"worker {token.worker_id}",
         adapt(token.started_at), peak, log_tail, conf.get().memory_limit_mb or None,
-        node, token.worker_id, lease_ttl, *queues, conf.get().memory_starvation_s,
-        *_limit_params(queues),
+        node, *queues, conf.get().memory_starvation_s, *_limit_params(queues),
+        token.worker_id, lease_ttl,
     ]
     with _cursor(db) as cursor:
         cursor.execute(_succeed_and_claim_sql(len(queues)), params)
         row = cursor.fetchone()
     assert row is not None
-    recorded = row[0] == 1
-    if row[1] is None:
-        return recorded, None
-    return recorded, _claimed(row[1:], token.worker_id, token.started_at)
+    recorded, larger = row[0] == 1, row[1] == 1
+    if row[2] is not None:
+        return recorded, _claimed(row[2:], token.worker_id, token.started_at)
+    if larger:  # the next task needs more than this one held: claim it under the node's lock
+        return recorded, claim(token.worker_id, queues, lease_ttl, node)
+    return recorded, None

@@ -7,7 +7,8 @@ from typing import Any
 from django.db import transaction
 
 from workers import queue
-from workers.models import Task, Worker
+from workers.models import Node, Task, Worker
+from workers.models.node import running_sum
 from workers.spec import TaskSpec
 from workers.states import WorkerState
 
@@ -29,3 +30,10 @@ def running_workers() -> list[Worker]:
 
 def task(task_id: int) -> Task:
     return Task.objects.get(pk=task_id)
+
+
+def committed(node: str) -> tuple[int, int]:
+    """What node ``node``'s running tasks hold of its budget: (MB, CPUs)."""
+    found = Node.objects.filter(name=node).annotate(
+        mb=running_sum("memory_estimate_mb"), cpus_held=running_sum("cpus"))
+    return found.values_list("mb", "cpus_held").get()

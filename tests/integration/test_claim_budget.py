@@ -1,7 +1,7 @@
 """The claim against a node's budget, statement by statement on the real database.
 
-A node's ``committed_*`` is kept by triggers: each path that ends a running attempt gives
-its share back in its own transaction; each claim takes one only if it fits.
+What a node's running tasks hold is summed by each claim: each path that ends a running
+attempt gives its share back with its own transaction; each claim takes one only if it fits.
 """
 
 from __future__ import annotations
@@ -11,14 +11,16 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
-from workers import ledger, queue
+from tests.conftest import wait_for
+from workers import queue
 from workers.claim import ClaimedTask
 from workers.models import Node, Task, TaskAttempt, Worker
 from workers.states import Outcome, TaskState, WorkerState
 
+from .helpers import committed as committed_on
 from .helpers import enqueue, task
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,8 +51,7 @@ def claimed(worker: Worker) -> ClaimedTask:
 
 
 def committed() -> tuple[int, int]:
-    row = Node.objects.get(name=NODE)
-    return row.committed_mb, row.committed_cpus
+    return committed_on(NODE)
 
 
 def sized(mb: int, **fields: object) -> Task:
@@ -101,6 +102,109 @@ def test_success_gives_the_share_back_and_the_next_claim_uses_it(pool):
     ran_with = TaskAttempt.objects.filter(task__in=[first, second]).values_list(
         "memory_estimate_mb", "memory_limit_mb")
     assert list(ran_with) == [(700, 900), (700, 900)], "each success row says what it ran with"
+
+
+def test_a_success_hands_over_to_a_larger_task_that_fits(pool):
+    small, large = sized(300), sized(700)
+    token = claimed(pool[0])
+
+    following = queue.succeed_and_claim(token, 3, ok(), ["default"])
+
+    assert task(small.pk).state == TaskState.SUCCEEDED
+    assert following is not None and following.id == large.pk
+    assert committed() == (700, 1)
+
+
+def test_a_success_does_not_hand_over_to_a_larger_task_that_does_not_fit(pool):
+    small, other, large = sized(300), sized(500), sized(600)
+    token = claimed(pool[0])
+    assert claimed(pool[1]).id == other.pk
+
+    following = queue.succeed_and_claim(token, 3, ok(), ["default"])
+
+    assert task(small.pk).state == TaskState.SUCCEEDED
+    assert following is None, "600 does not fit beside 500 in 1000"
+    assert task(large.pk).state == TaskState.QUEUED
+    assert committed() == (500, 1)
+
+
+@pytest.fixture
+def hold_node_row(node):
+    """PostgreSQL: let another transaction hold the node's row, as a claim that may grow
+    what the node holds does until it commits; set the returned event to let it go."""
+    if connections["default"].vendor != "postgresql":
+        pytest.skip("SQLite serialises every write: the node's row is PostgreSQL's turn")
+    release = threading.Event()
+    holders: list[threading.Thread] = []
+
+    def hold() -> None:
+        try:
+            with transaction.atomic(), connections["default"].cursor() as cursor:
+                cursor.execute("SELECT id FROM workers_node WHERE name = %s FOR NO KEY UPDATE",
+                               [NODE])
+                held.set()
+                release.wait(10)
+        finally:
+            connections.close_all()
+
+    held = threading.Event()
+
+    def start() -> threading.Event:
+        holders.append(threading.Thread(target=hold))
+        holders[0].start()
+        assert held.wait(10)
+        return release
+
+    yield start
+    release.set()
+    for holder in holders:
+        holder.join(10)
+
+
+def hand_over_in_thread(token: ClaimedTask) -> tuple[threading.Thread, dict[str, object]]:
+    out: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            out["next"] = queue.succeed_and_claim(token, 3, ok(), ["default"])
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, out
+
+
+def test_a_hand_over_to_a_task_no_larger_does_not_wait_for_the_node(pool, hold_node_row):
+    first, second = sized(400, cpus=2), sized(400)
+    token = claimed(pool[0])
+    release = hold_node_row()
+
+    thread, out = hand_over_in_thread(token)
+    thread.join(10)
+
+    assert not thread.is_alive(), "the same or less needs no turn at the node's row"
+    assert isinstance(out["next"], ClaimedTask) and out["next"].id == second.pk
+    release.set()
+    assert task(first.pk).state == TaskState.SUCCEEDED
+    assert committed() == (400, 1)
+
+
+def test_a_hand_over_to_a_larger_task_waits_for_its_turn_at_the_node(pool, hold_node_row):
+    first, second = sized(300), sized(700)
+    token = claimed(pool[0])
+    release = hold_node_row()
+
+    thread, out = hand_over_in_thread(token)
+    wait_for(lambda: task(first.pk).state == TaskState.SUCCEEDED)  # committed on its own
+    thread.join(0.5)
+    assert thread.is_alive(), "a claim that grows what the node holds takes its turn"
+    assert task(second.pk).state == TaskState.QUEUED
+    release.set()
+    thread.join(10)
+
+    assert isinstance(out["next"], ClaimedTask) and out["next"].id == second.pk
+    assert committed() == (700, 1)
 
 
 @pytest.mark.parametrize("outcome", [Outcome.ERROR, Outcome.CANCELLED, Outcome.TIMED_OUT])
@@ -278,15 +382,6 @@ def test_two_workers_of_one_node_never_both_take_the_last_slot(pool):
     assert claimed["racing"] is None, "600 + 600 would exceed the 1000 MB budget"
     assert committed() == (600, 1)
     assert task(second.pk).state == TaskState.QUEUED
-
-
-def test_the_ledger_triggers_outlive_later_migrations_of_the_task_table(pool):
-    # SQLite drops a table's triggers when a migration rebuilds it (0011 and 0012 do):
-    # they are put back after every migrate.
-    assert ledger.installed(connection) == set(ledger.TRIGGERS)
-    ledger.uninstall(connection)
-    ledger.after_migrate(using="default")
-    assert ledger.installed(connection) == set(ledger.TRIGGERS)
 
 
 def test_an_operators_retry_estimates_the_task_again(settings, pool):

@@ -17,9 +17,11 @@ from django.db import transaction
 from tests.conftest import wait_for, worker_env
 from tests.testapp.models import Execution
 from workers import queue
-from workers.models import Node, Task, TaskAttempt
+from workers.models import Task, TaskAttempt
 from workers.spec import TaskSpec
 from workers.states import Outcome, TaskState
+
+from .helpers import committed
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
@@ -75,7 +77,7 @@ def test_three_workers_never_run_more_than_the_nodes_budget(workers, runtime_dir
     most_mb, together = peak(intervals)
     assert most_mb <= 1000, f"{most_mb} MB of estimates ran at once on a 1000 MB budget"
     assert together >= 2, "tasks that fit together did run together"
-    assert Node.objects.get(name=NODE).committed_mb == 0
+    assert committed(NODE)[0] == 0
 
 
 def test_a_small_task_overtakes_a_blocked_one_until_it_has_waited_too_long(workers,
@@ -110,7 +112,7 @@ def test_a_worker_killed_with_sigkill_gives_its_share_back(workers, runtime_dir)
         workers.start(env=env(runtime_dir))
     job = submit(HOLD_UNTIL, 600, str(go))
     wait_for(lambda: Task.objects.get(pk=job.pk).state == TaskState.RUNNING, timeout=30)
-    wait_for(lambda: Node.objects.get(name=NODE).committed_mb == 600)
+    wait_for(lambda: committed(NODE)[0] == 600)
     victim = Task.objects.get(pk=job.pk).worker
     assert victim is not None and victim.pid is not None
 
@@ -121,10 +123,10 @@ def test_a_worker_killed_with_sigkill_gives_its_share_back(workers, runtime_dir)
         return row.state == TaskState.RUNNING and row.worker_id not in (None, victim.pk)
 
     wait_for(rerun_elsewhere, timeout=30)
-    assert Node.objects.get(name=NODE).committed_mb == 600, "the killed attempt's share is gone"
+    assert committed(NODE)[0] == 600, "the killed attempt's share is gone"
     go.touch()
     wait_for(lambda: Task.objects.get(pk=job.pk).state == TaskState.SUCCEEDED, timeout=30)
-    assert Node.objects.get(name=NODE).committed_mb == 0
+    assert committed(NODE)[0] == 0
     outcomes = list(TaskAttempt.objects.filter(task=job).order_by("number")
                     .values_list("outcome", flat=True))
     assert outcomes == [Outcome.WORKER_LOST, Outcome.SUCCEEDED]

@@ -24,10 +24,9 @@ def test_the_panel_says_what_tasks_commit_and_why_one_waits(admin_client, settin
                                             node_memory_mb=12288)
     busy = Worker.objects.create(node=NODE, state=WorkerState.RUNNING, task_rss_bytes=2**31,
                                  queues=["default"])
-    Node.objects.create(name=NODE, memory_mb=12288, cpus=8, committed_mb=9114,
-                        committed_cpus=1)
+    node = Node.objects.create(name=NODE, memory_mb=12288, cpus=8)
     Task.objects.create(func_path="m.run", timeout=60.0, state=TaskState.RUNNING, worker=busy,
-                        memory_estimate_mb=9114, memory_source="declared")
+                        node=node, memory_estimate_mb=9114, memory_source="declared")
     waiting = Task.objects.create(func_path="m.big", timeout=60.0, memory_mb=8192,
                                   memory_estimate_mb=8192, memory_source="declared")
 
@@ -47,10 +46,9 @@ def test_the_status_document_says_the_same(settings, crucible):
     settings.CRUCIBLE = dataclasses.replace(settings.CRUCIBLE, node_address=NODE,
                                             node_memory_mb=12288)
     busy = Worker.objects.create(node=NODE, state=WorkerState.RUNNING, task_rss_bytes=2**31)
-    Node.objects.create(name=NODE, memory_mb=12288, cpus=8, committed_mb=9114,
-                        committed_cpus=1)
+    node = Node.objects.create(name=NODE, memory_mb=12288, cpus=8)
     Task.objects.create(func_path="m.run", timeout=60.0, state=TaskState.RUNNING, worker=busy,
-                        memory_estimate_mb=9114, memory_source="declared")
+                        node=node, memory_estimate_mb=9114, memory_source="declared")
     waiting = Task.objects.create(func_path="m.big", timeout=60.0, memory_estimate_mb=8192,
                                   memory_source="declared")
     client = Client()

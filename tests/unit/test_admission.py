@@ -498,8 +498,8 @@ def test_check_counts_memory_committed_to_running_tasks(fake_machine: dict[str, 
 @pytest.mark.usefixtures("node_settings")
 def test_the_reason_a_queued_task_waits_names_the_node(fake_machine: dict[str, object]) -> None:
     Worker.objects.create(node="lab-node-1", state=WorkerState.RUNNING)
-    Node.objects.create(name="lab-node-1", memory_mb=12288, cpus=8, committed_mb=9114,
-                        committed_cpus=1)
+    node = Node.objects.create(name="lab-node-1", memory_mb=12288, cpus=8)
+    add_task(TaskState.RUNNING, 9114, node=node)
     add_task(TaskState.QUEUED, 1024)
     big = add_task(TaskState.QUEUED, 8192)
 
@@ -512,8 +512,8 @@ def test_the_reason_a_queued_task_waits_names_the_node(fake_machine: dict[str, o
 @pytest.mark.usefixtures("node_settings")
 def test_no_reason_to_wait_when_everything_fits(fake_machine: dict[str, object]) -> None:
     Worker.objects.create(node="lab-node-1", state=WorkerState.RUNNING)
-    Node.objects.create(name="lab-node-1", memory_mb=12288, cpus=8, committed_mb=1024,
-                        committed_cpus=1)
+    node = Node.objects.create(name="lab-node-1", memory_mb=12288, cpus=8)
+    add_task(TaskState.RUNNING, 1024, node=node)
     add_task(TaskState.QUEUED, 8192)
 
     assert admission.check().waiting == ""

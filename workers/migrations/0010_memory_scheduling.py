@@ -6,7 +6,7 @@ import django.db.models.functions.datetime
 from django.conf import settings
 from django.db import migrations, models
 
-from workers import ledger
+from workers.migrations import _ledger as ledger
 
 UNFINISHED = ("WAITING", "QUEUED", "RUNNING")
 

@@ -1,25 +1,31 @@
 from __future__ import annotations
 
 from django.db import models
-from django.db.models.functions import Now
+from django.db.models import IntegerField, OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce, Now
+
+
+def running_sum(column: str) -> Coalesce:
+    """The sum of ``column`` over a node's running tasks (0 for none), as the claim sums
+    them: what they hold of its budget (``memory_estimate_mb``, ``cpus``)."""
+    from .task import Task
+
+    running = Task.objects.filter(state="RUNNING", node=OuterRef("pk")).values("node")
+    return Coalesce(Subquery(running.annotate(total=Sum(column)).values("total")), 0,
+                    output_field=IntegerField())
 
 
 class Node(models.Model):
-    """A machine's memory and CPU budget, and what its running tasks have committed of it.
+    """A machine's memory and CPU budget, which its running tasks' estimates share.
 
-    The ledger of the claim: a worker claims a task only if the task's estimate fits in
-    ``memory_mb - committed_mb`` (and its ``cpus`` in ``cpus - committed_cpus``), deciding
-    under this row's lock. ``committed_*`` are kept by database triggers on the task table
-    (migration 0010): a task entering RUNNING adds its share to its node, leaving RUNNING
-    (by any path: success, failure, cancel, reclaim, requeue, delete) takes it back, in
-    the same transaction as the task's change.
+    A worker claims a task only if the task's estimate fits in ``memory_mb`` minus the
+    estimates of the tasks running on the node now (and its ``cpus`` in ``cpus`` likewise),
+    summed in the claim's own statement (``workers.claim``).
     """
 
     name = models.CharField(max_length=255, unique=True, help_text="WORKER_NODE_ADDRESS.")
     memory_mb = models.PositiveIntegerField(help_text="Budget for running tasks' estimates.")
     cpus = models.PositiveIntegerField(help_text="Budget for running tasks' CPUs.")
-    committed_mb = models.IntegerField(default=0)
-    committed_cpus = models.IntegerField(default=0)
     total_mb = models.PositiveIntegerField(default=0, help_text="Physical memory.")
     ceiling_mb = models.PositiveIntegerField(
         default=0, help_text="The most the budget can be: WORKER_NODE_MEMORY_MB, else physical "
@@ -34,11 +40,3 @@ class Node(models.Model):
 
     def __str__(self) -> str:
         return f"node {self.name}"
-
-    @property
-    def free_mb(self) -> int:
-        return self.memory_mb - self.committed_mb
-
-    @property
-    def free_cpus(self) -> int:
-        return self.cpus - self.committed_cpus

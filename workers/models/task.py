@@ -112,6 +112,10 @@ class Task(models.Model):
             models.Index(
                 fields=["worker"], condition=Q(state="RUNNING"), name="task_running_worker_idx"
             ),
+            # what a node's running tasks hold, summed by every claim on that node
+            models.Index(
+                fields=["node"], condition=Q(state="RUNNING"), name="task_running_node_idx"
+            ),
             # admission's "largest queued memory estimate": an index walk, not a scan
             models.Index(
                 fields=["-memory_estimate_mb"], condition=Q(state="QUEUED"),

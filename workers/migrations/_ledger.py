@@ -1,18 +1,20 @@
-"""The triggers that keep each node's committed share equal to its running tasks' needs.
+"""Migration 0010's triggers, which kept each node's committed share in its row.
+
+Migration 0014 drops them: the claim now sums its node's running tasks instead, so that
+the workers of one node no longer take turns at one row (see ``workers.claim``).
+
+The triggers kept each node's committed share equal to its running tasks' needs.
 
 A task entering RUNNING adds its ``memory_estimate_mb`` and ``cpus`` to its node's row
 (``workers_node.committed_*``); leaving RUNNING by any path (a success, a failure, a cancel,
 a reclaim, a requeue, a raw statement, a delete) takes them back, in the same transaction.
 Lease renewals and progress writes do not fire them (the WHEN clauses).
 
-Installed by migration 0010 and again after every ``migrate`` (and test flush): SQLite
-drops a table's triggers whenever a migration rebuilds the table, which a later
-``AddField`` or ``AlterField`` of the task table may do.
+Between 0010 and 0014 they were put back after every ``migrate``, since SQLite drops a
+table's triggers when a migration rebuilds it.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -91,25 +93,3 @@ def install(connection: BaseDatabaseWrapper) -> None:
 
 def uninstall(connection: BaseDatabaseWrapper) -> None:
     _run(connection, POSTGRES_DROP if connection.vendor == "postgresql" else SQLITE_DROP)
-
-
-def installed(connection: BaseDatabaseWrapper) -> set[str]:
-    """The ledger's triggers the database has now."""
-    if connection.vendor == "postgresql":
-        query = ("SELECT tgname FROM pg_trigger WHERE tgrelid = 'workers_task'::regclass"
-                 " AND NOT tgisinternal")
-    else:
-        query = "SELECT name FROM sqlite_master WHERE type = 'trigger'"
-    with connection.cursor() as cursor:
-        cursor.execute(query)
-        return {row[0] for row in cursor.fetchall()} & set(TRIGGERS)
-
-
-def after_migrate(using: str, **kwargs: Any) -> None:
-    """post_migrate: put the triggers back if a migration rebuilt the task table."""
-    from django.db import connections
-
-    connection = connections[using]
-    tables = set(connection.introspection.table_names())
-    if {"workers_task", "workers_node"} <= tables:
-        install(connection)
