@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from django.db import transaction
@@ -10,7 +11,7 @@ from workers import queue
 from workers.models import Node, Task, Worker
 from workers.models.node import running_sum
 from workers.spec import TaskSpec
-from workers.states import WorkerState
+from workers.states import TaskState, WorkerState
 
 TASKS = "tests.testapp.tasks"
 
@@ -37,3 +38,20 @@ def committed(node: str) -> tuple[int, int]:
     found = Node.objects.filter(name=node).annotate(
         mb=running_sum("memory_estimate_mb"), cpus_held=running_sum("cpus"))
     return found.values_list("mb", "cpus_held").get()
+
+
+LAB_NODE = "lab-node-1"
+
+
+def a_busy_node_and_a_waiting_task(settings: Any) -> Task:
+    """Node lab-node-1 (12 GB) with one task running that holds 9114 MB (2 GB measured), and
+    an 8 GB task queued: it waits. This node is the settings' own."""
+    settings.CRUCIBLE = dataclasses.replace(settings.CRUCIBLE, node_address=LAB_NODE,
+                                            node_memory_mb=12288)
+    busy = Worker.objects.create(node=LAB_NODE, state=WorkerState.RUNNING,
+                                 task_rss_bytes=2**31, queues=["default"])
+    node = Node.objects.create(name=LAB_NODE, memory_mb=12288, cpus=8)
+    Task.objects.create(func_path="m.run", timeout=60.0, state=TaskState.RUNNING, worker=busy,
+                        node=node, memory_estimate_mb=9114, memory_source="declared")
+    return Task.objects.create(func_path="m.big", timeout=60.0, memory_mb=8192,
+                               memory_estimate_mb=8192, memory_source="declared")

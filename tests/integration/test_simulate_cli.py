@@ -22,8 +22,9 @@ from workers.states import TaskState
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
-# About 78,000 explicit steps: long enough to measure a rate, short enough for a test.
-LONG_ENOUGH = ["-p", "thickness=0.1", "-p", "t_end=3000"]
+# About a million explicit steps: a second or more on a fast, quiet machine (78,000 once
+# ended in 0.13 s, before a second poll could measure a rate), longer on a busy one.
+LONG_ENOUGH = ["-p", "thickness=0.1", "-p", "t_end=40000"]
 
 
 def simulate(runtime_dir: Any, *args: str) -> subprocess.CompletedProcess[str]:

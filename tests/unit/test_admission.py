@@ -496,24 +496,17 @@ def test_check_counts_memory_committed_to_running_tasks(fake_machine: dict[str, 
 
 @pytest.mark.django_db
 @pytest.mark.usefixtures("node_settings")
-def test_the_reason_a_queued_task_waits_names_the_node(fake_machine: dict[str, object]) -> None:
+@pytest.mark.parametrize(("running_mb", "reason"), [
+    (9114, "task {big} waits: needs 8.0 GB, 3.1 GB free on lab-node-1"),
+    (1024, ""),  # everything fits
+])
+def test_the_reason_a_queued_task_waits_names_the_node(
+    fake_machine: dict[str, object], running_mb: int, reason: str
+) -> None:
     Worker.objects.create(node="lab-node-1", state=WorkerState.RUNNING)
     node = Node.objects.create(name="lab-node-1", memory_mb=12288, cpus=8)
-    add_task(TaskState.RUNNING, 9114, node=node)
+    add_task(TaskState.RUNNING, running_mb, node=node)
     add_task(TaskState.QUEUED, 1024)
     big = add_task(TaskState.QUEUED, 8192)
 
-    result = admission.check()
-
-    assert result.waiting == f"task {big.pk} waits: needs 8.0 GB, 3.1 GB free on lab-node-1"
-
-
-@pytest.mark.django_db
-@pytest.mark.usefixtures("node_settings")
-def test_no_reason_to_wait_when_everything_fits(fake_machine: dict[str, object]) -> None:
-    Worker.objects.create(node="lab-node-1", state=WorkerState.RUNNING)
-    node = Node.objects.create(name="lab-node-1", memory_mb=12288, cpus=8)
-    add_task(TaskState.RUNNING, 1024, node=node)
-    add_task(TaskState.QUEUED, 8192)
-
-    assert admission.check().waiting == ""
+    assert admission.check().waiting == reason.format(big=big.pk)
