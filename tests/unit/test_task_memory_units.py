@@ -112,3 +112,25 @@ def test_the_oom_kill_count_is_the_kernels_read_again_each_time() -> None:
         kernel = next(int(line.split()[1]) for line in handle if line.startswith("oom_kill "))
     assert memory.oom_kills() == kernel
     assert memory.oom_kills() == kernel, "the kept file answers again, from its start"
+
+
+def test_an_attempts_start_reads_the_oom_count_at_most_once_a_second(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[float] = []
+    clock = [1000.0]
+    monkeypatch.setattr(memory, "_last", memory._Reading())
+
+    def read() -> int:
+        reads.append(clock[0])
+        return len(reads)
+
+    monkeypatch.setattr(memory, "oom_kills", read)
+
+    first = memory.oom_kills_lately(clock[0])
+    clock[0] += 0.5
+    again = memory.oom_kills_lately(clock[0])
+    clock[0] += 0.5
+    fresh = memory.oom_kills_lately(clock[0])
+
+    assert (first, again, fresh) == (1, 1, 2), "kept for a second, then read anew"
+    assert reads == [1000.0, 1001.0]

@@ -627,7 +627,7 @@ class Supervisor:
                                                 token.attempt))
         self.running = Running(token=token, deadline=time.monotonic() + timeout, lease=lease,
                                log=log, limit=memory.limit_bytes(token.memory_limit_mb, settings),
-                               oom_kills=memory.oom_kills())
+                               oom_kills=memory.oom_kills_lately(time.monotonic()))
         self._arm(lease)
         self.timers.sample = time.monotonic() + SAMPLE_EVERY
         self.timers.memory = time.monotonic() + memory.LIMIT_SAMPLE_EVERY
