@@ -105,16 +105,13 @@ class Task(models.Model):
                 condition=Q(state="QUEUED"),
                 name="task_claim_idx",
             ),
-            models.Index(
-                fields=["lease_expires_at"], condition=Q(state="RUNNING"), name="task_lease_idx"
-            ),
             models.Index(fields=["state", "queue"], name="task_state_idx"),
+            # The running tasks, few at any time: what a node's running tasks hold (summed by
+            # every claim on that node), a worker's running task, expired leases. One index,
+            # not one per question: each claim writes every index a running row is in, and a
+            # lease renewal, touching no indexed column, can update its row in place (HOT).
             models.Index(
-                fields=["worker"], condition=Q(state="RUNNING"), name="task_running_worker_idx"
-            ),
-            # what a node's running tasks hold, summed by every claim on that node
-            models.Index(
-                fields=["node"], condition=Q(state="RUNNING"), name="task_running_node_idx"
+                fields=["node", "worker"], condition=Q(state="RUNNING"), name="task_running_idx"
             ),
             # admission's "largest queued memory estimate": an index walk, not a scan
             models.Index(
