@@ -180,7 +180,7 @@ def from_env(env: environ.Env, base_dir: Path) -> WorkerSettings:
         "heartbeat_interval": _read(
             env, "WORKER_HEARTBEAT_INTERVAL", _number, d.heartbeat_interval, _positive
         ),
-        "log_dir": _read(env, "WORKER_LOG_DIR", Path, d.log_dir),
+        "log_dir": _read(env, "WORKER_LOG_DIR", Path, base_dir / "data" / "logs"),
         "queue_name": _read(env, "WORKER_QUEUE_NAME", _text, d.queue_name),
         "cleanup_age": _read(env, "WORKER_CLEANUP_AGE", _number, d.cleanup_age, _positive),
         "lease_ttl": _read(env, "WORKER_LEASE_TTL", _number, d.lease_ttl, _positive),

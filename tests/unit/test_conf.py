@@ -28,6 +28,9 @@ def test_defaults_are_the_documented_ones(monkeypatch):
     assert conf.stalled_after == 180
     assert conf.memory_per_task_mb == 8192
     assert conf.work_dir == Path("/srv/crucible/data/work")
+    # the project's own, as the work directories: two checkouts on one machine never
+    # write one task id's log to the same file
+    assert conf.log_dir == Path("/srv/crucible/data/logs")
     assert conf.prepared_statements is True
 
 
