@@ -380,7 +380,7 @@ class TaskChangeList(ChangeList):
         found = owners.links([task.pk for task in self.result_list])
         for task in self.result_list:
             task.owner_links = found.get(task.pk, [])
-        tasklist.mark_scheduled(self.result_list)
+        tasklist.mark_labels(self.result_list)
 
     def result_context(self) -> dict[str, Any]:
         """The rows for ``{% live_result_list %}``: see ``admin_rows``."""
@@ -574,6 +574,9 @@ class TaskAdmin(ReadOnlyMixin, TaskLogs, TaskViews, TaskAdminBase):
         shown = tasklist.shown_state(obj)
         if shown == obj.state:
             return badge(shown)
+        if shown == tasklist.PAUSED:
+            return cell_html('<span title="Queued; queue {} is paused: it runs once the queue '
+                             'is resumed">{}</span>', obj.queue, badge(shown))
         return cell_html('<span title="Runs after {}">{}</span>',
                            date_format(localtime(obj.run_after), "Y-m-d H:i:s"), badge(shown))
 

@@ -140,7 +140,7 @@ class TaskViews(_Admin):
     def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None
                    ) -> Task | None:
         task = super().get_object(request, object_id, from_field)
-        tasklist.mark_scheduled([task] if task else [])
+        tasklist.mark_labels([task] if task else [])
         return task
 
     def changelist_view(

@@ -126,11 +126,12 @@ def _no_tasks() -> dict[str, int]:
     return {"waiting": 0, "queued": 0, "running": 0, "failed_last_hour": 0}
 
 
-def queue_counts(paused: Collection[str] = ()) -> dict[str, dict[str, int]]:
+def queue_counts(shown: Collection[str] = ()) -> dict[str, dict[str, int]]:
     """Each queue's tasks by state, for queues with work or a failure in the last hour,
-    and for ``paused`` ones (shown even when empty, so they can be resumed)."""
+    and for ``shown`` ones even when empty: paused ones, so that they can be resumed, and
+    those live workers serve, so that they can be paused before work arrives."""
     counts: dict[str, dict[str, int]] = defaultdict(_no_tasks)
-    counts.update((name, _no_tasks()) for name in paused)
+    counts.update((name, _no_tasks()) for name in shown)
     live = Task.objects.filter(
         state__in=[TaskState.WAITING, TaskState.QUEUED, TaskState.RUNNING]
     ).values("queue", "state").annotate(n=Count("*"))  # "*": PostgreSQL reads the index only
@@ -226,8 +227,9 @@ def snapshot() -> Snapshot:
     samples = _samples(ids, now)
     views = [_view(row, tasks.get(row.pk), samples.get(row.pk, []), now) for row in rows]
     paused = frozenset(PausedQueue.objects.values_list("name", flat=True))
+    served = {name for row in rows if row.state in ACTIVE_WORKER_STATES for name in row.queues}
     return Snapshot(generated_at=now, workers=views, admission=admission.check(),
-                    queues=queue_counts(paused), paused=paused)
+                    queues=queue_counts(paused | served), paused=paused)
 
 
 def iso(moment: datetime | None) -> str | None:

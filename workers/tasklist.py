@@ -17,13 +17,14 @@ from . import audit, clock, queue
 from .exceptions import CrucibleError
 from .listing import COUNT_CAP
 from .literals import Literal
-from .models import Task
+from .models import PausedQueue, Task
 from .panel.cards import duration
 from .states import FINISHED_TASK_STATES, TaskState
 
 logger = logging.getLogger(__name__)
 
 SCHEDULED = "SCHEDULED"  # a label, not a state: QUEUED with a run_after still ahead
+PAUSED = "PAUSED"  # a label, not a state: QUEUED in a paused queue
 RUNNING_LISTED = 50  # running tasks a queue's page lists
 
 
@@ -74,18 +75,24 @@ def queued_now(tasks: QuerySet[Task]) -> QuerySet[Task]:
     return tasks.filter(_queued()).filter(due)
 
 
-def mark_scheduled(tasks: Iterable[Task]) -> None:
-    """Tell each task whether it is scheduled, by the database's clock (one statement)."""
+def mark_labels(tasks: Iterable[Task]) -> None:
+    """Tell each queued task whether it is scheduled (by the database's clock) or held by
+    its queue's pause: two statements for a page of tasks, none for a page without any."""
     tasks = list(tasks)
-    if not tasks:
+    queued = [task for task in tasks if task.state == TaskState.QUEUED]
+    if not queued:
         return
     now = clock.now()
-    for task in tasks:
-        ahead = task.run_after is not None and task.run_after > now
-        task.is_scheduled = task.state == TaskState.QUEUED and ahead  # type: ignore[attr-defined]
+    paused = set(PausedQueue.objects.filter(name__in={task.queue for task in queued})
+                 .values_list("name", flat=True))
+    for task in queued:
+        task.is_scheduled = task.run_after is not None and task.run_after > now  # type: ignore[attr-defined]
+        task.is_paused = task.queue in paused  # type: ignore[attr-defined]
 
 
 def shown_state(task: Task) -> str:
+    if getattr(task, "is_paused", False):
+        return PAUSED
     return SCHEDULED if getattr(task, "is_scheduled", False) else str(task.state)
 
 

@@ -4,7 +4,7 @@
   "use strict";
 
   const PAUSE_KEY = "crucible.tasks.paused";
-  const LIVE_STATES = ["WAITING", "QUEUED", "SCHEDULED", "RUNNING"];
+  const LIVE_STATES = ["WAITING", "QUEUED", "SCHEDULED", "PAUSED", "RUNNING"];
   const byId = (id) => document.getElementById(id);
   /* The refreshed rows of the task list, or of the simulation list. */
   const ROW_IDS = ["cr-task-rows", "cr-sim-rows"];

@@ -189,3 +189,46 @@ def test_the_queue_page_says_it_is_paused_by_whom(crucible, admin_client):
 
     html = admin_client.get(url).content.decode()
     assert 'id="cr-queue-paused"' in html and "by alice" in html
+
+
+def test_a_queue_live_workers_serve_can_be_paused_before_it_has_work(crucible, admin_client):
+    Worker.objects.create(node="n", state=WorkerState.RUNNING, queues=["default", "gpu"])
+    Worker.objects.create(node="n", state=WorkerState.DEAD, queues=["retired"])
+
+    snap = status.snapshot()
+    html = admin_client.get("/htmx/workers/status/", HTTP_HX_REQUEST="true").content.decode()
+
+    assert set(snap.queues) == {"default", "gpu"}, "a dead worker's queue is not listed"
+    assert snap.queues["gpu"] == {"waiting": 0, "queued": 0, "running": 0,
+                                  "failed_last_hour": 0}
+    assert html.count('data-cr-action="pause"') == 2
+
+
+def test_a_queued_task_of_a_paused_queue_reads_paused_in_the_list_and_on_its_page(
+    crucible, admin_client
+):
+    held, free = enqueue("add", 1, 2, queue="sims"), enqueue("add", 1, 2)
+    pausing.pause("sims")
+    listing = reverse("admin:workers_task_changelist")
+
+    html = admin_client.get(listing).content.decode()
+    page = admin_client.get(reverse("admin:workers_task_change", args=[held.pk])).content
+    assert html.count("cr-badge--paused") == 1 and "queue sims is paused" in html
+    assert html.count("cr-badge--queued") == 1, f"task {free.pk}'s queue is open"
+    assert "cr-badge--paused" in page.decode()
+
+    pausing.resume("sims")
+    assert "cr-badge--paused" not in admin_client.get(listing).content.decode()
+
+
+def test_enqueue_on_a_paused_queue_says_the_task_waits_for_the_resume(crucible):
+    pausing.pause("sims")
+    out, err = io.StringIO(), io.StringIO()
+
+    call_command("enqueue", "tests.testapp.tasks.add", "--args", "[1, 2]", "--queue", "sims",
+                 stdout=out, stderr=err)
+
+    pk = int(out.getvalue())
+    assert task(pk).state == TaskState.QUEUED
+    assert err.getvalue().strip() == (f"Queue sims is paused: task {pk} waits until "
+                                      "`manage.py workers queue resume sims`.")

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from workers import queue
+from workers import pausing, queue
 from workers.cli import json_value, moment, positive_int, seconds, whole_number
 from workers.exceptions import InvalidTaskSpec
 from workers.spec import TaskSpec
@@ -65,3 +65,6 @@ class Command(BaseCommand):
         except InvalidTaskSpec as exc:
             raise CommandError(f"Refused: {exc}") from exc
         self.stdout.write(str(task.pk))
+        if pausing.is_paused(task.queue):
+            self.stderr.write(f"Queue {task.queue} is paused: task {task.pk} waits until "
+                              f"`manage.py workers queue resume {task.queue}`.")
