@@ -26,3 +26,16 @@ def allocate(mb: int, seconds: float = 1.0, noise: float = 0.0) -> int:
     block = bytearray(b"\x01") * int(mb * (1 + noise) * 1024 * 1024)
     time.sleep(seconds)
     return len(block) // (1024 * 1024)
+
+
+def chatter(seconds: float = 30.0, every: float = 0.5) -> int:
+    """Print a numbered line and report progress every ``every`` seconds for ``seconds``: a
+    task to watch a log stream and a progress bar (with its ETA) on a task's page."""
+    from workers.context import current
+
+    lines = max(1, round(seconds / every))
+    for n in range(1, lines + 1):
+        print(f"line {n} of {lines}", flush=True)
+        current().progress(n / lines, f"line {n} of {lines}")
+        time.sleep(every)
+    return lines

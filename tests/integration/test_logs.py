@@ -72,6 +72,18 @@ def test_each_attempt_logs_only_its_own_lines(workers, crucible):
     assert attempt(second).log_tail == "beta line 0\nbeta line 1\n"
 
 
+def test_the_readmes_chatter_task_logs_its_lines_and_reports_progress(workers, crucible):
+    job = queue.enqueue(TaskSpec(func_path="bench.tasks.chatter", kwargs={"seconds": 0.2,
+                                                                        "every": 0.05}))
+    run_batch(workers)
+
+    done = Task.objects.get(pk=job.pk)
+    assert (done.state, done.result, done.progress_message) == (
+        TaskState.SUCCEEDED, 4, "line 4 of 4")
+    assert attempt_file(crucible, job).read_text() == "".join(
+        f"line {n} of 4\n" for n in range(1, 5))
+
+
 def test_a_silent_failure_keeps_no_other_tasks_lines(workers):
     enqueue("print_lines", "alpha", 3, priority=5)
     silent = enqueue("fail_silently", max_attempts=1)
