@@ -94,21 +94,29 @@ def memory_fields(spec: TaskSpec) -> dict[str, Any]:
     }
 
 
-def _create(spec: TaskSpec, state: str, pending: int) -> Task:
+def call_fields(spec: TaskSpec) -> dict[str, Any]:
+    """What a task row stores of the call itself, with the settings' defaults filled in;
+    every writer of new task rows (enqueue, runs) stores these and ``memory_fields``."""
     settings = conf.get()
+    return {
+        "func_path": spec.func_path,
+        "args": spec.args,
+        "kwargs": spec.kwargs,
+        "queue": spec.queue or settings.queue_name,
+        "priority": spec.priority,
+        "max_attempts": spec.max_attempts or settings.max_attempts,
+        "timeout": spec.timeout or settings.task_timeout,
+        "memory_mb": spec.memory_mb,
+        "retry_backoff": spec.retry_backoff,
+    }
+
+
+def _create(spec: TaskSpec, state: str, pending: int) -> Task:
     task = Task.objects.create(
         state=state,
         pending_dependencies=pending,
-        func_path=spec.func_path,
-        args=spec.args,
-        kwargs=spec.kwargs,
-        queue=spec.queue or settings.queue_name,
-        priority=spec.priority,
-        max_attempts=spec.max_attempts or settings.max_attempts,
-        timeout=spec.timeout or settings.task_timeout,
-        memory_mb=spec.memory_mb,
+        **call_fields(spec),
         **memory_fields(spec),
-        retry_backoff=spec.retry_backoff,
         run_after=spec.run_after,
     )
     if state == TaskState.QUEUED:

@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import transaction
 
-from .. import conf, learning, queue, registry
+from .. import learning, queue, registry
 from ..exceptions import InvalidTaskSpec
 from ..models import LockKey, Run, Task, TaskDependency
 from ..models.run import RunMode
@@ -52,23 +52,13 @@ def _memory(entry: TaskEntry, known: Memory) -> dict[str, Any]:
 
 
 def _task(run: Run, entry: TaskEntry, followed: set[str], known: Memory) -> Task:
-    settings = conf.get()
-    call = entry.spec
     return Task(
         run=run,
         name=entry.name,
         state="WAITING",
         pending_dependencies=len(entry.depends_on),
         has_dependents=entry.name in followed,
-        func_path=call.func_path,
-        args=call.args,
-        kwargs=call.kwargs,
-        queue=call.queue or settings.queue_name,
-        priority=call.priority,
-        max_attempts=call.max_attempts or settings.max_attempts,
-        timeout=call.timeout or settings.task_timeout,
-        memory_mb=call.memory_mb,
-        retry_backoff=call.retry_backoff,
+        **queue.call_fields(entry.spec),
         **_memory(entry, known),
     )
 
