@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -396,13 +396,22 @@ def _succeed_and_claim_sql(queue_count: int) -> str:
     )
 
 
-class OneCommit(Protocol):
-    """A database's success-and-claim in one commit: (recorded, the next task). Not
-    recorded means not written: the attempt is no longer ours, or others depend on it."""
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """A success to record and what the next claim needs: the success-and-claim's input."""
 
-    def __call__(self, token: ClaimedTask, payload: str, *, peak: int | None, log_tail: str,
-                 queues: list[str], lease_ttl: float, node: str
-                 ) -> tuple[bool, ClaimedTask | None]: ...
+    token: ClaimedTask
+    payload: str  # the result's JSON text, already made storable
+    peak: int | None
+    log_tail: str
+    queues: list[str]
+    lease_ttl: float
+    node: str
+
+
+# A database's success-and-claim in one commit: (recorded, the next task). Not recorded
+# means not written: the attempt is no longer ours, or others depend on it.
+type OneCommit = Callable[[Handover], tuple[bool, ClaimedTask | None]]
 
 
 @functools.cache
@@ -412,16 +421,7 @@ def _qmark(sql: str) -> str:
     return re.sub(r"(?<!%)%s", "?", sql).replace("%%", "%")
 
 
-def succeed_and_claim_sqlite(
-    token: ClaimedTask,
-    payload: str,
-    *,
-    peak: int | None,
-    log_tail: str,
-    queues: list[str],
-    lease_ttl: float,
-    node: str,
-) -> tuple[bool, ClaimedTask | None]:
+def succeed_and_claim_sqlite(done: Handover) -> tuple[bool, ClaimedTask | None]:
     """SQLite: record a success and claim the next task in one IMMEDIATE transaction.
 
     Workers queue for SQLite's write lock, and one that finds it taken sleeps at least a
@@ -436,21 +436,23 @@ def succeed_and_claim_sqlite(
     adapt = db.ops.adapt_datetimefield_value
     now = datetime.now(UTC)  # SQLite's clock is this process's
     at = adapt(now)
-    success = _success_params(token, payload, peak)
+    token = done.token
+    success = _success_params(token, done.payload, done.peak)
     success.insert(1, at)
-    attempt = _attempt_params(token, at, peak, log_tail, adapt)
-    claim_params = _claim_params(db, token.worker_id, queues, lease_ttl, now, node=node)
+    attempt = _attempt_params(token, at, done.peak, done.log_tail, adapt)
+    claim_params = _claim_params(db, token.worker_id, done.queues, done.lease_ttl, now,
+                                 node=done.node)
     success_sql = _qmark(_success_sql("sqlite", without_dependents=True))
-    attempt_sql, claim_sql = _qmark(_attempt_sql()), _qmark(_sql("sqlite", len(queues)))
+    attempt_sql, claim_sql = _qmark(_attempt_sql()), _qmark(_sql("sqlite", len(done.queues)))
     raw = db.connection
     row = None
     with db.wrap_database_errors:
         cursor = raw.cursor()
         try:
             cursor.execute("BEGIN IMMEDIATE")
-            done = cursor.execute(success_sql, success).fetchone()
-            if done is not None:
-                _, estimate, limit, *_ = done
+            written = cursor.execute(success_sql, success).fetchone()
+            if written is not None:
+                _, estimate, limit, *_ = written
                 cursor.execute(attempt_sql, [*attempt, *_ran_with(estimate, limit)])
                 row = cursor.execute(claim_sql, claim_params).fetchone()
             cursor.execute("COMMIT")
@@ -460,19 +462,10 @@ def succeed_and_claim_sqlite(
             raise
         finally:
             cursor.close()
-    return done is not None, None if row is None else _claimed(row, token.worker_id, now)
+    return written is not None, None if row is None else _claimed(row, token.worker_id, now)
 
 
-def succeed_and_claim_pg(
-    token: ClaimedTask,
-    payload: str,
-    *,
-    peak: int | None,
-    log_tail: str,
-    queues: list[str],
-    lease_ttl: float,
-    node: str,
-) -> tuple[bool, ClaimedTask | None]:
+def succeed_and_claim_pg(done: Handover) -> tuple[bool, ClaimedTask | None]:
     """PostgreSQL: record a success and claim the next task in one statement.
 
     Data-modifying CTEs all run, referenced or not, in one implicit transaction: a busy
@@ -484,12 +477,13 @@ def succeed_and_claim_pg(
     """
     db = _db()
     adapt = db.ops.adapt_datetimefield_value
+    token, queues = done.token, done.queues
     params = [
-        *_success_params(token, payload, peak),
+        *_success_params(token, done.payload, done.peak),
         token.id, token.attempt, token.worker_id, f"worker {token.worker_id}",
-        adapt(token.started_at), peak, log_tail, conf.get().memory_limit_mb or None,
-        node, *queues, conf.get().memory_starvation_s, *_limit_params(queues),
-        token.worker_id, lease_ttl,
+        adapt(token.started_at), done.peak, done.log_tail, conf.get().memory_limit_mb or None,
+        done.node, *queues, conf.get().memory_starvation_s, *_limit_params(queues),
+        token.worker_id, done.lease_ttl,
     ]
     with _cursor(db) as cursor:
         cursor.execute(_succeed_and_claim_sql(len(queues)), params)
@@ -499,5 +493,5 @@ def succeed_and_claim_pg(
     if row[2] is not None:
         return recorded, _claimed(row[2:], token.worker_id, token.started_at)
     if larger:  # the next task needs more than this one held: claim it under the node's lock
-        return recorded, claim(token.worker_id, queues, lease_ttl, node)
+        return recorded, claim(token.worker_id, queues, done.lease_ttl, done.node)
     return recorded, None

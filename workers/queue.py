@@ -32,6 +32,7 @@ from django.db.models.functions import Coalesce, Greatest
 from . import budget, clock, conf, dependencies, doorbell, estimates, memory_retry, storable
 from .claim import (
     ClaimedTask,
+    Handover,
     OneCommit,
     claim,
     record_success,
@@ -258,7 +259,7 @@ def succeed_and_claim(token: ClaimedTask, result: Any, ending: Ending,
         return claim_next(token.worker_id, queues)
     one_commit = _one_commit_path()
     if one_commit is not None:
-        recorded, claimed = one_commit(
+        recorded, claimed = one_commit(Handover(
             token,
             payload,
             peak=ending.peak_rss_bytes,
@@ -266,7 +267,7 @@ def succeed_and_claim(token: ClaimedTask, result: Any, ending: Ending,
             queues=queues,
             lease_ttl=conf.get().lease_ttl,
             node=budget.local_node(),
-        )
+        ))
         if recorded:
             return claimed
         # Not ours any more, or others depend on it: the transactional path tells which.
