@@ -7,7 +7,7 @@ guard. A worker writes it when it starts and again whenever available memory mov
 more than REREAD_MB since it last did (checked at each heartbeat, without a statement
 while it has not). CPUs: WORKER_NODE_CPUS, else the node's cores.
 
-The budget lives in the node's :class:`~workers.models.Node` row, the claim's ledger.
+The budget lives in the node's :class:`~workers.models.Node` row, which the claim reads.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ def serve(launch: Launch, worker_id: int) -> str:
     log_file = logs.to_file(settings.log_dir, worker_id, keep_console=launch.worker_id is None)
     supervisor = Supervisor(worker_id, launch.options)
     try:
-        budget.register(launch.node)  # the node's ledger row, before the first claim
+        budget.register(launch.node)  # the node's budget row, before the first claim
         supervisor.start()
         reason = supervisor.run()
     except BaseException as exc:
