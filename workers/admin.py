@@ -627,6 +627,8 @@ class TaskAdmin(ReadOnlyMixin, TaskLogs, TaskViews, TaskAdminBase):
 
     @admin.display(description="Error")
     def error_text(self, obj: Task) -> str:
+        if obj.error and obj.state not in FINISHED_TASK_STATES:
+            return pre(f"An earlier attempt's; the task is {obj.state} again.\n{obj.error}")
         return pre(obj.error)
 
     @admin.display(description="Peak memory")

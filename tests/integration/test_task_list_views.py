@@ -331,3 +331,15 @@ def test_any_queue_name_gets_its_page(admin_client):
     assert 'href="/admin/workers/task/queues/lab/gpu%202/"' in listed_page
     page = admin_client.get("/admin/workers/task/queues/lab/gpu%202/")
     assert page.status_code == 200 and page.context["summary"].queued == 1
+
+
+@pytest.mark.parametrize(("state", "note"), [
+    (TaskState.RUNNING, True), (TaskState.QUEUED, True), (TaskState.FAILED, False),
+])
+def test_a_retried_tasks_page_says_its_error_is_an_earlier_attempts(admin_client, state, note):
+    job = make(state=state, attempt=2, error="ValueError: first try")
+
+    html = admin_client.get(f"/admin/workers/task/{job.pk}/change/").content.decode()
+
+    assert "ValueError: first try" in html
+    assert (f"An earlier attempt&#x27;s; the task is {state} again." in html) is note
