@@ -10,7 +10,9 @@ class SimulationsConfig(AppConfig):
         from workers import owners
 
         from . import signals  # noqa: F401 - connects the receivers
-        from .tasklinks import SimulationOwner
+        from .tasklinks import SimulationOwner, SweepOwner
 
-        owners.register(SimulationOwner())  # task search and links reach simulations
+        # task search and links reach simulations, and sweeps through their summary task
+        owners.register(SimulationOwner())
+        owners.register(SweepOwner())
 

@@ -52,6 +52,18 @@ class SimulationOwner:
         for sim in rows:
             url = reverse("admin:simulations_simulation_change", args=[sim.pk])
             found[sim.task_id] = OwnerLink("simulation", str(sim), url)  # type: ignore[index]
+        return found
+
+
+class SweepOwner:
+    """A sweep owns its summary task: found by the sweep's name, linked to the sweep."""
+
+    def find(self, word: str, limit: int) -> TaskIds:
+        found = Sweep.objects.filter(name__icontains=word, summary_task__isnull=False)
+        return found.order_by("-id").values_list("summary_task_id", flat=True)[:limit]
+
+    def links(self, task_ids: Collection[int]) -> dict[int, OwnerLink]:
+        found: dict[int, OwnerLink] = {}
         sweeps = Sweep.objects.filter(summary_task_id__in=list(task_ids)).only(
             "id", "name", "kind", "summary_task_id"
         )

@@ -343,3 +343,13 @@ def test_a_retried_tasks_page_says_its_error_is_an_earlier_attempts(admin_client
 
     assert "ValueError: first try" in html
     assert (f"An earlier attempt&#x27;s; the task is {state} again." in html) is note
+
+
+def test_search_by_a_sweeps_name_finds_its_summary_task_too(simulations):
+    summary = make("simulations.sweeps.summarise")
+    Sweep.objects.filter(name="Glaze study").update(summary_task=summary)
+
+    found = set(listing.search(Task.objects.all(), "glaze"))
+
+    assert found == {simulations["hot"], simulations["cold"], summary}, (
+        "hot by its parameter, cold by its sweep, the summary by its sweep")

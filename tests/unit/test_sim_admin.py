@@ -256,5 +256,8 @@ def test_a_waiting_sweep_page_and_its_cancel(admin_client, crucible):
     page = admin_client.get(url("sweep_change", sweep.pk)).content.decode()
     assert "0 of 2 succeeded" in page
     assert "No files yet" in page
+    summary_page = reverse("admin:workers_task_change", args=[sweep.summary_task_id])
+    assert f'<a href="{summary_page}">task {sweep.summary_task_id}</a>' in page, (
+        "the summary step links its task")
     admin_client.post(url("sweep_cancel", sweep.pk))
     assert set(Task.objects.values_list("state", flat=True)) == {TaskState.CANCELLED}
