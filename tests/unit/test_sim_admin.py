@@ -130,6 +130,17 @@ def test_a_failed_simulation_shows_the_error_and_traceback(admin_client, failed)
     assert url("simulation_cancel", failed.pk) not in page
 
 
+def test_a_finished_simulations_attempts_link_the_worker_that_ran_each(admin_client, failed):
+    worker = Worker.objects.create(node="lab", state=WorkerState.DEAD)
+    TaskAttempt.objects.filter(task_id=task_id(failed)).update(worker=worker,
+                                                                worker_label=f"worker {worker.pk}")
+
+    page = admin_client.get(url("simulation_change", failed.pk)).content.decode()
+
+    link = reverse("admin:workers_worker_change", args=[worker.pk])
+    assert f'<a href="{link}">worker {worker.pk}</a>' in page
+
+
 def test_cancel_from_the_page(admin_client, crucible):
     sim = services.submit("slab", SMALL)
     response = admin_client.post(url("simulation_cancel", sim.pk))
