@@ -233,6 +233,16 @@ def test_the_tick_ends_a_run_whose_last_tasks_had_no_follow_up(crucible):
     assert runs.settle_finished() == []
 
 
+def test_the_ticks_share_is_one_statement_while_no_run_is_under_way(crucible):
+    run = runs.submit({"name": "flat", "tasks": [entry("A", "noop")]})
+    Task.objects.filter(run=run).update(state=TaskState.SUCCEEDED)
+    assert runs.sweep() == [run.pk], "an unfinished run is settled"
+
+    with CaptureQueriesContext(connection) as queries:
+        assert runs.sweep() == []
+    assert len(queries.captured_queries) == 1, "an idle pool's tick pays one lookup for runs"
+
+
 def test_pausing_a_finished_run_is_refused(crucible):
     run = Run.objects.create(name="old", state=RunState.COMPLETED)
     with pytest.raises(runs.RunConflict, match=f"run {run.pk} is COMPLETED"):
