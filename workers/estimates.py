@@ -42,9 +42,13 @@ class Estimate:
         return self.source
 
 
-def estimate(func_path: str, kwargs: dict[str, Any], declared_mb: int | None) -> Estimate:
-    """The memory to reserve for a call of ``func_path`` with ``kwargs``."""
-    scale = learning.scale_of(func_path, kwargs)
+def estimate(func_path: str, kwargs: dict[str, Any], declared_mb: int | None, *,
+             scale: float | None = None) -> Estimate:
+    """The memory to reserve for a call of ``func_path`` with ``kwargs``. ``scale``: the
+    call's scale when it is known already (a retried task's, measured at its submission:
+    the process that retries it may not have the measure of its kind)."""
+    if scale is None:
+        scale = learning.scale_of(func_path, kwargs)
     if declared_mb is not None:
         return Estimate(declared_mb, DECLARED, scale=scale)
     learned = learning.learned(func_path, scale)

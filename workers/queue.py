@@ -509,7 +509,8 @@ def retry(task_id: int) -> Task:
     task = get(task_id)
     finished = Task.objects.filter(pk=task_id).finished()
     target = TaskState.WAITING if task.pending_dependencies else TaskState.QUEUED
-    found = estimates.estimate(task.func_path, task.kwargs, task.memory_mb)  # learned since
+    found = estimates.estimate(task.func_path, task.kwargs, task.memory_mb,  # learned since
+                               scale=task.memory_scale)
     moved = move(
         finished,
         target,

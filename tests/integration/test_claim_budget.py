@@ -17,11 +17,11 @@ from django.utils import timezone
 from tests.conftest import wait_for
 from workers import queue
 from workers.claim import ClaimedTask
-from workers.models import Node, Task, TaskAttempt, Worker
+from workers.models import MemoryProfile, Node, Task, TaskAttempt, Worker
 from workers.states import Outcome, TaskState, WorkerState
 
+from .helpers import TASKS, enqueue, task
 from .helpers import committed as committed_on
-from .helpers import enqueue, task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -394,3 +394,19 @@ def test_an_operators_retry_estimates_the_task_again(settings, pool):
     queue.retry(job.pk)
 
     assert (task(job.pk).state, task(job.pk).memory_estimate_mb) == (TaskState.QUEUED, 321)
+
+
+def test_an_operators_retry_keeps_a_scaled_tasks_scale(settings, pool):
+    # Learned per unit of scale (peak = 10 MB per unit); no measure of the function's
+    # scale is registered in this process, as in a web process that never loaded its kind.
+    MemoryProfile.objects.create(func_path=f"{TASKS}.add", runs=4,
+                                 samples=[[10, 100], [20, 200], [30, 300], [40, 400]])
+    job = enqueue("add", 1, 2, max_attempts=1)
+    Task.objects.filter(pk=job.pk).update(memory_scale=25.0)
+    queue.fail(claimed(pool[0]), queue.Ending(Outcome.ERROR, "no"))
+
+    queue.retry(job.pk)
+
+    again = task(job.pk)
+    assert (again.memory_source, again.memory_scale) == ("learned", 25.0)
+    assert 250 <= again.memory_estimate_mb <= 300, "about 10 MB a unit, plus the margin"
