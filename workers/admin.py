@@ -694,4 +694,4 @@ def duplicate(task: Task) -> str:
     return f"enqueued as task {queue.enqueue(spec_of(task)).pk}"
 
 
-from . import admin_runs  # noqa: E402, F401  (registers the runs' admin)
+from . import admin_nodes, admin_runs  # noqa: E402, F401  (register the nodes' and runs' admin)

@@ -42,3 +42,16 @@ def test_the_status_document_says_the_same(settings, crucible):
         "next_task_mb": 8192, "next_task_id": waiting.pk,
         "waiting": f"task {waiting.pk} waits: needs 8.0 GB, 3.1 GB free on {LAB_NODE}",
     }
+
+
+def test_the_node_page_lists_each_budget_and_what_running_tasks_hold(admin_client, settings,
+                                                                   crucible):
+    a_busy_node_and_a_waiting_task(settings)
+
+    html = admin_client.get("/admin/workers/node/").content.decode()
+
+    assert LAB_NODE in html
+    assert "12.0 GB" in html, "the budget"
+    assert "8.9 GB, 1 of 8 CPUs" in html, "held by the running task"
+    assert "3.1 GB" in html, "free for estimates"
+    assert admin_client.get("/admin/workers/node/add/").status_code == 403, "read only"
