@@ -18,7 +18,7 @@ from playwright.sync_api import Page
 from simulations import services
 from simulations.kinds import summary
 from simulations.models import Simulation, Sweep
-from workers.models import Heartbeat, Task, TaskAttempt, Worker
+from workers.models import Heartbeat, Node, Task, TaskAttempt, Worker
 from workers.states import Outcome, TaskState, WorkerState
 
 from .conftest import finish_simulation, set_task, signed_in_tab
@@ -189,6 +189,8 @@ def world(crucible: Any, settings: Any) -> World:
     done, busy_sim, sweep = _simulations()
     failed_task = _tasks()
     busy, failed_worker, running = _workers()
+    Node.objects.create(name="lab-node-1.simulation-farm.example.org", memory_mb=19686, cpus=2,
+                        total_mb=24000, ceiling_mb=23000)
     return World(busy.pk, failed_worker.pk, running.pk, failed_task.pk, done.pk, busy_sim.pk,
                  sweep.pk)
 
@@ -213,6 +215,8 @@ def pages(w: World) -> list[str]:
         admin("simulations_simulation_submit_kind", "slab"),
         admin("simulations_sweep_changelist"),
         admin("simulations_sweep_change", w.sweep),
+        admin("workers_node_changelist"),
+        admin("workers_run_changelist"),
     ]
 
 
