@@ -49,7 +49,8 @@ QUEUED, RUNNING, SUCCEEDED = (
 # The raw statements below make these moves; refuse them here if the state machine does not.
 moves(TASK_TRANSITIONS, (QUEUED, RUNNING), (RUNNING, SUCCEEDED))
 
-COLUMNS = "id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb, memory_limit_mb"
+COLUMNS = ("id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb,"
+           " memory_limit_mb, priority, queue, created_at, started_at")
 PG_COLUMNS = f"{COLUMNS}, last_attempted_at"
 
 
@@ -68,6 +69,17 @@ class ClaimedTask:
     memory_mb: int | None
     started_at: datetime  # by the database's clock
     memory_limit_mb: int | None = None  # the task's own; WORKER_MEMORY_LIMIT_MB otherwise
+    # What a Django @task's TaskResult shows, read by the claim so the executor need not.
+    priority: int = 0
+    queue: str = ""
+    created_at: datetime | None = None
+    first_started_at: datetime | None = None  # of its first attempt
+
+    def row_facts(self) -> dict[str, Any]:
+        """What a Django @task's TaskResult shows of the row, as the claim read it: given to
+        the executor with the task, so that it reads nothing back (``backends.execution``)."""
+        return {"priority": self.priority, "queue": self.queue, "created_at": self.created_at,
+                "started_at": self.first_started_at, "last_attempted_at": self.started_at}
 
 
 def _clock(vendor: str) -> tuple[str, str]:
@@ -244,7 +256,8 @@ def _loads(value: Any) -> Any:
 
 
 def _claimed(row: tuple[Any, ...], worker_id: int, now: datetime) -> ClaimedTask:
-    task_id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb, limit, *rest = row
+    (task_id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb, limit,
+     priority, queue, created, first_started, *rest) = row
     started = rest[0] if rest else now
     return ClaimedTask(
         id=task_id,
@@ -258,6 +271,10 @@ def _claimed(row: tuple[Any, ...], worker_id: int, now: datetime) -> ClaimedTask
         memory_mb=memory_mb,
         started_at=parse(started),
         memory_limit_mb=limit,
+        priority=priority,
+        queue=queue,
+        created_at=parse(created),
+        first_started_at=parse(first_started),
     )
 
 

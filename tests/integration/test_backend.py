@@ -204,3 +204,35 @@ def test_run_after_is_not_run_before_its_time(workers):
     assert later.started_at is not None and later.started_at >= later_at
     assert executed("now").at <= executed("later").at
     assert executed("later").at >= later_at.timestamp()
+
+
+def test_a_first_attempts_task_result_is_built_from_the_claim_without_a_read(crucible):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from workers import context, queue
+    from workers.backends import execution, results
+    from workers.models import Worker
+
+    enqueued = backend_tasks.urgent.enqueue("k")
+    worker = Worker.objects.create(node="n", state="RUNNING")
+    token = queue.claim_next(worker.pk, [backend_tasks.urgent.queue_name])
+    assert token is not None and token.id == int(enqueued.id)
+    alias = enqueued.backend
+    context.activate(context.TaskContext(token.id, token.attempt, worker.pk, lambda f, m: None))
+    try:
+        with CaptureQueriesContext(connection) as queries:
+            built = execution._attempt_result(backend_tasks.urgent, alias, ["k"], {},
+                                              token.row_facts())
+        row, attempts = results.load(token.id)
+        read = results.build(backend_tasks.urgent.using(priority=row.priority,
+                                                        queue_name=row.queue, backend=alias),
+                             row, attempts, alias)
+    finally:
+        context.activate(None)
+
+    assert len(queries.captured_queries) == 0, "nothing read back"
+    fields = ("id", "status", "enqueued_at", "started_at", "finished_at", "last_attempted_at",
+              "args", "kwargs", "backend", "errors", "worker_ids")
+    assert {f: getattr(built, f) for f in fields} == {f: getattr(read, f) for f in fields}
+    assert (built.task.priority, built.task.queue_name) == (50, read.task.queue_name)

@@ -21,6 +21,8 @@ from django.utils.json import normalize_json
 from django.utils.module_loading import import_string
 
 from .. import context
+from ..models import Task, TaskAttempt
+from ..states import TaskState
 from . import results
 from .backend import CrucibleBackend
 
@@ -34,10 +36,11 @@ def django_task(func_path: str) -> DjangoTask[..., Any] | None:
 
 
 def run(task: DjangoTask[..., Any], args: list[Any], kwargs: dict[str, Any],
-        invoke: Invoke) -> Any:
-    """Run one attempt of ``task`` through ``invoke``, between Django's task signals."""
+        invoke: Invoke, *, claimed: dict[str, Any] | None = None) -> Any:
+    """Run one attempt of ``task`` through ``invoke``, between Django's task signals.
+    ``claimed``: what the claim read of the task's row (priority, queue, its times)."""
     backend = _backend_for(task)
-    result = _attempt_result(task, backend.alias)
+    result = _attempt_result(task, backend.alias, args, kwargs, claimed)
     _send(task_started, backend, result)
     call_args = [TaskContext(task_result=result), *args] if task.takes_context else args
     try:
@@ -61,9 +64,19 @@ def _backend_for(task: DjangoTask[..., Any]) -> BaseTaskBackend:
     return next((b for b in task_backends.all() if isinstance(b, CrucibleBackend)), own)
 
 
-def _attempt_result(task: DjangoTask[..., Any], alias: str) -> TaskResult[..., Any]:
+def _attempt_result(task: DjangoTask[..., Any], alias: str, args: list[Any],
+                    kwargs: dict[str, Any], claimed: dict[str, Any] | None
+                    ) -> TaskResult[..., Any]:
+    """The TaskResult of the attempt now running. A first attempt's is built from what the
+    claim read (no earlier attempts to list): two reads fewer per task. A later attempt's
+    lists the earlier ones' errors, so it reads the row and its attempts."""
     current = context.current()
-    row, attempts = results.load(current.task_id)
+    if claimed is not None and current.attempt == 1:
+        row = Task(pk=current.task_id, state=TaskState.RUNNING, attempt=1, args=args,
+                   kwargs=kwargs, worker_id=current.worker_id, **claimed)
+        attempts: list[TaskAttempt] = []
+    else:
+        row, attempts = results.load(current.task_id)
     as_enqueued = task.using(priority=row.priority, queue_name=row.queue, backend=alias)
     return results.build(as_enqueued, row, attempts, alias)
 

@@ -175,11 +175,13 @@ def _children_peak() -> int:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale
 
 
-def _call(func_path: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+def _call(func_path: str, args: list[Any], kwargs: dict[str, Any],
+          row: dict[str, Any] | None = None) -> Any:
+    """``row``: what the claim read of the task's row, for a Django @task's TaskResult."""
     func = resolve(func_path)
     django_task = execution.django_task(func_path)
     if django_task is not None:
-        return execution.run(django_task, args, kwargs, _invoke)
+        return execution.run(django_task, args, kwargs, _invoke, claimed=row)
     return _invoke(func, args, kwargs)
 
 
@@ -206,7 +208,7 @@ def _run(conn: Connection, message: dict[str, Any]) -> dict[str, Any]:
     children_before = _children_peak()
     reply: dict[str, Any]
     try:
-        value = _call(task["func_path"], task["args"], task["kwargs"])
+        value = _call(task["func_path"], task["args"], task["kwargs"], task.get("row"))
         reply = {"ok": True, "value": value}
     except BaseException as exc:  # noqa: BLE001 - any failure of task code is recorded
         reply = _failure(exc)

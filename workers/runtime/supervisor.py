@@ -639,6 +639,7 @@ class Supervisor:
             "func_path": token.func_path,
             "args": token.args,
             "kwargs": token.kwargs,
+            "row": token.row_facts(),
         }
         self.executor.conn.send({"task": payload})
 
