@@ -11,7 +11,7 @@ from typing import Any
 
 from django.db import transaction
 
-from .. import learning, queue, registry
+from .. import queue, registry
 from ..exceptions import InvalidTaskSpec
 from ..models import LockKey, Run, Task, TaskDependency
 from ..models.run import RunMode
@@ -32,26 +32,18 @@ def _followed(spec: RunSpec) -> set[str]:
     return needed | {entry.name for entry in spec.tasks if entry.locks}
 
 
-Memory = dict[tuple[Any, ...], dict[str, Any]]
-
-
-def _memory(entry: TaskEntry, known: Memory) -> dict[str, Any]:
+def _memory(entry: TaskEntry, known: queue.MemoryByCall) -> dict[str, Any]:
     """Its estimate for the claim, CPUs and limit, as the queue stores them for any task;
     refused (naming the task) if no node could ever run it. Asked once per kind of call:
     a run of 10,000 calls of one function asks once."""
-    call = entry.spec
-    key = (call.func_path, learning.scale_of(call.func_path, call.kwargs), call.memory_mb,
-           call.memory_limit_mb, call.cpus, call.force)
-    if key not in known:
-        try:
-            known[key] = queue.memory_fields(call)
-        except InvalidTaskSpec as exc:
-            where = f"tasks[{entry.index}] ({entry.name}).{exc.field}"
-            raise InvalidRun(where, exc.message) from exc
-    return known[key]
+    try:
+        return queue.memory_fields_once(entry.spec, known)
+    except InvalidTaskSpec as exc:
+        where = f"tasks[{entry.index}] ({entry.name}).{exc.field}"
+        raise InvalidRun(where, exc.message) from exc
 
 
-def _task(run: Run, entry: TaskEntry, followed: set[str], known: Memory) -> Task:
+def _task(run: Run, entry: TaskEntry, followed: set[str], known: queue.MemoryByCall) -> Task:
     return Task(
         run=run,
         name=entry.name,
@@ -64,7 +56,8 @@ def _task(run: Run, entry: TaskEntry, followed: set[str], known: Memory) -> Task
 
 
 def _write_tasks(run: Run, spec: RunSpec) -> dict[str, int]:
-    followed, known = _followed(spec), Memory()
+    followed = _followed(spec)
+    known: queue.MemoryByCall = {}
     made = Task.objects.bulk_create([_task(run, entry, followed, known)
                                      for entry in spec.tasks], batch_size=BATCH)
     return {task.name: task.pk for task in made}
