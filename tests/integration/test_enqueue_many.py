@@ -61,7 +61,7 @@ def test_dependencies_belong_in_a_run(crucible):
 
 def test_each_queue_is_rung_once_after_the_commit(crucible, monkeypatch):
     rung: list[str] = []
-    monkeypatch.setattr(doorbell, "ring_all", lambda message: rung.append(message))
+    monkeypatch.setattr(doorbell, "ring_all", rung.append)
     specs: list[Any] = [TaskSpec(func_path=ADD, args=[n, 1], queue=("a" if n % 2 else "b"))
                         for n in range(50)]
 
