@@ -101,8 +101,8 @@ def _queued_row(index: int, spec: TaskSpec, known: MemoryByCall) -> Task:
     try:
         _validate_independent(spec)
         memory = memory_fields_once(spec, known)
-    except InvalidTaskSpec as exc:
-        raise InvalidTaskSpec(f"tasks[{index}].{exc.field}", exc.message) from exc
+    except InvalidTaskSpec as exc:  # the same kind of refusal (CallMismatch stays one)
+        raise type(exc)(f"tasks[{index}].{exc.field}", exc.message) from exc
     return Task(state=TaskState.QUEUED, **call_fields(spec), **memory, run_after=spec.run_after)
 
 

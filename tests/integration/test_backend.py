@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from tests.testapp import backend_tasks
 from tests.testapp.models import Execution
-from workers.backends import CrucibleBackend
+from workers.backends import CrucibleBackend, enqueue_many
 from workers.models import Task
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
@@ -236,3 +236,25 @@ def test_a_first_attempts_task_result_is_built_from_the_claim_without_a_read(cru
               "args", "kwargs", "backend", "errors", "worker_ids")
     assert {f: getattr(built, f) for f in fields} == {f: getattr(read, f) for f in fields}
     assert (built.task.priority, built.task.queue_name) == (50, read.task.queue_name)
+
+
+def test_enqueue_many_runs_every_call_and_sends_each_enqueued_signal(workers, enqueued):
+    many = enqueue_many(backend_tasks.add, [((n, 1), {}) for n in range(20)])
+
+    assert [r.status for r in many] == [TaskResultStatus.READY] * 20
+    assert len(enqueued) == 20 and {r.id for _, r in enqueued} == {r.id for r in many}
+    assert Task.objects.filter(queue=backend_tasks.add.queue_name).count() == 20
+    workers.start("--batch")
+    assert workers.wait_all(timeout=90) == [0]
+    for result in many:
+        result.refresh()
+    assert [r.return_value for r in many] == [n + 1 for n in range(20)]
+
+
+def test_enqueue_many_refuses_a_call_that_does_not_fit_and_writes_nothing(crucible):
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [((1, 2), {}), ((1,), {}),
+                                                           ((3, 4), {})]
+    with pytest.raises(TypeError, match=r"tasks\[1\]\.args"):
+        backend_tasks.add.enqueue_many(calls)  # type: ignore[attr-defined]  # the method
+
+    assert not Task.objects.exists()

@@ -5,6 +5,6 @@ docs/tasks-backend.md.
 """
 
 from .backend import CrucibleBackend
-from .task import CrucibleTask
+from .task import CrucibleTask, enqueue_many
 
-__all__ = ["CrucibleBackend", "CrucibleTask"]
+__all__ = ["CrucibleBackend", "CrucibleTask", "enqueue_many"]

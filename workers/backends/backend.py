@@ -22,6 +22,9 @@ from . import limits
 from .task import CrucibleTask
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from ..exceptions import InvalidTaskSpec
     from ..models import Task
     from ..spec import TaskSpec
 
@@ -59,6 +62,23 @@ class CrucibleBackend(BaseTaskBackend):
         result = results.build(task, row, [], self.alias)
         task_enqueued.send(type(self), task_result=result)
         return result
+
+    def enqueue_many[**P, R](self, task: DjangoTask[P, R],
+                             calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]
+                             ) -> list[TaskResult[P, R]]:
+        """Enqueue ``task`` once per ``(args, kwargs)`` of ``calls``, in one transaction
+        (``queue.enqueue_many``): all of them, or none with the refused call's index."""
+        from . import results
+
+        self.validate_task(task)
+        if self.option_problems:
+            raise InvalidTaskBackend(f"TASKS[{self.alias!r}]: {self.option_problems[0]}")
+        _refuse_unreachable(task)
+        specs = [self._spec(task, list(args), dict(kwargs)) for args, kwargs in calls]
+        made = [results.build(task, row, [], self.alias) for row in _submit_many(specs)]
+        for result in made:
+            task_enqueued.send(type(self), task_result=result)
+        return made
 
     def _spec(self, task: DjangoTask[..., Any], args: list[Any],
               kwargs: dict[str, Any]) -> TaskSpec:
@@ -111,13 +131,31 @@ def _refuse_unreachable(task: DjangoTask[..., Any]) -> None:
 def _submit(spec: TaskSpec) -> Task:
     """Enqueue through Crucible's queue; translate its refusals into Django's exceptions."""
     from .. import queue
-    from ..exceptions import CallMismatch, InvalidTaskSpec
+    from ..exceptions import InvalidTaskSpec
 
     try:
         return queue.enqueue(spec)
-    except CallMismatch as exc:
-        raise TypeError(str(exc)) from exc
     except InvalidTaskSpec as exc:
-        if exc.field in ("args", "kwargs"):
-            raise ValueError(str(exc)) from exc
-        raise InvalidTask(str(exc)) from exc
+        raise _as_django(exc) from exc
+
+
+def _submit_many(specs: list[TaskSpec]) -> list[Task]:
+    from .. import queue
+    from ..exceptions import InvalidTaskSpec
+
+    try:
+        return queue.enqueue_many(specs)
+    except InvalidTaskSpec as exc:
+        raise _as_django(exc) from exc
+
+
+def _as_django(exc: InvalidTaskSpec) -> Exception:
+    """Crucible's refusal as Django's: TypeError for a call that does not fit the function,
+    ValueError for arguments that are not JSON, InvalidTask for the rest."""
+    from ..exceptions import CallMismatch
+
+    if isinstance(exc, CallMismatch):
+        return TypeError(str(exc))
+    if exc.field.endswith(("args", "kwargs")):
+        return ValueError(str(exc))
+    return InvalidTask(str(exc))
