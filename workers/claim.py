@@ -155,14 +155,22 @@ def _starved_before(vendor: str) -> str:
     return "%s"
 
 
+def _due(vendor: str, queue_count: int) -> tuple[str, str]:
+    """Whether task ``t`` is due in one of the worker's open queues, and the LIMIT that
+    leaves a paused queue out (``_open_queues``)."""
+    open_queues, limit = _open_queues(queue_count)
+    now, _ = _clock(vendor)
+    return (f"t.state = '{QUEUED}' AND {open_queues}"
+            f" AND (t.run_after IS NULL OR t.run_after <= {now})", limit)
+
+
 def _candidate(vendor: str, queue_count: int, *, handing_over: bool = False) -> str:
     """The first due task of the worker's queues, in claim order, that fits the node or
     has waited so long that the claim stops at it; ``fits`` tells which. ``handing_over``
     (PostgreSQL's success-and-claim): only once the success is recorded, and ``small``
     tells whether it needs no more than the task just succeeded (``done``)."""
     table = connection.ops.quote_name(Task._meta.db_table)
-    open_queues, limit = _open_queues(queue_count)
-    now, _ = _clock(vendor)
+    due, limit = _due(vendor, queue_count)
     lock = " FOR UPDATE OF t SKIP LOCKED" if vendor == "postgresql" else ""
     starved = f"COALESCE(t.run_after, t.created_at) <= {_starved_before(vendor)}"
     small, after = "", ""
@@ -172,9 +180,7 @@ def _candidate(vendor: str, queue_count: int, *, handing_over: bool = False) -> 
         after = " AND EXISTS (SELECT 1 FROM done)"
     return (
         f"SELECT t.id, {FITS} AS fits{small} FROM {table} AS t LEFT JOIN n ON TRUE"
-        f" WHERE t.state = '{QUEUED}' AND {open_queues}"
-        f" AND (t.run_after IS NULL OR t.run_after <= {now})"
-        f" AND ({FITS} OR ({starved} AND {CAN_FIT})){after}"
+        f" WHERE {due} AND ({FITS} OR ({starved} AND {CAN_FIT})){after}"
         f" ORDER BY t.priority DESC, t.id ASC LIMIT {limit}{lock}"
     )
 
@@ -208,9 +214,8 @@ def _due_sql(queue_count: int) -> str:
     """PostgreSQL: whether any task of the worker's open queues is due (an idle poll's one
     statement: no lock, no transaction, when there is nothing to claim)."""
     table = connection.ops.quote_name(Task._meta.db_table)
-    open_queues, limit = _open_queues(queue_count)
-    return (f"SELECT EXISTS (SELECT 1 FROM {table} AS t WHERE t.state = '{QUEUED}'"
-            f" AND {open_queues} AND (t.run_after IS NULL OR t.run_after <= now()) LIMIT {limit})")
+    due, limit = _due("postgresql", queue_count)
+    return f"SELECT EXISTS (SELECT 1 FROM {table} AS t WHERE {due} LIMIT {limit})"
 
 
 @functools.cache

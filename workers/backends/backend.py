@@ -54,10 +54,7 @@ class CrucibleBackend(BaseTaskBackend):
                         kwargs: dict[str, Any]) -> TaskResult[P, R]:
         from . import results
 
-        self.validate_task(task)
-        if self.option_problems:
-            raise InvalidTaskBackend(f"TASKS[{self.alias!r}]: {self.option_problems[0]}")
-        _refuse_unreachable(task)
+        self._admit(task)
         row = _submit(self._spec(task, args, kwargs))
         result = results.build(task, row, [], self.alias)
         task_enqueued.send(type(self), task_result=result)
@@ -70,15 +67,20 @@ class CrucibleBackend(BaseTaskBackend):
         (``queue.enqueue_many``): all of them, or none with the refused call's index."""
         from . import results
 
-        self.validate_task(task)
-        if self.option_problems:
-            raise InvalidTaskBackend(f"TASKS[{self.alias!r}]: {self.option_problems[0]}")
-        _refuse_unreachable(task)
+        self._admit(task)
         specs = [self._spec(task, list(args), dict(kwargs)) for args, kwargs in calls]
         made = [results.build(task, row, [], self.alias) for row in _submit_many(specs)]
         for result in made:
             task_enqueued.send(type(self), task_result=result)
         return made
+
+    def _admit(self, task: DjangoTask[..., Any]) -> None:
+        """Refuse a task this backend cannot run: invalid, misconfigured, or not importable
+        by its path as this very task."""
+        self.validate_task(task)
+        if self.option_problems:
+            raise InvalidTaskBackend(f"TASKS[{self.alias!r}]: {self.option_problems[0]}")
+        _refuse_unreachable(task)
 
     def _spec(self, task: DjangoTask[..., Any], args: list[Any],
               kwargs: dict[str, Any]) -> TaskSpec:
