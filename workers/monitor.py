@@ -7,12 +7,8 @@ the database's clock. A tick survives any one worker's or task's data: it logs a
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import logging
-import os
 import signal
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +16,7 @@ import psutil
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
 
-from . import conf, doorbell, launcher, learning, lifecycle, processes, queue, retention, runs
+from . import conf, launcher, learning, lifecycle, processes, queue, retention, runs, stamps
 from .charts import sampling
 from .clock import Now, ago
 from .logs import sweep_orphans
@@ -64,38 +60,8 @@ def acquire(name: str, holder: str, interval: float) -> bool:
 
 
 def node_turn(job: str, interval: float) -> bool:
-    """Whether this process runs ``job`` for its node now: a file lock, no SQL.
-
-    The stamp is the system-wide monotonic clock, so processes of one machine agree.
-    """
-    node = conf.get().node_address
-    digest = hashlib.sha1(node.encode(), usedforsecurity=False).hexdigest()[:12]
-    directory = doorbell.bell_dir()
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(directory / f"{job}-{digest}.stamp", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return False
-    try:
-        return _stamp(fd, interval)
-    finally:
-        os.close(fd)  # releases the lock
-
-
-def _stamp(fd: int, interval: float) -> bool:
-    """Under the lock: if the last stamp is ``interval`` old (or unreadable), renew it."""
-    now = time.monotonic()
-    try:
-        last = float(os.pread(fd, 64, 0) or b"0")
-    except ValueError:
-        last = 0.0
-    if 0.0 <= now - last < interval:
-        return False
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, repr(now).encode(), 0)
-    return True
+    """Whether this process runs ``job`` for its node now: a file lock, no SQL."""
+    return stamps.take_turn(job, interval)
 
 
 def maybe_tick() -> TickReport | None:

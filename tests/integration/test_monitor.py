@@ -9,7 +9,7 @@ from logging.handlers import RotatingFileHandler
 import pytest
 from django.utils import timezone
 
-from workers import monitor
+from workers import monitor, stamps
 from workers.models import Heartbeat, TickGuard, Worker
 from workers.runtime import logs
 from workers.states import WorkerState
@@ -74,3 +74,13 @@ def test_one_process_per_node_runs_the_tick_per_interval_without_sql(crucible, s
         assert monitor.maybe_tick() is None  # within the interval: nothing, not a statement
     assert len(queries) == 0
     assert monitor.node_turn("tick", 0) is True
+
+
+def test_a_stamp_tells_its_age_and_an_unreadable_one_is_never_fresh(crucible, runtime_dir):
+    assert stamps.age("look:default") == float("inf"), "never stamped"
+    stamps.stamp("look:default")
+    assert 0 <= stamps.age("look:default") < 5
+    assert stamps.age("look:other") == float("inf"), "each job keeps its own stamp"
+    for path in (runtime_dir / "bell").glob("look-*.stamp"):
+        path.write_bytes(b"garbage")
+    assert stamps.age("look:default") == float("inf")

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
-from .. import conf, lifecycle, monitor, processes, queue
+from .. import conf, lifecycle, monitor, processes, queue, stamps
 from ..claim import ClaimedTask
 from ..doorbell import Doorbell
 from ..exceptions import LostAttempt
@@ -53,6 +53,7 @@ TAIL_CHARS = queue.TAIL_CHARS
 EXIT_ABORTED = 1  # after an operator's abort; after a signal's, 128 + its number
 TAIL_KEEP = 4 * TAIL_CHARS  # room to cut the stored tail at a line boundary
 OPERATOR_DRAIN = "drained by operator"
+LOOK_SHARED_FOR = 0.9  # of WORKER_POLL_INTERVAL: a peer's empty look at the queue stands
 
 
 class _DatabaseDown:
@@ -157,6 +158,8 @@ class Supervisor:
         self.marked_draining = False
         self.beats = 0
         self.retry_due = math.inf  # when a task this worker failed may be retried
+        # Idle workers of one node serving the same queues share their empty looks.
+        self.look_job = "look:" + "\0".join(sorted(self.options.queues))
 
     # -- setup and teardown ---------------------------------------------------------------
 
@@ -329,6 +332,7 @@ class Supervisor:
     def _idle(self, now: float) -> None:
         """Nothing to claim: wait for a wake-up or the next poll."""
         self.want_claim = False
+        stamps.stamp(self.look_job)
         self.timers.poll = now + self.settings.poll_interval
         if self.retry_due > now:
             self.timers.poll = min(self.timers.poll, self.retry_due + 0.001)
@@ -392,7 +396,18 @@ class Supervisor:
             self.timers.tick = now + settings.tick_interval
             self._tick()
         if self.running is None and now >= self.timers.poll:
-            self.want_claim = True
+            self._poll(now)
+
+    def _poll(self, now: float) -> None:
+        """Look at the queue, unless an idle worker of this node serving the same queues
+        found nothing within the poll interval: a claim depends on the node and the queues
+        only, so it would find nothing either (an enqueue rings every worker anyway). The
+        node still looks at least once an interval; a retry of this worker's comes due."""
+        shared = stamps.age(self.look_job) < self.settings.poll_interval * LOOK_SHARED_FOR
+        if shared and self.retry_due > now:
+            self.timers.poll = now + self.settings.poll_interval
+            return
+        self.want_claim = True
 
     def _tick(self) -> None:
         """The node's monitor tick; no error of it, or of one task's data, stops the worker."""

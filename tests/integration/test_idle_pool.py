@@ -1,0 +1,71 @@
+"""An idle pool costs the database little: idle workers of one node share their empty looks
+at the queue, and the node still looks at least once a poll interval."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from tests.conftest import FAST, wait_for, worker_env
+from tests.tcp_proxy import TcpProxy
+from tests.testapp.models import Execution
+from workers.states import TaskState
+
+from .helpers import enqueue, running_workers, task
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
+POLL = FAST["poll_interval"]
+QUIET = "30"  # seconds: heartbeats and ticks stay out of the counted window
+
+
+@pytest.fixture
+def proxy() -> Iterator[TcpProxy]:
+    if connection.vendor != "postgresql":
+        pytest.skip("counts the PostgreSQL protocol's messages; runs in the PostgreSQL pass")
+    db = connection.settings_dict
+    with TcpProxy(db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432)) as running:
+        yield running
+
+
+def _through(proxy: TcpProxy, runtime_dir: Path) -> dict[str, str]:
+    db = connection.settings_dict
+    url = f"postgres://{db.get('USER') or 'postgres'}@127.0.0.1:{proxy.port}/{db['NAME']}"
+    return worker_env(runtime_dir, DATABASE_URL=url, WORKER_HEARTBEAT_INTERVAL=QUIET,
+                      WORKER_TICK_INTERVAL=QUIET)
+
+
+def test_idle_workers_of_a_node_share_their_empty_looks(workers, runtime_dir, proxy):
+    count, window = 6, 4.0
+    env = _through(proxy, runtime_dir)
+    for _ in range(count):
+        workers.start(env=env)
+    wait_for(lambda: len(running_workers()) == count, timeout=60)
+    time.sleep(2 * POLL)  # past the start-up's own claims
+    proxy.reset_counts()
+    time.sleep(window)
+    counts = proxy.counts()
+    statements = counts.get("Q", 0) + counts.get("E", 0)
+    unshared = count * window / POLL  # each worker looking every interval: 48
+    shared = 2 * window / POLL  # the node looks about once an interval; twice is the slack
+    assert 0 < statements <= shared, (
+        f"{statements} statements in {window} s from {count} idle workers "
+        f"(about {unshared:.0f} if each looked for itself): {counts}")
+
+
+def test_a_task_coming_due_is_still_found_within_a_poll_interval(workers):
+    for _ in range(4):
+        workers.start()
+    wait_for(lambda: len(running_workers()) == 4, timeout=60)
+    time.sleep(2 * POLL)  # every worker idle, their looks shared
+    due = timezone.now() + timedelta(seconds=1.0)
+    later = enqueue("record", "due later", run_after=due)  # its wake-up finds it not due
+    wait_for(lambda: task(later.pk).state == TaskState.SUCCEEDED, timeout=30)
+    started = Execution.objects.get(key="due later").at
+    late = started - due.timestamp()
+    assert 0 <= late < POLL + 2.0, f"started {late:.2f} s after it came due (poll {POLL} s)"
