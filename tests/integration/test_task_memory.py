@@ -70,6 +70,22 @@ def test_a_leak_stays_with_its_task_and_its_executor_is_replaced(workers, admin_
     assert tree_rss(proc.pid) < 400 * MB
 
 
+def test_the_peaks_of_tasks_in_one_executor_are_each_their_own(workers):
+    workers.start()
+    first_small = submit("small")
+    wait_for(lambda: reload(first_small).state == TaskState.SUCCEEDED, timeout=60)
+    spike = submit("hold", 300)  # gives its memory back on return: the executor is kept
+    wait_for(lambda: reload(spike).state == TaskState.SUCCEEDED, timeout=60)
+    after = submit("small")
+    wait_for(lambda: reload(after).state == TaskState.SUCCEEDED, timeout=60)
+    pids = dict(Execution.objects.values_list("key", "pid"))
+    assert pids["hold 300"] == pids["small"], "one executor ran both"
+    peaks = [reload(task).peak_rss_bytes or 0 for task in (first_small, spike, after)]
+    assert peaks[1] > 300 * MB
+    assert peaks[2] < peaks[1] - 250 * MB, f"the spike's peak stayed with the next task: {peaks}"
+    assert abs(peaks[2] - peaks[0]) < 50 * MB, f"small tasks' peaks differ: {peaks}"
+
+
 def test_a_task_past_its_limit_is_stopped_within_a_second_and_the_worker_serves_on(
         workers: Any, runtime_dir: Path, admin_client: Any) -> None:
     oom_before = memory.oom_kills()

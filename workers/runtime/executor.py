@@ -33,6 +33,7 @@ from . import memory
 
 logger = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
+PEAK_SLACK = 1024 * 1024  # a task that raised the high-water mark less leaves it unreset
 _inherited: list[Any] = []  # the supervisor's DB connections: kept, never used, never closed
 
 
@@ -125,8 +126,17 @@ def _log_to_stderr() -> None:
     root.addHandler(handler)
 
 
+@dataclass(slots=True)
+class _Between:
+    """What the executor keeps between tasks: its size at start (what it may grow from),
+    and whether the last task raised its high-water mark."""
+
+    base_rss: int
+    raised: bool = True
+
+
 def _serve(conn: Connection) -> None:
-    base_rss = memory.own_rss() or 0  # its size at start: what it may grow from
+    state = _Between(base_rss=memory.own_rss() or 0)
     while True:
         try:
             message = conn.recv()
@@ -134,45 +144,44 @@ def _serve(conn: Connection) -> None:
             return
         if message.get("stop"):
             return
-        reply = _run(conn, message)
-        reply.update(_size_after(base_rss))
-        conn.send(reply)
+        conn.send(_run(conn, message, state))
 
 
-def _size_after(base_rss: int) -> dict[str, int | None]:
+def _size_after(base_rss: int, peak: int | None) -> dict[str, int | None]:
     """What this process holds now that the task is done, against what it may keep; the
-    supervisor replaces an executor that kept more. Garbage is collected first only when
-    over, so a busy worker's small tasks pay one read of /proc."""
+    supervisor replaces an executor that kept more. Its size now is never above its peak,
+    so it is read (and garbage collected first) only when the peak passed the ceiling."""
     ceiling = memory.executor_ceiling(base_rss, conf.get())
-    rss = memory.own_rss()
-    if rss is not None and rss > ceiling:
-        gc.collect()
+    rss = None
+    if peak is None or peak > ceiling:
         rss = memory.own_rss()
+        if rss is not None and rss > ceiling:
+            gc.collect()
+            rss = memory.own_rss()
     return {"rss_bytes": rss, "ceiling_bytes": ceiling}
 
 
-def _reset_peak() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
+RUSAGE_SCALE = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes there, KiB here
+
+
+def _own_peak() -> int:
+    """This process's high-water mark (Linux: the one clear_refs resets; a system call,
+    where /proc/self/status costs thirty times as much)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * RUSAGE_SCALE
+
+
+def _reset_peak(state: _Between) -> int:
+    """Start this task's peak at the process's size now (Linux: clear_refs 5) when the last
+    task raised the mark; return the mark the task starts from. A task that did not raise
+    it leaves it where a reset put it, so small tasks pay no walk of the page tables."""
+    if state.raised:
+        with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as handle:
             handle.write("5")
-    except OSError:
-        pass
-
-
-def _peak_rss() -> int | None:
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return _own_peak()
 
 
 def _children_peak() -> int:
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * scale
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * RUSAGE_SCALE
 
 
 def _call(func_path: str, args: list[Any], kwargs: dict[str, Any],
@@ -196,7 +205,7 @@ def _invoke(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -
     return value
 
 
-def _run(conn: Connection, message: dict[str, Any]) -> dict[str, Any]:
+def _run(conn: Connection, message: dict[str, Any], state: _Between) -> dict[str, Any]:
     task = message["task"]
 
     def report(fraction: float | None, text: str) -> None:
@@ -204,7 +213,7 @@ def _run(conn: Connection, message: dict[str, Any]) -> dict[str, Any]:
 
     close_old_connections()  # a connection broken since the last task is replaced first
     context.activate(context.TaskContext(task["id"], task["attempt"], task["worker_id"], report))
-    _reset_peak()
+    before = _reset_peak(state)
     children_before = _children_peak()
     reply: dict[str, Any]
     try:
@@ -218,8 +227,10 @@ def _run(conn: Connection, message: dict[str, Any]) -> dict[str, Any]:
         sys.stdout.flush()
         sys.stderr.flush()
     children_after = _children_peak()
-    peaks = [_peak_rss() or 0, children_after if children_after > children_before else 0]
-    reply["peak_rss_bytes"] = max(peaks) or None
+    peak = _own_peak()
+    state.raised = peak > before + PEAK_SLACK
+    reply["peak_rss_bytes"] = max(peak, children_after if children_after > children_before else 0)
+    reply.update(_size_after(state.base_rss, peak))
     return reply
 
 
