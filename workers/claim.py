@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
@@ -289,26 +289,45 @@ def _db() -> BaseDatabaseWrapper:
     return connections[DEFAULT_DB_ALIAS]
 
 
-def claim(worker_id: int, queues: list[str], lease_ttl: float,
-          node: str) -> ClaimedTask | None:
+def claim(worker_id: int, queues: list[str], lease_ttl: float, node: str, *,
+          look_first: bool = True) -> ClaimedTask | None:
     """Hand the best due task of ``queues`` that fits ``node`` to the worker, leased until
-    the database's now + ``lease_ttl``."""
+    the database's now + ``lease_ttl``.
+
+    ``look_first`` (PostgreSQL): ask whether anything is due before locking the node's
+    row, so that a poll that finds nothing is one statement; a worker woken by an enqueue,
+    or that knows a task waits, claims at once.
+    """
     db = _db()
     now = datetime.now(UTC)  # used on SQLite only, whose clock this is
     params = _claim_params(db, worker_id, queues, lease_ttl, now, node=node)
     with _cursor(db) as cursor:
         if db.vendor == "postgresql":
-            cursor.execute(_due_sql(len(queues)), [*queues, *_limit_params(queues)])
-            if not cursor.fetchone()[0]:
-                return None
-            with transaction.atomic(using=db.alias, savepoint=False):
-                cursor.execute(_lock_sql(), [node])
-                cursor.execute(_sql(db.vendor, len(queues)), params)
-                row = cursor.fetchone()
+            if look_first:
+                cursor.execute(_due_sql(len(queues)), [*queues, *_limit_params(queues)])
+                if not cursor.fetchone()[0]:
+                    return None
+            row = _locked_claim(db, cursor, node, _sql(db.vendor, len(queues)), params)
         else:
             cursor.execute(_sql(db.vendor, len(queues)), params)
             row = cursor.fetchone()
     return None if row is None else _claimed(row, worker_id, now)
+
+
+def _locked_claim(db: BaseDatabaseWrapper, cursor: CursorWrapper, node: str, sql: str,
+                  params: list[Any]) -> tuple[Any, ...] | None:
+    """PostgreSQL: lock the node's row, then claim, in one round trip.
+
+    The two statements are pipelined: they share the transaction that ends at the
+    pipeline's one sync (or the caller's, inside ``atomic``), so the node's row stays
+    locked until the claim commits, and the claim, a statement of its own, sees every
+    claim committed before the lock was granted.
+    """
+    with db.wrap_database_errors, db.connection.pipeline():
+        cursor.execute(_lock_sql(), [node])
+        cursor.execute(sql, params)
+        row: tuple[Any, ...] | None = cursor.fetchone()
+    return row
 
 
 @functools.cache
@@ -515,5 +534,6 @@ def succeed_and_claim_pg(done: Handover) -> tuple[bool, ClaimedTask | None]:
     if row[2] is not None:
         return recorded, _claimed(row[2:], token.worker_id, token.started_at)
     if larger:  # the next task needs more than this one held: claim it under the node's lock
-        return recorded, claim(token.worker_id, queues, done.lease_ttl, done.node)
+        return recorded, claim(token.worker_id, queues, done.lease_ttl, done.node,
+                               look_first=False)
     return recorded, None

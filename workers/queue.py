@@ -182,10 +182,12 @@ def _create(spec: TaskSpec, state: str, pending: int) -> Task:
     return task
 
 
-def claim_next(worker_id: int, queues: list[str]) -> ClaimedTask | None:
+def claim_next(worker_id: int, queues: list[str], *,
+               look_first: bool = True) -> ClaimedTask | None:
     """Claim the best due task that fits this node, leased until the database's now +
-    WORKER_LEASE_TTL."""
-    return claim(worker_id, queues, conf.get().lease_ttl, budget.local_node())
+    WORKER_LEASE_TTL. ``look_first``: see ``claim.claim`` (False when woken by an enqueue)."""
+    return claim(worker_id, queues, conf.get().lease_ttl, budget.local_node(),
+                 look_first=look_first)
 
 
 def has_queued(queues: list[str]) -> bool:

@@ -154,6 +154,7 @@ class Supervisor:
         self.listener: Listener | None = None
         self.sentinel: Sentinel | None = None
         self.want_claim = True  # woken, polled, or just finished a task
+        self.enqueued = False  # woken by an enqueue: claim without looking first
         self.claim_uncertain = False  # a claim's reply was lost: release what it may hold
         self.marked_draining = False
         self.beats = 0
@@ -318,7 +319,9 @@ class Supervisor:
         if done is not None:
             claimed = self._claim_after(done)
         else:
-            claimed = self._db(lambda: queue.claim_next(self.worker_id, self.options.queues))
+            look_first, self.enqueued = not self.enqueued, False
+            claimed = self._db(lambda: queue.claim_next(self.worker_id, self.options.queues,
+                                                        look_first=look_first))
         if isinstance(claimed, _DatabaseDown):
             self.claim_uncertain = True  # the claim may have landed without our hearing
             return False
@@ -395,7 +398,7 @@ class Supervisor:
         if now >= self.timers.tick:
             self.timers.tick = now + settings.tick_interval
             self._tick()
-        if self.running is None and now >= self.timers.poll:
+        if self.running is None and not self.want_claim and now >= self.timers.poll:
             self._poll(now)
 
     def _poll(self, now: float) -> None:
@@ -544,7 +547,7 @@ class Supervisor:
         if f"w:{self.worker_id}" in messages:
             self._check_control()
         if any(f"q:{name}" in messages for name in self.options.queues):
-            self.want_claim = True
+            self.want_claim = self.enqueued = True
 
     # -- the executor ---------------------------------------------------------------------
 
