@@ -114,14 +114,19 @@ def notes(payload: dict[str, Any]) -> list[str]:
         "bench/core.py's WARNING) and the heartbeat is the default; the database, "
         "WORKER_LOG_DIR and WORKER_DOORBELL_DIR point into the run's own folder.",
     ]
-    seen: set[str] = set()
-    for r in payload["results"]:
-        if r["crucible"] or r["peer"] in seen:
-            continue
-        seen.add(r["peer"])
-        extra = "; ".join(r["settings"]["not_default"]) or "none"
+    rows = [r for r in payload["results"] if not r["crucible"]]
+    for r in rows:
+        if r["settings"]["not_default"]:
+            out.append(f"- {r['label']}: {'; '.join(r['settings']['not_default'])}.")
+    if any(not r["settings"]["not_default"] for r in rows):
+        out.append("- every other row: none.")
+    said: set[tuple[str, str]] = set()
+    for r in rows:
         name = r["label"].split(",")[0]
-        out.append(f"- {name}: {extra}.")
+        for remark in r["settings"].get("remarks", []):
+            if (name, remark) not in said:
+                said.add((name, remark))
+                out.append(f"Note on {name}: {remark}.")
     peers = ", ".join(f"{k} {v}" for k, v in versions.items() if not isinstance(v, dict))
     crucible = ", ".join(f"{k} {v}" for k, v in versions.get("crucible_venv", {}).items())
     out += ["", f"Versions (peers' venv): {peers}."]
@@ -178,7 +183,7 @@ def render_chart(payload: dict[str, Any], path: Path) -> None:
          f"{payload['options']['tasks']:,} tasks x {payload['options']['drain_runs']} drains, "
          f"{payload['options']['samples']} pickup samples",
          *(f"single-row commits/s, {DB_NAMES[db]}: {num(r['rate'])}" for db, r in rates.items()),
-         "2 worker processes per row; defaults (see peers.md)"]),
+         "2 worker processes per row, defaults:", "exceptions in peers.md"]),
         va="top", fontsize=10)  # fmt: skip
     fig.suptitle("Crucible and its peers: no-op tasks through public APIs")
     fig.savefig(path, dpi=110)

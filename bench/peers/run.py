@@ -388,9 +388,22 @@ def not_default(scenario: Scenario, opts: Options) -> list[str]:
         notes.append(f"db_worker --interval {opts.tasks_db_interval:g}")
     if scenario.peer == "huey":
         notes.append("a completion signal appends a line per task (how finished is counted)")
+
     if opts.conn_max_age and not scenario.crucible:
         notes.append(f"CONN_MAX_AGE={opts.conn_max_age}")
     return notes
+
+
+def remarks(scenario: Scenario, opts: Options) -> list[str]:
+    """What a reader of this row's figures should know about the peer's defaults."""
+    if scenario.peer == "q2" and not opts.conn_max_age:
+        return ["its ORM broker calls close_old_connections() before each query, so with "
+                "Django's default CONN_MAX_AGE=0 each enqueue opens a new database connection"]
+    if scenario.peer == "huey":
+        return ["SqliteHuey keeps its queue in its own SQLite file with its defaults (WAL, "
+                "SQLite's default synchronous=FULL); it stores no result for a task that "
+                "returns None"]
+    return []
 
 
 def worker_settings(scenario: Scenario, opts: Options) -> dict[str, Any]:
@@ -399,6 +412,7 @@ def worker_settings(scenario: Scenario, opts: Options) -> dict[str, Any]:
     common: dict[str, Any] = {
         "commands": [" ".join(cmd[1:]) for cmd in commands],
         "not_default": not_default(scenario, opts),
+        "remarks": remarks(scenario, opts),
     }
     if scenario.crucible:
         return {
