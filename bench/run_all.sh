@@ -9,7 +9,7 @@ mkdir -p "$OUT"
 PY=.venv/bin/python
 
 bash bench/peers/setup.sh
-bench/.venv-peers/bin/python bench/peers/run.py --drain-runs 3 --json "$OUT/peers.json"
+bench/.venv-peers/bin/python bench/peers/run.py --crucible-python "$PY" --out-dir "$OUT"
 for db in sqlite postgres; do
   $PY bench/core.py --db "$db" --json "$OUT/core-$db.json"
   $PY bench/status.py --db "$db" --json "$OUT/status-$db.json"

@@ -1,13 +1,20 @@
-"""The side of the benchmark that runs inside the peer project (Django set up).
+"""The side of the benchmark that runs inside the queue's Django project (Django set up).
 
 bench/peers/run.py starts it as `python -m peerbench.driver COMMAND ... --out FILE`;
 each command writes one JSON object to FILE:
 
-  enqueue --count N        enqueue N no-op tasks
+  enqueue --count N        enqueue N no-op tasks, one public enqueue call each (its own
+                           transaction, as a caller gets by default), and time them
   reset                    delete every task row, so phases do not see each other's
-  wait-drained --count N   poll the peer's result table until N tasks are finished
-  latency --samples M      enqueue one `stamp` task at a time into an idle worker and
-                           time how long it takes to start
+  wait-drained --count N   poll the peer's records until N tasks are finished, noting
+                           when the first one was seen finished
+  latency --samples M      enqueue one `stamp` task every --interval s into idle workers
+                           (open loop) and time how long each takes to start
+
+The peer comes from BENCH_PEER. The peers run in the throwaway project beside this
+package (peerbench.settings, bench/.venv-peers); Crucible's two peers run in Crucible's
+own project (config.settings, the project's venv, cwd the repository), with this package
+on PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -16,7 +23,6 @@ import argparse
 import json
 import logging
 import os
-import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +32,8 @@ from typing import Any, Protocol
 import django
 
 logger = logging.getLogger("peerbench.driver")
+
+FIRST_POLL = 0.01  # s between looks for the drain's first finished task
 
 
 class Peer(Protocol):
@@ -44,6 +52,10 @@ class Peer(Protocol):
         ...
 
     def reset(self) -> None: ...
+
+
+def stamp_file() -> str:
+    return os.environ["BENCH_STAMP_FILE"]
 
 
 class TasksDbPeer:
@@ -118,14 +130,140 @@ class ProcrastinatePeer:
             cursor.execute("TRUNCATE procrastinate_jobs RESTART IDENTITY CASCADE")
 
 
-def load_peer() -> Peer:
-    from django.conf import settings
+class HueyPeer:
+    """huey (SqliteHuey through djhuey): calling a task enqueues it. huey keeps no record
+    of a task that returned None, so peerbench.huey_app.tasks' completion signal appends a
+    line per finished task ("ok" or "error") to BENCH_DONE_FILE."""
 
-    peers: dict[str, type[TasksDbPeer] | type[ProcrastinatePeer]] = {
-        "tasks_db": TasksDbPeer,
-        "procrastinate": ProcrastinatePeer,
-    }
-    return peers[settings.PEER]()
+    def enqueue_noop(self) -> None:
+        from peerbench.huey_app.tasks import noop
+
+        noop()
+
+    def enqueue_stamp(self, sample: int) -> None:
+        from peerbench.huey_app.tasks import stamp
+
+        stamp(sample)
+
+    def counts(self) -> tuple[int, int]:
+        from django.conf import settings
+
+        try:
+            lines = Path(settings.DONE_FILE).read_bytes().splitlines()
+        except FileNotFoundError:
+            return 0, 0
+        return len(lines), sum(1 for line in lines if line.startswith(b"error"))
+
+    def window(self) -> tuple[datetime | None, datetime | None]:
+        return None, None  # huey records no start or finish times
+
+    def reset(self) -> None:
+        from django.conf import settings
+        from huey.contrib.djhuey import HUEY
+
+        HUEY.flush()
+        Path(settings.DONE_FILE).unlink(missing_ok=True)
+
+
+class Q2Peer:
+    """django-q2 with its ORM broker: a queued task is an OrmQ row, deleted (acknowledged)
+    only after the cluster saved its result. Successes are pruned to the last 250 (the
+    default save_limit), so finished = queued when first asked - queued now."""
+
+    def __init__(self) -> None:
+        self._total: int | None = None
+
+    def enqueue_noop(self) -> None:
+        from django_q.tasks import async_task
+
+        async_task("peerbench.q2_tasks.noop")
+
+    def enqueue_stamp(self, sample: int) -> None:
+        from django_q.tasks import async_task
+
+        async_task("peerbench.q2_tasks.stamp", sample)
+
+    def counts(self) -> tuple[int, int]:
+        from django_q.models import Failure, OrmQ
+
+        queued = OrmQ.objects.count()
+        if self._total is None:  # the waiter asks once before the workers start
+            self._total = queued
+        return self._total - queued, Failure.objects.count()
+
+    def window(self) -> tuple[datetime | None, datetime | None]:
+        return None, None  # the first successes are pruned (save_limit)
+
+    def reset(self) -> None:
+        from django_q.models import OrmQ, Task
+
+        OrmQ.objects.all().delete()
+        Task.objects.all().delete()
+
+
+class CrucibleTaskPeer:
+    """Crucible through Django's public API: `@task` functions and `.enqueue()`."""
+
+    def enqueue_noop(self) -> None:
+        from bench.peer_tasks import noop
+
+        noop.enqueue()
+
+    def enqueue_stamp(self, sample: int) -> None:
+        from bench.peer_tasks import stamp
+
+        stamp.enqueue(sample, stamp_file())
+
+    def counts(self) -> tuple[int, int]:
+        from bench.core import _count
+
+        failed = _count("FAILED")
+        return _count("SUCCEEDED") + failed, failed
+
+    def window(self) -> tuple[datetime | None, datetime | None]:
+        from django.db.models import Max, Min
+
+        from workers.models import Task
+
+        agg = Task.objects.aggregate(first=Min("started_at"), last=Max("finished_at"))
+        return agg["first"], agg["last"]
+
+    def reset(self) -> None:
+        from workers.models import Task
+
+        Task.objects.all().delete()  # as bench/core.py's drain starts
+
+
+class CruciblePlainPeer(CrucibleTaskPeer):
+    """Crucible with plain functions, enqueued by dotted path as `manage.py enqueue` and
+    bench/core.py do (`queue.enqueue(TaskSpec(...))`)."""
+
+    def enqueue_noop(self) -> None:
+        from workers import queue
+        from workers.spec import TaskSpec
+
+        queue.enqueue(TaskSpec(func_path="bench.tasks.noop"))
+
+    def enqueue_stamp(self, sample: int) -> None:
+        from workers import queue
+        from workers.spec import TaskSpec
+
+        queue.enqueue(TaskSpec(func_path="bench.peer_tasks.plain_stamp",
+                               args=[sample, stamp_file()]))
+
+
+PEERS: dict[str, type[Peer]] = {
+    "tasks_db": TasksDbPeer,
+    "procrastinate": ProcrastinatePeer,
+    "huey": HueyPeer,
+    "q2": Q2Peer,
+    "crucible_task": CrucibleTaskPeer,
+    "crucible_plain": CruciblePlainPeer,
+}
+
+
+def load_peer() -> Peer:
+    return PEERS[os.environ["BENCH_PEER"]]()
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -133,34 +271,39 @@ def _epoch(value: datetime | None) -> float | None:
 
 
 def enqueue(peer: Peer, count: int) -> dict[str, Any]:
-    """Enqueue `count` no-op tasks with the peer's normal enqueue call."""
-    from django.db import transaction
-
+    """Enqueue `count` no-op tasks with the peer's public enqueue call, one after the
+    other, each in its own transaction (no atomic() around them): the enqueue rate."""
     started = time.perf_counter()
-    batch = 500  # transactions only to make setup quicker; this is not measured
-    for offset in range(0, count, batch):
-        with transaction.atomic():
-            for _ in range(min(batch, count - offset)):
-                peer.enqueue_noop()
-    return {"enqueued": count, "seconds": time.perf_counter() - started}
+    for _ in range(count):
+        peer.enqueue_noop()
+    seconds = time.perf_counter() - started
+    return {"enqueued": count, "seconds": seconds, "rate": count / seconds}
 
 
 def wait_drained(
     peer: Peer, count: int, timeout: float, poll: float, ready_file: Path
 ) -> dict[str, Any]:
-    """Poll until `count` tasks are finished; report when, and the peer's own timings."""
+    """Poll until `count` tasks are finished; report when, and the peer's own timings.
+
+    Until the first task is seen finished it polls every FIRST_POLL s, so that the
+    start-to-first-task figure has a finer resolution than the drain's end.
+    """
     peer.counts()  # open the DB connection before saying we are ready
     ready_file.touch()
     deadline = time.monotonic() + timeout
+    first_done_at: float | None = None
     finished, failed = peer.counts()
     while finished < count and time.monotonic() < deadline:
-        time.sleep(poll)
+        time.sleep(poll if first_done_at is not None else FIRST_POLL)
         finished, failed = peer.counts()
+        if finished and first_done_at is None:
+            first_done_at = time.time()
     done_at = time.time()
     first, last = peer.window()
     return {
         "timed_out": finished < count,
         "done_at": done_at,
+        "first_done_at": first_done_at if first_done_at is not None else done_at,
         "finished": finished,
         "failed": failed,
         "first_started": _epoch(first),
@@ -204,50 +347,46 @@ class StampReader:
 @dataclass(frozen=True)
 class LatencyPlan:
     samples: int
+    interval: float  # s between enqueues, whatever the workers do (open loop)
     warmup: int
+    idle: float  # s the workers sit idle between the warm-up and the samples
     sample_timeout: float
     warmup_timeout: float
-    pause_min: float
-    pause_max: float
-    phase_jitter: float
-    seed: int
-
-    def pause(self, rng: random.Random) -> float:
-        """A short random pause, plus a random fraction of the peer's poll interval.
-
-        Sampling one task at a time otherwise phase-locks the enqueues to a polling
-        worker's sleep loop (which restarts when a task finishes) and biases the result.
-        """
-        return rng.uniform(self.pause_min, self.pause_max) + rng.uniform(0, self.phase_jitter)
 
 
 def latency(peer: Peer, plan: LatencyPlan, stamp_file: Path) -> dict[str, Any]:
-    """Enqueue one task at a time; latency = task start - enqueue() return."""
-    rng = random.Random(plan.seed)
+    """Enqueue a task every plan.interval s; latency = task start - enqueue() return.
+
+    A warm-up (one task at a time, each awaited) makes sure every worker is up; then the
+    workers idle for plan.idle s, and the samples are enqueued on a fixed schedule, so
+    no enqueue waits for a worker (and none is phase-locked to a worker's poll loop).
+    """
     reader = StampReader(stamp_file)
-    latencies_ms: list[float] = []
+    for sample in range(plan.warmup):
+        peer.enqueue_stamp(sample)
+        if reader.wait_for(sample, plan.warmup_timeout) is None:
+            raise RuntimeError(f"warm-up task {sample} did not start within "
+                               f"{plan.warmup_timeout}s")
+    time.sleep(plan.idle)
+    returned: dict[int, float] = {}
     enqueue_ms: list[float] = []
-    timeouts = 0
-    max_timeouts = max(5, plan.samples // 20)
-    for sample in range(plan.warmup + plan.samples):
-        warming = sample < plan.warmup
-        time.sleep(plan.pause(rng))
+    begin = time.monotonic()
+    for n in range(plan.samples):
+        sample = plan.warmup + n
+        time.sleep(max(0.0, begin + n * plan.interval - time.monotonic()))
         called = time.time()
         peer.enqueue_stamp(sample)
-        returned = time.time()
-        timeout = plan.warmup_timeout if warming else plan.sample_timeout
-        started = reader.wait_for(sample, timeout)
+        returned[sample] = time.time()
+        enqueue_ms.append((returned[sample] - called) * 1000)
+    latencies_ms: list[float] = []
+    timeouts = 0
+    for sample, at in returned.items():
+        started = reader.wait_for(sample, plan.sample_timeout)
         if started is None:
-            if warming:
-                raise RuntimeError(f"warm-up task {sample} did not start within {timeout}s")
             timeouts += 1
-            logger.warning("sample %d did not start within %ss", sample, timeout)
-            if timeouts > max_timeouts:
-                raise RuntimeError(f"{timeouts} samples timed out; giving up")
+            logger.warning("sample %d did not start within %ss", sample, plan.sample_timeout)
             continue
-        if not warming:
-            latencies_ms.append((started - returned) * 1000)
-            enqueue_ms.append((returned - called) * 1000)
+        latencies_ms.append((started - at) * 1000)
     return {"latencies_ms": latencies_ms, "enqueue_ms": enqueue_ms, "timeouts": timeouts}
 
 
@@ -269,19 +408,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("latency")
     p.add_argument("--samples", type=int, required=True)
+    p.add_argument("--interval", type=float, default=0.05)
     p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--sample-timeout", type=float, default=10.0)
+    p.add_argument("--idle", type=float, default=2.0)
+    p.add_argument("--sample-timeout", type=float, default=30.0)
     p.add_argument("--warmup-timeout", type=float, default=60.0)
-    p.add_argument("--pause-min", type=float, default=0.05)
-    p.add_argument("--pause-max", type=float, default=0.25)
-    p.add_argument("--phase-jitter", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=1)
     return parser
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from django.conf import settings
-
     peer = load_peer()
     if args.command == "enqueue":
         return enqueue(peer, args.count)
@@ -292,15 +427,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return wait_drained(peer, args.count, args.timeout, args.poll, args.ready_file)
     plan = LatencyPlan(
         samples=args.samples,
+        interval=args.interval,
         warmup=args.warmup,
+        idle=args.idle,
         sample_timeout=args.sample_timeout,
         warmup_timeout=args.warmup_timeout,
-        pause_min=args.pause_min,
-        pause_max=args.pause_max,
-        phase_jitter=args.phase_jitter,
-        seed=args.seed,
     )
-    return latency(peer, plan, Path(settings.STAMP_FILE))
+    return latency(peer, plan, Path(stamp_file()))
 
 
 def main() -> None:

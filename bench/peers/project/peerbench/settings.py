@@ -18,6 +18,7 @@ PEER = os.environ.get("BENCH_PEER", "tasks_db")
 DB = os.environ.get("BENCH_DB", "sqlite")
 DB_NAME = os.environ.get("BENCH_DB_NAME", "bench_peer.sqlite3")
 STAMP_FILE = os.environ.get("BENCH_STAMP_FILE", "stamps.txt")
+DONE_FILE = os.environ.get("BENCH_DONE_FILE", "done.txt")
 CONN_MAX_AGE = int(os.environ.get("BENCH_CONN_MAX_AGE", "0"))
 
 SECRET_KEY = "peer-bench-not-secret"  # throwaway local project, never served
@@ -63,5 +64,19 @@ if PEER == "tasks_db":
 elif PEER == "procrastinate":
     INSTALLED_APPS.append("procrastinate.contrib.django")
     PROCRASTINATE_IMPORT_PATHS = ["peerbench.procrastinate_tasks"]
+elif PEER == "huey":
+    INSTALLED_APPS += ["huey.contrib.djhuey", "peerbench.huey_app"]  # run_huey finds its tasks
+    # `immediate` defaults to DEBUG (False here); the consumer's options are the ones
+    # `run_huey -k process -w 2` is given on its command line (bench/peers/run.py).
+    HUEY = {
+        "huey_class": "huey.SqliteHuey",
+        "name": "peerbench",
+        "filename": os.environ.get("BENCH_HUEY_FILE", "huey.sqlite3"),
+    }
+elif PEER == "q2":
+    INSTALLED_APPS.append("django_q")
+    # The ORM broker and 2 workers; every other option is django-q2's default
+    # (poll 0.2 s, save_limit 250, retry 60 s, no timeout).
+    Q_CLUSTER = {"name": "peerbench", "workers": 2, "orm": "default"}
 else:
-    raise ValueError(f"BENCH_PEER must be tasks_db or procrastinate, not {PEER!r}")
+    raise ValueError(f"BENCH_PEER must be tasks_db, procrastinate, huey or q2, not {PEER!r}")
