@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections import Counter
 from collections.abc import Callable
 
 import psutil
 import pytest
+from django.db import connection, transaction
 
 from tests.conftest import wait_for, worker_env
 from tests.testapp.models import Execution
-from workers.models import Task, TaskAttempt
-from workers.states import Outcome, TaskState
+from workers.models import Task, TaskAttempt, Worker
+from workers.states import Outcome, TaskState, WorkerState
 
 from .helpers import enqueue, enqueue_many, task
 
@@ -113,3 +115,34 @@ def test_the_next_task_starts_at_once_after_one_that_reported_progress(workers):
     gap = started - ended.timestamp()
     assert task(second.pk).state == TaskState.SUCCEEDED
     assert gap < 0.2, f"the next task waited {gap:.3f} s for a timer"
+
+
+SLOW_TIMERS = {"WORKER_POLL_INTERVAL": "30", "WORKER_TICK_INTERVAL": "30",
+               "WORKER_HEARTBEAT_INTERVAL": "30"}
+
+
+def test_a_batch_worker_exits_once_its_last_task_is_done_not_at_its_next_timer(workers,
+                                                                             runtime_dir):
+    only = enqueue("record", "only")
+    proc = workers.start("--batch", env=worker_env(runtime_dir, **SLOW_TIMERS))
+    assert proc.wait(timeout=60) == 0
+    exited = time.time()
+    finished = task(only.pk).finished_at
+    assert finished is not None
+    assert exited - finished.timestamp() < 10, "waited for a 30 s timer before exiting"
+
+
+def test_a_batch_worker_looks_again_soon_at_a_task_a_peer_was_claiming(workers, runtime_dir):
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite has no row locks to skip; runs in the PostgreSQL pass")
+    taken = enqueue("record", "a peer's")
+    with transaction.atomic():  # a peer's claim, not yet committed: the batch worker skips it
+        Task.objects.select_for_update().get(pk=taken.pk)
+        proc = workers.start("--batch", env=worker_env(runtime_dir, **SLOW_TIMERS))
+        wait_for(lambda: Worker.objects.filter(state=WorkerState.RUNNING).exists(), timeout=60)
+        time.sleep(1.0)  # its claim found nothing it could take, and the task still queued
+        Task.objects.filter(pk=taken.pk).update(state=TaskState.CANCELLED)
+    committed = time.time()
+    assert proc.wait(timeout=60) == 0
+    waited = time.time() - committed
+    assert waited < 10, f"exited {waited:.1f} s after the task left the queue (poll 30 s)"

@@ -54,6 +54,7 @@ EXIT_ABORTED = 1  # after an operator's abort; after a signal's, 128 + its numbe
 TAIL_KEEP = 4 * TAIL_CHARS  # room to cut the stored tail at a line boundary
 OPERATOR_DRAIN = "drained by operator"
 LOOK_SHARED_FOR = 0.9  # of WORKER_POLL_INTERVAL: a peer's empty look at the queue stands
+BATCH_FIRST_LOOK = 0.02  # seconds: a batch worker that found nothing, with tasks left
 
 
 class _DatabaseDown:
@@ -155,6 +156,7 @@ class Supervisor:
         self.sentinel: Sentinel | None = None
         self.want_claim = True  # woken, polled, or just finished a task
         self.enqueued = False  # woken by an enqueue: claim without looking first
+        self.batch_look = BATCH_FIRST_LOOK  # a batch worker's next look while tasks are left
         self.claim_uncertain = False  # a claim's reply was lost: release what it may hold
         self.marked_draining = False
         self.beats = 0
@@ -259,6 +261,8 @@ class Supervisor:
             self._flush_outbox(time.monotonic())
             if not self.outbox and self._can_claim(time.monotonic()):
                 return  # written: claim the next task now, not at the next timer
+        if self.stop_reason and self.running is None and not self.outbox:
+            return  # stopping with nothing left to finish: now, not at the next timer
         self._wait(self._timeout(time.monotonic()))
 
     def _mark_draining(self) -> None:
@@ -326,6 +330,7 @@ class Supervisor:
             self.claim_uncertain = True  # the claim may have landed without our hearing
             return False
         if isinstance(claimed, ClaimedTask):
+            self.batch_look = BATCH_FIRST_LOOK
             self._hand_over(claimed, sent)
             return True
         if claimed is None and not self.outbox:
@@ -342,8 +347,19 @@ class Supervisor:
         else:
             self.retry_due = math.inf
         self._disarm()
-        if self.options.batch and self._db(lambda: queue.has_queued(self.options.queues)) is False:
+        if self.options.batch:
+            self._batch_idle(now)
+
+    def _batch_idle(self, now: float) -> None:
+        """A batch worker stops once nothing is queued. A task still queued may be one a
+        peer is claiming right now (its commit not yet seen): look again soon, backing off
+        to the poll interval, for a task not due yet or that does not fit."""
+        left = self._db(lambda: queue.has_queued(self.options.queues))
+        if left is False:
             self.stop_reason = "batch finished: nothing left to claim"
+        elif left is True:
+            self.timers.poll = min(self.timers.poll, now + self.batch_look)
+            self.batch_look = min(2 * self.batch_look, self.settings.poll_interval)
 
     def _release_unheld(self) -> bool:
         keep = {write.token.id for write in self.outbox}  # ours, its ending not yet written
@@ -407,7 +423,7 @@ class Supervisor:
         only, so it would find nothing either (an enqueue rings every worker anyway). The
         node still looks at least once an interval; a retry of this worker's comes due."""
         shared = stamps.age(self.look_job) < self.settings.poll_interval * LOOK_SHARED_FOR
-        if shared and self.retry_due > now:
+        if shared and self.retry_due > now and not self.options.batch:
             self.timers.poll = now + self.settings.poll_interval
             return
         self.want_claim = True
