@@ -66,3 +66,43 @@ def test_malformed_options_are_refused_by_the_parser(crucible, args, message):
     with pytest.raises(CommandError, match=message):
         enqueue("tests.testapp.tasks.add", *args)
     assert not Task.objects.exists()
+
+
+# --- many calls at once: --calls FILE ---
+
+
+def test_calls_from_a_file_queue_one_task_a_line_with_the_shared_options(crucible, tmp_path):
+    calls = tmp_path / "calls.jsonl"
+    calls.write_text('[1, 2]\n\n{"args": [3], "kwargs": {"b": 4}}\n[5, 6]\n')
+    printed = enqueue("tests.testapp.tasks.add", "--calls", str(calls), "--queue", "sims",
+                      "--priority", "3")
+    tasks = list(Task.objects.order_by("pk"))
+    assert printed == f"3 tasks queued: ids {tasks[0].pk}..{tasks[-1].pk}"
+    assert [(t.args, t.kwargs) for t in tasks] == [([1, 2], {}), ([3], {"b": 4}), ([5, 6], {})]
+    assert {(t.queue, t.priority, t.state) for t in tasks} == {("sims", 3, TaskState.QUEUED)}
+
+
+@pytest.mark.parametrize(("lines", "message"), [
+    ("[1, 2]\nnot json\n", "--calls line 2: not JSON"),
+    ('[1, 2]\n{"argz": [1]}\n', "--calls line 2: must be a JSON array of arguments"),
+    ('{"args": {"a": 1}}\n', "--calls line 1: must be a JSON array"),
+    ("\n\n", "holds no calls"),
+    ("[1, 2]\n[1, 2, 3, 4]\n", "Refused, nothing queued: tasks[1].args"),
+])
+def test_bad_calls_are_refused_naming_the_line_or_task_and_nothing_is_queued(
+        crucible, tmp_path, lines, message):
+    calls = tmp_path / "calls.jsonl"
+    calls.write_text(lines)
+    with pytest.raises(CommandError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        enqueue("tests.testapp.tasks.add", "--calls", str(calls))
+    assert Task.objects.count() == 0
+
+
+def test_calls_with_args_too_are_refused(crucible, tmp_path):
+    calls = tmp_path / "calls.jsonl"
+    calls.write_text("[1, 2]\n")
+    with pytest.raises(CommandError, match="leave out --args and --kwargs"):
+        enqueue("tests.testapp.tasks.add", "--calls", str(calls), "--args", "[1]")
+    with pytest.raises(CommandError, match="cannot read"):
+        enqueue("tests.testapp.tasks.add", "--calls", str(tmp_path / "missing.jsonl"))
+    assert Task.objects.count() == 0

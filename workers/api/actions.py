@@ -99,6 +99,11 @@ def submit_task(spec: TaskSpec) -> Task:
     return registry.enqueue(spec)
 
 
+def submit_tasks(specs: list[TaskSpec]) -> list[Task]:
+    """Many tasks from an untrusted caller in one transaction: all, or none."""
+    return registry.enqueue_many(specs)
+
+
 def set_paused(user: Operator, name: str | None, paused: bool) -> pausing.QueueState:
     """Pause or resume the queue ``name``, logged; its state afterwards."""
     if not name:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.http import QueryDict
 
@@ -20,6 +21,7 @@ LIST_PARAMS = (
     "state", "queue", "priority", "worker", "func_path", "func_path_prefix", "after", "before",
     "page_size",
 )
+MAX_BULK = 10_000  # tasks per bulk request: a sweep's points, within a request's size
 MAX_ADD_COUNT = 32  # workers per request, forced or not: a typo must not fork a hundred
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 200
@@ -54,6 +56,27 @@ def task_spec(fields: Fields) -> TaskSpec:
         memory_limit_mb=fields.integer("memory_limit_mb", minimum=1, maximum=MAX_INT32),
         force=fields.boolean("force"),
     )
+
+
+def task_specs(fields: Fields) -> list[TaskSpec]:
+    """The tasks of a bulk submission (``{"tasks": [...]}``), each as ``task_spec`` reads
+    one; a refusal names the task's index (``tasks[7].priority``)."""
+    items = fields.raw("tasks")
+    if not isinstance(items, list) or not items:
+        raise BadRequest("tasks", "must be a non-empty JSON array of tasks")
+    if len(items) > MAX_BULK:
+        raise BadRequest("tasks", f"holds at most {MAX_BULK} tasks a request, not {len(items)}")
+    return [_item_spec(index, item) for index, item in enumerate(items)]
+
+
+def _item_spec(index: int, item: Any) -> TaskSpec:
+    name = f"tasks[{index}]"
+    if not isinstance(item, dict):
+        raise BadRequest(name, "must be a JSON object")
+    try:
+        return task_spec(Fields(item, SUBMIT_FIELDS, textual=False))
+    except BadRequest as exc:
+        raise BadRequest(f"{name}.{exc.field}", exc.message) from exc
 
 
 @dataclass(frozen=True, slots=True)

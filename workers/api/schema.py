@@ -11,7 +11,14 @@ from typing import Any
 from .. import registry, spec
 from ..models.task import MAX_PRIORITY, MIN_PRIORITY
 from ..states import Outcome, TaskState, WorkerState
-from .forms import FUNC_PATH_LENGTH, MAX_ADD_COUNT, MAX_PAGE_SIZE, PAGE_SIZE, QUEUE_LENGTH
+from .forms import (
+    FUNC_PATH_LENGTH,
+    MAX_ADD_COUNT,
+    MAX_BULK,
+    MAX_PAGE_SIZE,
+    PAGE_SIZE,
+    QUEUE_LENGTH,
+)
 from .parsing import MAX_DEPTH, MAX_ID, MAX_INT32
 
 Schema = dict[str, Any]
@@ -269,6 +276,17 @@ def _submit_body(allowed: list[str]) -> Schema:
     }, required=["func_path"])
 
 
+def _submit_many_body(allowed: list[str]) -> Schema:
+    """Many calls in one request: each as ``Submit`` takes it, without dependencies."""
+    item = _submit_body(allowed)
+    item["properties"] = {k: v for k, v in item["properties"].items() if k != "depends_on"}
+    return _object({
+        "tasks": {"type": "array", "items": item, "minItems": 1, "maxItems": MAX_BULK,
+                  "description": "One transaction: one refused task (named `tasks[i].field`) "
+                                 "refuses them all. Tasks with dependencies go in a run."},
+    })
+
+
 ERRORS = {
     "Error": _error({"description": "More about the error, or null."}, "Any error."),
     "BadRequest": _error(
@@ -450,6 +468,14 @@ PATHS: dict[str, Schema] = {
             requestBody={**_body(_ref("Submit"), "The call to make."), "required": True},
         ),
     },
+    "/api/tasks/bulk/": {"post": _operation(
+        "Enqueue many allowed tasks at once, all or none", "workers.submit_task",
+        ("201", _object({
+            "count": {**INTEGER, "description": "How many tasks were queued."},
+            "ids": {"type": "array", "items": AN_ID, "description": "Their ids, in order."},
+        }), "The tasks queued, in the order given."), ("400", "401", "403"),
+        requestBody={**_body(_ref("SubmitMany"), "The calls to make."), "required": True},
+    )},
     "/api/tasks/{task_id}/": {"get": _operation(
         "A task with every attempt", "workers.view_task",
         ("200", TASK, "The task."), ("401", "403", "404"),
@@ -529,6 +555,7 @@ def document() -> Schema:
                 "Attempt": ATTEMPT,
                 "TaskPage": TASK_PAGE,
                 "Submit": _submit_body(sorted(registry.allowed())),
+                "SubmitMany": _submit_many_body(sorted(registry.allowed())),
                 "JsonValue": JSON_VALUE,
                 "TickReport": TICK_REPORT,
                 "QueueState": QUEUE_STATE,

@@ -18,6 +18,7 @@ urlpatterns: list[URLPattern] = [
     ),
     path("workers/tick/", Route(views.tick), name="api-tick"),
     path("api/tasks/", Route(views.task_list, views.task_submit), name="api-tasks"),
+    path("api/tasks/bulk/", Route(views.task_submit_many), name="api-tasks-bulk"),
     path("api/tasks/<int:task_id>/", Route(views.task_detail), name="api-task"),
     path("api/tasks/<int:task_id>/cancel/", Route(views.task_cancel), name="api-task-cancel"),
     path("api/tasks/<int:task_id>/retry/", Route(views.task_retry), name="api-task-retry"),

@@ -84,6 +84,13 @@ def task_submit(request: HttpRequest) -> JsonResponse:
     return JsonResponse(render.task_detail(queries.task_history(task.pk)), status=201)
 
 
+@operation("POST", "workers.submit_task")
+def task_submit_many(request: HttpRequest) -> JsonResponse:
+    specs = forms.task_specs(_fields(request, ("tasks",)))
+    tasks = actions.submit_tasks(specs)
+    return JsonResponse({"count": len(tasks), "ids": [task.pk for task in tasks]}, status=201)
+
+
 @operation("GET", VIEW_TASKS)
 def task_detail(request: HttpRequest, task_id: int) -> JsonResponse:
     history = queries.task_history(object_id(task_id, "task"))

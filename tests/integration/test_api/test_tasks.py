@@ -22,6 +22,7 @@ from .conftest import NO_STATIC_ROOT, task_row, worker_row
 pytestmark = [pytest.mark.django_db, NO_STATIC_ROOT]
 
 RECORD = f"{TASKS}.record"
+NOOP = f"{TASKS}.noop"
 
 
 def messages() -> list[str]:
@@ -123,6 +124,58 @@ def test_submit_refuses_bad_input_naming_the_field(admin_api, allowlist, body, f
 
     assert response.status_code == 400, response.json()
     assert response.json()["detail"] == {"field": field}
+    assert Task.objects.count() == 0
+
+
+# --- submit many ---
+
+
+def test_bulk_submit_enqueues_every_task_in_order(admin_api, allowlist, crucible):
+    calls = [{"func_path": f"{TASKS}.add", "args": [n, 1]} for n in range(250)]
+    calls.append({"func_path": f"{TASKS}.noop", "queue": "sims", "priority": 5})
+
+    response = admin_api.post("/api/tasks/bulk/", {"tasks": calls})
+
+    assert response.status_code == 201
+    made = response.json()
+    assert made["count"] == 251
+    tasks = list(Task.objects.filter(pk__in=made["ids"]).order_by("pk"))
+    assert [task.pk for task in tasks] == made["ids"]
+    assert [task.args for task in tasks[:250]] == [[n, 1] for n in range(250)]
+    assert (tasks[-1].queue, tasks[-1].priority, tasks[-1].state) == ("sims", 5, TaskState.QUEUED)
+    assert tasks[0].queue == crucible.queue_name
+
+
+@pytest.mark.parametrize(("tasks", "field", "words"), [
+    (None, "tasks", "non-empty JSON array"),
+    ([], "tasks", "non-empty JSON array"),
+    ({"func_path": NOOP}, "tasks", "non-empty JSON array"),
+    ([{"func_path": NOOP}, 3], "tasks[1]", "JSON object"),
+    ([{"func_path": NOOP}, {"func_path": NOOP, "priority": 101}], "tasks[1].priority",
+     "between"),
+    ([{"func_path": NOOP}, {"func_path": "os.system"}], "tasks[1].func_path",
+     "not an allowed task"),
+    ([{"func_path": NOOP, "prority": 1}], "tasks[0].prority", "not a known field"),
+    ([{"func_path": NOOP}, {"func_path": f"{TASKS}.add", "args": [1, 2, 3]}],
+     "tasks[1].args", ""),
+    ([{"func_path": NOOP, "depends_on": [1]}], "tasks[0].depends_on", "submit a run"),
+])
+def test_bulk_submit_refuses_naming_the_task_and_writes_nothing(admin_api, allowlist, tasks,
+                                                               field, words):
+    response = admin_api.post("/api/tasks/bulk/", {"tasks": tasks})
+
+    assert response.status_code == 400, response.json()
+    assert response.json()["detail"] == {"field": field}
+    assert words in response.json()["error"]
+    assert Task.objects.count() == 0
+
+
+def test_bulk_submit_takes_at_most_ten_thousand_tasks_a_request(admin_api, allowlist):
+    response = admin_api.post("/api/tasks/bulk/", {"tasks": [{"func_path": NOOP}] * 10_001})
+
+    assert response.status_code == 400
+    assert response.json()["detail"] == {"field": "tasks"}
+    assert "at most 10000" in response.json()["error"]
     assert Task.objects.count() == 0
 
 
