@@ -16,8 +16,7 @@ import psutil
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
 
-from . import conf, launcher, learning, lifecycle, processes, queue, retention, runs, stamps
-from .charts import sampling
+from . import conf, learning, lifecycle, processes, queue, stamps
 from .clock import Now, ago
 from .logs import sweep_orphans
 from .models import TickGuard, Worker
@@ -25,6 +24,8 @@ from .runtime import logs
 from .states import ACTIVE_WORKER_STATES, Outcome, WorkerState
 
 logger = logging.getLogger(__name__)
+# What only some ticks need (runs, pruning, the charts' samples, killing a worker) is
+# imported when first needed: a worker starts, and serves its first task, without them.
 ABORT_GRACE = 3.0
 PRUNE_EVERY = 60.0
 SAMPLE_EVERY = 20.0  # a minute's chart sample is written within this long of its end
@@ -142,6 +143,8 @@ def _flag(condition: Q) -> ExpressionWrapper[Q]:
 def _judge(worker: Any, report: TickReport) -> bool:
     """Fail a worker that timed out, vanished or outlived its abort; True if it lives on."""
     if worker.late:
+        from . import launcher
+
         killed = launcher.kill(worker)
         limit = conf.get().startup_timeout
         fail_worker(worker, f"Did not start within WORKER_STARTUP_TIMEOUT ({limit:g} s).",
@@ -149,6 +152,8 @@ def _judge(worker: Any, report: TickReport) -> bool:
         report.timed_out.append(worker.pk)
         return False
     if worker.abort_overdue:
+        from . import launcher
+
         killed = launcher.kill(worker)
         reason = "Aborted: killed after it did not stop within the grace period."
         if not killed:
@@ -178,6 +183,8 @@ def _stopped(pid: int) -> bool:
 def _settle_runs() -> None:
     """End the runs whose last tasks ended without a follow-up; retry lock waiters."""
     try:
+        from . import runs
+
         runs.sweep()
     except DatabaseError:
         logger.exception("tick: could not settle runs; the next tick tries again")
@@ -186,6 +193,8 @@ def _settle_runs() -> None:
 def _sample() -> None:
     """The charts' samples of the minutes that have ended (see ``charts.sampling``)."""
     try:
+        from .charts import sampling
+
         sampling.sample()
     except DatabaseError:
         logger.exception("tick: could not write the charts' samples; the next tick tries again")
@@ -209,6 +218,8 @@ def _sweep_logs(report: TickReport) -> None:
 
 def _prune(report: TickReport) -> None:
     """Finished tasks past WORKER_RESULT_RETENTION, ended workers, old samples: in batches."""
+    from . import retention
+
     pruned = retention.prune()
     report.pruned_tasks = pruned.tasks
     report.pruned_workers = pruned.workers
