@@ -32,7 +32,7 @@ class BadRequest(ApiError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}", {"field": field})
         self.field = field
-        self.message = message
+        self.reason = message  # without the field's name
 
 
 class NotAuthenticated(ApiError):

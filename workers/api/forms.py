@@ -76,7 +76,7 @@ def _item_spec(index: int, item: Any) -> TaskSpec:
     try:
         return task_spec(Fields(item, SUBMIT_FIELDS, textual=False))
     except BadRequest as exc:
-        raise BadRequest(f"{name}.{exc.field}", exc.message) from exc
+        raise BadRequest(f"{name}.{exc.field}", exc.reason) from exc
 
 
 @dataclass(frozen=True, slots=True)

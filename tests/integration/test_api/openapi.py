@@ -13,7 +13,7 @@ from typing import Any
 KNOWN = frozenset({
     "type", "properties", "required", "additionalProperties", "items", "enum", "$ref",
     "anyOf", "format", "minimum", "maximum", "exclusiveMinimum", "maxLength", "minLength",
-    "default",
+    "default", "minItems", "maxItems",
     "description", "pattern", "propertyNames",
 })
 TYPES = {
@@ -65,9 +65,8 @@ class Checker:
             raise Mismatch(f"{where}: {value!r} is not one of {schema['enum']}")
         if isinstance(value, dict):
             self._object(value, schema, where)
-        elif isinstance(value, list) and "items" in schema:
-            for index, item in enumerate(value):
-                self.validate(item, schema["items"], f"{where}[{index}]")
+        elif isinstance(value, list):
+            self._array(value, schema, where)
         elif isinstance(value, str):
             self._string(value, schema, where)
         elif TYPES["number"](value):
@@ -107,6 +106,14 @@ class Checker:
                 raise Mismatch(f"{where}: {name!r} is not documented")
             elif isinstance(extra, dict):
                 self.validate(item, extra, f"{where}.{name}")
+
+    def _array(self, value: list[Any], schema: dict[str, Any], where: str) -> None:
+        if not schema.get("minItems", 0) <= len(value) <= schema.get("maxItems", len(value)):
+            raise Mismatch(f"{where}: {len(value)} items, outside "
+                           f"{schema.get('minItems', 0)}..{schema.get('maxItems', 'any')}")
+        for index, item in enumerate(value):
+            if "items" in schema:
+                self.validate(item, schema["items"], f"{where}[{index}]")
 
     def _string(self, value: str, schema: dict[str, Any], where: str) -> None:
         if schema.get("format") == "date-time" and not _is_time(value):

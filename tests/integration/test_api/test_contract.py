@@ -268,6 +268,18 @@ def _submit_bad(w: World) -> Any:
     return w.api.post("/api/tasks/", {"func_path": "os.system", "args": ["id"]})
 
 
+@scenario("POST", "/api/tasks/bulk/", 201)
+def _submit_many(w: World) -> Any:
+    body = {"tasks": [{"func_path": f"{TASKS}.add", "args": [n, 2]} for n in range(3)]}
+    Checker(document()).validate(body, request_schema("POST", "/api/tasks/bulk/"))
+    return w.api.post("/api/tasks/bulk/", body)
+
+
+@scenario("POST", "/api/tasks/bulk/", 400)
+def _submit_many_bad(w: World) -> Any:
+    return w.api.post("/api/tasks/bulk/", {"tasks": [{"func_path": "os.system"}]})
+
+
 @scenario("GET", "/api/tasks/{task_id}/", 200)
 def _detail(w: World) -> Any:
     return w.api.get(f"/api/tasks/{w.task(TaskState.FAILED)}/")

@@ -90,8 +90,15 @@ def fitting_call(case: Any) -> None:
     whose generated args and kwargs do not fit gets one required argument per parameter."""
     body = case.body
     valid = case.meta is not None and case.meta.generation.mode.is_positive
-    if not (valid and isinstance(body, dict) and isinstance(body.get("func_path"), str)):
+    if not (valid and isinstance(body, dict)):
         return
+    calls = body.get("tasks") if case.path == "/api/tasks/bulk/" else [body]
+    for call in calls if isinstance(calls, list) else []:
+        if isinstance(call, dict) and isinstance(call.get("func_path"), str):
+            _fit_submit(call)
+
+
+def _fit_submit(body: dict[str, Any]) -> None:
     _fit(body, body["func_path"])
     # What the nodes' budgets hold is data too: a valid submit larger than every node is
     # forced (else a 400 naming both figures), and its limit is not below what it declares.
@@ -106,7 +113,8 @@ def fitting_run(case: Any) -> None:
     waits for lock keys a run generated earlier may hold: data, not the document's schema."""
     body = case.body
     valid = case.meta is not None and case.meta.generation.mode.is_positive
-    if not (valid and isinstance(body, dict) and isinstance(body.get("tasks"), list)):
+    if not (valid and case.path == "/api/runs/" and isinstance(body, dict)
+            and isinstance(body.get("tasks"), list)):
         return
     body["wait_for_locks"] = True
     body["tasks"] = body["tasks"] or [{"name": "t0", "task": ALLOWED[0]}]  # at least one

@@ -10,10 +10,13 @@ from django.conf import settings
 
 def record_start(sample: int) -> None:
     """Append "<sample> <time.time()>" to the stamp file in one O_APPEND write."""
-    started = time.time()
-    line = f"{sample} {started!r}\n".encode()
-    fd = os.open(settings.STAMP_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    append_line(settings.STAMP_FILE, f"{sample} {time.time()!r}")
+
+
+def append_line(path: str, text: str) -> None:
+    """One O_APPEND write of ``text`` and a newline: whole lines from many processes."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, line)
+        os.write(fd, f"{text}\n".encode())
     finally:
         os.close(fd)

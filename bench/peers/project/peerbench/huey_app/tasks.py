@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -10,7 +9,7 @@ from django.conf import settings
 from huey.contrib.djhuey import signal, task
 from huey.signals import SIGNAL_COMPLETE, SIGNAL_ERROR
 
-from peerbench.stamp import record_start
+from peerbench.stamp import append_line, record_start
 
 
 @task()
@@ -25,12 +24,7 @@ def stamp(sample: int) -> None:
 
 
 def _append_done(outcome: str) -> None:
-    line = f"{outcome} {time.time()!r}\n".encode()
-    fd = os.open(settings.DONE_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
+    append_line(settings.DONE_FILE, f"{outcome} {time.time()!r}")
 
 
 @signal(SIGNAL_COMPLETE)
