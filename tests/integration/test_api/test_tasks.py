@@ -131,7 +131,8 @@ def test_submit_refuses_bad_input_naming_the_field(admin_api, allowlist, body, f
 
 
 def test_bulk_submit_enqueues_every_task_in_order(admin_api, allowlist, crucible):
-    calls = [{"func_path": f"{TASKS}.add", "args": [n, 1]} for n in range(250)]
+    calls: list[dict[str, Any]] = [{"func_path": f"{TASKS}.add", "args": [n, 1]}
+                                   for n in range(250)]
     calls.append({"func_path": f"{TASKS}.noop", "queue": "sims", "priority": 5})
 
     response = admin_api.post("/api/tasks/bulk/", {"tasks": calls})
