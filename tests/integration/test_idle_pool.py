@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import psutil
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -69,3 +70,19 @@ def test_a_task_coming_due_is_still_found_within_a_poll_interval(workers):
     started = Execution.objects.get(key="due later").at
     late = started - due.timestamp()
     assert 0 <= late < POLL + 2.0, f"started {late:.2f} s after it came due (poll {POLL} s)"
+
+
+@pytest.mark.parametrize("mode", ["refuse", "hang"])
+def test_an_idle_worker_waits_out_a_database_outage_without_spinning(workers, runtime_dir,
+                                                                     proxy, mode):
+    worker = workers.start(env=_through(proxy, runtime_dir))
+    wait_for(lambda: len(running_workers()) == 1, timeout=60)
+    proxy.block(mode)
+    proxy.cut()  # its connections break: every claim now fails and is retried, backing off
+    process = psutil.Process(worker.pid)
+    before = sum(process.cpu_times()[:2])
+    time.sleep(3.0)  # a window of the outage, to measure what it costs
+    spent = sum(process.cpu_times()[:2]) - before
+    proxy.unblock()
+    assert worker.poll() is None, "the worker survives the outage"
+    assert spent < 0.5, f"an idle worker spent {spent:.2f} s of CPU in 3 s of outage"

@@ -373,10 +373,11 @@ class Supervisor:
 
     def _timeout(self, now: float) -> float:
         deadlines = [self.timers.heartbeat, self.timers.tick]
-        if self.running is None:
-            deadlines.append(self.timers.poll)
+        running = self.running
+        if running is None:
+            if not self.want_claim:  # else: a claim, or its retry after db_retry_at, is due
+                deadlines.append(self.timers.poll)
         else:
-            running = self.running
             deadlines += [running.deadline, self.timers.sample, self.timers.control,
                           running.lease.stop_at, max(running.lease.renew_at,
                                                      running.renew_retry_at)]
