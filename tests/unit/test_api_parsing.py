@@ -142,6 +142,8 @@ def test_the_checker_catches_what_a_drifting_document_would_miss():
     with pytest.raises(Mismatch, match="shorter than 2"):
         checker.validate("x", {"type": "string", "minLength": 2})
     with pytest.raises(Mismatch, match="does not know"):
+        checker.validate([], {"type": "array", "uniqueItems": True})
+    with pytest.raises(Mismatch, match="0 items, outside 2"):
         checker.validate([], {"type": "array", "minItems": 2})
     with pytest.raises(Mismatch, match="does not match"):
         checker.validate("a\x00", {"type": "string", "pattern": "^[^\\x00]*$"})

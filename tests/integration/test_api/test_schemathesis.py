@@ -103,8 +103,9 @@ def _fit_submit(body: dict[str, Any]) -> None:
     # What the nodes' budgets hold is data too: a valid submit larger than every node is
     # forced (else a 400 naming both figures), and its limit is not below what it declares.
     body["force"] = True
-    if isinstance(body.get("memory_limit_mb"), int) and isinstance(body.get("memory_mb"), int):
-        body["memory_limit_mb"] = max(body["memory_limit_mb"], body["memory_mb"])
+    limit, declared = body.get("memory_limit_mb"), body.get("memory_mb")
+    if isinstance(limit, int | float) and isinstance(declared, int | float):  # 5.0 is whole
+        body["memory_limit_mb"] = max(limit, declared)
 
 
 def fitting_run(case: Any) -> None:
