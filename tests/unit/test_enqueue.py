@@ -106,3 +106,12 @@ def test_calls_with_args_too_are_refused(crucible, tmp_path):
     with pytest.raises(CommandError, match="cannot read"):
         enqueue("tests.testapp.tasks.add", "--calls", str(tmp_path / "missing.jsonl"))
     assert Task.objects.count() == 0
+
+
+def test_calls_are_read_from_standard_input_with_a_dash(crucible, monkeypatch):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("[1, 2]\n[3, 4]\n"))
+    printed = enqueue("tests.testapp.tasks.add", "--calls", "-")
+    assert printed.startswith("2 tasks queued")
+    assert [task.args for task in Task.objects.order_by("pk")] == [[1, 2], [3, 4]]

@@ -41,6 +41,21 @@ def test_submit_refuses_more_cpus_than_any_node(admin_api, allowlist, nodes):
     assert not Task.objects.exists()
 
 
+def test_bulk_submit_refuses_a_task_larger_than_any_node_naming_it(admin_api, allowlist, nodes):
+    fits = {"func_path": RECORD, "args": ["x"], "memory_mb": 1024}
+    too_large = {"func_path": RECORD, "args": ["y"], "memory_mb": 6144}
+    response = admin_api.post("/api/tasks/bulk/", {"tasks": [fits, too_large]})
+
+    assert response.status_code == 400, response.json()
+    assert response.json()["detail"] == {"field": "tasks[1].memory_mb"}
+    assert "the largest is 4.0 GB (lab-node-1)" in response.json()["error"]
+    assert not Task.objects.exists()
+
+    forced = admin_api.post("/api/tasks/bulk/", {"tasks": [fits, {**too_large, "force": True}]})
+    assert forced.status_code == 201, forced.json()
+    assert Task.objects.count() == 2
+
+
 def test_force_queues_it_anyway_with_its_estimate(admin_api, allowlist, nodes):
     response = admin_api.post("/api/tasks/", {"func_path": RECORD, "args": ["x"],
                                               "memory_mb": 6144, "cpus": 2,
