@@ -289,7 +289,8 @@ class SweepAdmin(_PageMixin, SweepBase):
         ]
 
     def _sweep(self, request: HttpRequest, object_id: str | int) -> Sweep:
-        sweep = get_object_or_404(Sweep.objects.select_related("summary_task"), pk=object_id)
+        sweep = get_object_or_404(Sweep.objects.select_related("summary_task", "run"),
+                                  pk=object_id)
         if not self.has_view_permission(request, sweep):
             raise PermissionDenied
         return sweep

@@ -36,6 +36,10 @@ class Sweep(models.Model):
         "workers.Task", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     summary = models.JSONField(null=True, blank=True, help_text="The comparison table.")
+    run = models.OneToOneField(
+        "workers.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="sweep",
+        help_text="Its points and summary step as a run: graph, pause, resume, cancel.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -10,9 +10,10 @@ from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
-from workers import queue
+from workers import queue, runs
 from workers.exceptions import TaskNotFound
 from workers.models import Task
+from workers.runs import RunConflict, RunNotFound
 from workers.states import FINISHED_TASK_STATES
 
 from . import workdir
@@ -31,6 +32,14 @@ def _stop(task_id: int | None) -> None:
             return
 
 
+def _cancel_run(run_id: int) -> None:
+    """Its points that have not ended stop with it (the run's record stays, for its page)."""
+    try:
+        runs.cancel(run_id, by="the deletion of its sweep")
+    except (RunNotFound, RunConflict):  # gone, or already over
+        return
+
+
 @receiver(post_delete, sender=Simulation, dispatch_uid="simulations.simulation_deleted")
 def simulation_deleted(sender: type[Simulation], instance: Simulation, **kwargs: Any) -> None:
     _stop(instance.task_id)
@@ -40,6 +49,8 @@ def simulation_deleted(sender: type[Simulation], instance: Simulation, **kwargs:
 
 @receiver(post_delete, sender=Sweep, dispatch_uid="simulations.sweep_deleted")
 def sweep_deleted(sender: type[Sweep], instance: Sweep, **kwargs: Any) -> None:
+    if instance.run_id is not None:
+        _cancel_run(instance.run_id)
     _stop(instance.summary_task_id)
     directory = workdir.for_sweep(instance.pk)
     transaction.on_commit(lambda: workdir.discard(directory))

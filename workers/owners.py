@@ -10,7 +10,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from django.db.models import QuerySet
+from django.db.models import Exists, Model, OuterRef, QuerySet
+from django.db.models.fields.reverse_related import ForeignObjectRel
 
 type TaskIds = QuerySet[Any, int]  # a query of task ids, used as a subquery
 
@@ -55,3 +56,22 @@ def links(task_ids: Collection[int]) -> dict[int, list[OwnerLink]]:
         for task_id, link in owner.links(task_ids).items():
             found.setdefault(task_id, []).append(link)
     return found
+
+
+def _relations_from_other_apps(model: type[Model]) -> list[tuple[type[Model], str]]:
+    """Relations to ``model`` from other apps (hidden ones too)."""
+    app = model._meta.app_label
+    return [
+        (rel.related_model, rel.field.name)
+        for rel in model._meta.get_fields(include_hidden=True)
+        if isinstance(rel, ForeignObjectRel) and isinstance(rel.related_model, type)
+        and rel.related_model._meta.app_label != app
+    ]
+
+
+def not_owned[Rows: QuerySet[Any]](rows: Rows) -> Rows:
+    """``rows`` but those a row of another app refers to (a simulation its task, a sweep its
+    run): such rows are kept by pruning until the row that owns them is deleted."""
+    for model, name in _relations_from_other_apps(rows.model):
+        rows = rows.exclude(Exists(model._default_manager.filter(**{name: OuterRef("pk")})))
+    return rows

@@ -23,10 +23,9 @@ from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Exists, Model, OuterRef, QuerySet
-from django.db.models.fields.reverse_related import ForeignObjectRel
+from django.db.models import Exists, OuterRef, QuerySet
 
-from . import conf, logs
+from . import conf, logs, owners
 from .charts import sampling
 from .clock import ago
 from .literals import Literal, literals
@@ -98,26 +97,13 @@ def expired_tasks(retention: float) -> TaskQuerySet:
     rows = Task.objects.filter(
         state__common_in=literals(FINISHED_TASK_STATES), finished_at__lt=ago(retention)
     ).exclude(Exists(_waiting_dependents()))
-    for model, field in _owners():
-        rows = rows.exclude(Exists(model._default_manager.filter(**{field: OuterRef("pk")})))
-    return rows.order_by("finished_at")
+    return owners.not_owned(rows).order_by("finished_at")
 
 
 def _waiting_dependents() -> QuerySet[TaskDependency]:
     return TaskDependency.objects.filter(
         depends_on=OuterRef("pk"), task__state__in=UNFINISHED_TASK_STATES
     )
-
-
-def _owners() -> list[tuple[type[Model], str]]:
-    """Relations to Task from other apps (hidden ones too): those rows own their task."""
-    app = Task._meta.app_label
-    return [
-        (rel.related_model, rel.field.name)
-        for rel in Task._meta.get_fields(include_hidden=True)
-        if isinstance(rel, ForeignObjectRel) and isinstance(rel.related_model, type)
-        and rel.related_model._meta.app_label != app
-    ]
 
 
 def _task_batch(report: PruneReport, retention: float, size: int) -> bool:

@@ -80,3 +80,22 @@ def test_cleanup_removes_old_finished_runs_and_orphans_and_dry_run_removes_nothi
     assert set(Run.objects.values_list("name", flat=True)) == {"recent", "active"}
     assert not Task.objects.filter(run_id=old.pk).exists()
     assert sorted(os.listdir(workdir.root())) == sorted([str(recent.pk), str(active.pk)])
+
+
+def test_cleanup_keeps_a_sweeps_run_until_the_sweep_is_deleted(crucible):
+    from simulations import services
+
+    sweep = services.submit_sweep("slab", {"t_end": "30", "n": "11"}, [("h", ["50", "500"])])
+    run = sweep.run
+    assert run is not None
+    Task.objects.filter(run=run).update(state="SUCCEEDED")
+    runs.sweep()
+    age(run, 10)
+
+    call_command("runs", "cleanup", "--days", "7", stdout=io.StringIO())
+    assert Run.objects.filter(pk=run.pk).exists(), "its points' tasks are the sweep's record"
+    assert Task.objects.filter(run=run).count() == 3
+
+    sweep.delete()
+    call_command("runs", "cleanup", "--days", "7", stdout=io.StringIO())
+    assert not Run.objects.filter(pk=run.pk).exists()

@@ -38,7 +38,9 @@ def test_prints_the_ids_of_a_sweep(crucible):
     sweep = Sweep.objects.get()
     ids = ", ".join(str(pk) for pk in sweep.simulations.order_by("pk").values_list("pk", flat=True))
     summary = sweep.summary_task_id
-    assert out.splitlines()[0] == f"sweep {sweep.pk}: simulations {ids}; summary task {summary}"
+    assert out.splitlines()[0] == (
+        f"sweep {sweep.pk}: simulations {ids}; summary task {summary}; run {sweep.run_id} "
+        f"(`manage.py runs pause|resume|cancel {sweep.run_id}`)")
     assert sweep.simulations.count() == 6
 
 

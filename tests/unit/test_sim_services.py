@@ -15,8 +15,9 @@ from simulations.exceptions import FileRefused, InvalidParameters, ProgramFailed
 from simulations.kinds import lorenz, slab, summary
 from simulations.models import Simulation, Sweep
 from tests.unit.test_slab import exact_temp, exact_time_to_core
-from workers import context
-from workers.models import Task
+from workers import context, runs
+from workers.models import Run, Task
+from workers.models.run import FailurePolicy, RunState
 from workers.states import TaskState
 
 pytestmark = pytest.mark.django_db
@@ -42,7 +43,7 @@ def task_of(row: Simulation | Sweep) -> Task:
 
 def nothing_written() -> bool:
     return not Simulation.objects.exists() and not Sweep.objects.exists() and \
-        not Task.objects.exists()
+        not Task.objects.exists() and not Run.objects.exists()
 
 
 def test_submit_stores_the_simulation_and_enqueues_its_task(crucible):
@@ -174,6 +175,53 @@ def test_a_sweep_is_one_simulation_per_point_then_a_waiting_summary(crucible):
     assert final.pending_dependencies == 6
     assert set(final.dependencies.values_list("depends_on_id", flat=True)) == {
         p.task_id for p in points}
+
+
+def test_a_sweep_is_a_run_of_its_points_then_its_summary(crucible):
+    sweep = services.submit_sweep("slab", {"t_end": "30", "n": "11"},
+                                  [("h", ["50", "500"])], services.Options(name="grid"))
+
+    run = sweep.run
+    assert run is not None
+    assert (run.name, run.state, run.failure_policy) == (
+        "grid", RunState.RUNNING, FailurePolicy.CONTINUE)
+    points = list(sweep.simulations.order_by("pk"))
+    tasks = {task.name: task for task in Task.objects.filter(run=run)}
+    assert set(tasks) == {"1: h=50 W/m²K", "2: h=500 W/m²K", "summary"}
+    assert [tasks["1: h=50 W/m²K"].pk, tasks["2: h=500 W/m²K"].pk] == [
+        p.task_id for p in points]
+    assert tasks["summary"].pk == sweep.summary_task_id
+    assert {t.state for name, t in tasks.items() if name != "summary"} == {TaskState.QUEUED}
+    summary_line = runs.report(run.pk).tasks[-1]
+    assert summary_line.name == "summary"
+    assert sorted(summary_line.depends_on) == ["1: h=50 W/m²K", "2: h=500 W/m²K"]
+
+
+def test_pausing_a_sweeps_run_holds_its_points_and_cancelling_the_sweep_cancels_it(crucible):
+    sweep = services.submit_sweep("slab", {"t_end": "30", "n": "11"}, [("h", ["50", "500"])])
+    assert sweep.run_id is not None
+    point_tasks = Task.objects.filter(pk__in=sweep.simulations.values("task"))
+
+    runs.pause(sweep.run_id)
+    assert set(point_tasks.values_list("state", flat=True)) == {TaskState.WAITING}
+    runs.resume(sweep.run_id)
+    assert set(point_tasks.values_list("state", flat=True)) == {TaskState.QUEUED}
+
+    assert services.cancel_sweep(sweep) == 3
+    assert Run.objects.get(pk=sweep.run_id).state == RunState.CANCELLED
+    assert set(Task.objects.filter(run_id=sweep.run_id).values_list("state", flat=True)) == {
+        TaskState.CANCELLED}
+
+
+def test_deleting_a_sweep_cancels_its_run(crucible):
+    sweep = services.submit_sweep("slab", {"t_end": "30", "n": "11"}, [("h", ["50", "500"])])
+    run_id = sweep.run_id
+
+    sweep.delete()
+
+    run = Run.objects.get(pk=run_id)
+    assert run.state == RunState.CANCELLED
+    assert "deletion of its sweep" in run.reason
 
 
 def test_a_bad_sweep_value_writes_nothing(crucible):

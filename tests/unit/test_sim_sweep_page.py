@@ -88,3 +88,14 @@ def test_with_a_target_the_column_shows_the_time_to_target(admin_client, crucibl
     for point, row in zip(points, rows, strict=True):
         point.refresh_from_db()
         assert row[-1] == f"{result_of(point, 'time_to_target'):.6g} s"
+
+
+def test_the_page_links_to_the_sweeps_run_for_its_graph_pause_and_cancel(admin_client, crucible):
+    sweep = services.submit_sweep("slab", {"n": "11", "t_end": "60"}, [("h", ["100", "1000"])])
+    assert sweep.run_id is not None
+
+    page = admin_client.get(reverse("admin:simulations_sweep_change", args=[sweep.pk]))
+
+    run_page = reverse("admin:workers_run_change", args=[sweep.run_id])
+    assert f'<a href="{run_page}">run {sweep.run_id}</a>' in page.content.decode()
+    assert admin_client.get(run_page).status_code == 200

@@ -7,7 +7,7 @@ from django.core.management import CommandError, call_command
 
 from simulations import services
 from simulations.exceptions import InvalidParameters
-from workers.models import Node, Task
+from workers.models import Node, Run, Task
 
 pytestmark = pytest.mark.django_db
 
@@ -83,3 +83,19 @@ def test_the_submit_form_queues_it_when_forced(admin_client, crucible):
     assert sim.task_id is not None
     task = Task.objects.get(pk=sim.task_id)
     assert task.memory_estimate_mb == sim.memory_mb > 50
+
+
+def test_a_sweep_too_large_for_every_node_is_refused_like_a_simulation(crucible):
+    Node.objects.create(name="tiny-node", memory_mb=50, cpus=2)
+
+    with pytest.raises(InvalidParameters) as refused:
+        services.submit_sweep("slab", {"n": "11", "t_end": "60"}, [("h", ["100", "1000"])])
+
+    assert refused.value.errors[0].name == "memory_mb"
+    assert "more than any node's budget: the largest is 50 MB (tiny-node)" in str(
+        refused.value)
+    assert not Task.objects.exists() and not Run.objects.exists()
+
+    forced = services.submit_sweep("slab", {"n": "11", "t_end": "60"},
+                                   [("h", ["100", "1000"])], services.Options(force=True))
+    assert Task.objects.filter(run=forced.run).count() == 3

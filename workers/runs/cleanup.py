@@ -1,6 +1,7 @@
 """``runs cleanup --days N``: old finished runs (records and work directories), and
 orphaned directories (no run, or not a run's), found the way a runbook prunes stale
-worktrees. Active runs are never touched."""
+worktrees. Active runs are never touched, nor a run that a row of another app refers to
+(a simulation sweep's run holds its points' tasks): it goes once that row is deleted."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from django.db import transaction
 
-from .. import clock
+from .. import clock, owners
 from ..models import Run
 from ..models.run import FINISHED_RUN_STATES
 from . import workdir
@@ -30,9 +31,9 @@ class Cleanup:
 def find(days: float) -> Cleanup:
     """What a cleanup of runs finished more than ``days`` ago would remove."""
     cutoff = clock.now() - timedelta(days=days)
-    found = Cleanup(runs=list(Run.objects.filter(
-        state__in=FINISHED_RUN_STATES, finished_at__lt=cutoff).order_by("id")
-        .values_list("pk", flat=True)))
+    old_runs = Run.objects.filter(state__in=FINISHED_RUN_STATES, finished_at__lt=cutoff)
+    found = Cleanup(runs=list(
+        owners.not_owned(old_runs).order_by("id").values_list("pk", flat=True)))
     old = set(found.runs)
     base = workdir.root()
     entries = sorted(base.iterdir()) if base.is_dir() else []

@@ -103,7 +103,8 @@ class Command(BaseCommand):
         points = list(submitted.simulations.order_by("pk"))
         ids = ", ".join(str(point.pk) for point in points)
         self.stdout.write(f"sweep {submitted.pk}: simulations {ids}; "
-                          f"summary task {submitted.summary_task_id}")
+                          f"summary task {submitted.summary_task_id}; run {submitted.run_id} "
+                          f"(`manage.py runs pause|resume|cancel {submitted.run_id}`)")
         tasks = [point.task_id for point in points if point.task_id]
         return [*tasks, submitted.summary_task_id] if submitted.summary_task_id else tasks
 
