@@ -25,6 +25,7 @@ estimate above a small machine) runs there only when nothing else does.
 
 from __future__ import annotations
 
+import enum
 import functools
 import json
 import re
@@ -210,12 +211,23 @@ def _sql(vendor: str, queue_count: int) -> str:
 
 
 @functools.cache
-def _due_sql(queue_count: int) -> str:
-    """PostgreSQL: whether any task of the worker's open queues is due (an idle poll's one
-    statement: no lock, no transaction, when there is nothing to claim)."""
+def _any_due_sql(vendor: str, queue_count: int) -> str:
+    """Whether any task of the worker's open queues is due: on PostgreSQL an idle poll's
+    first look (no lock, no transaction); on SQLite the moment is bound (``_clock``)."""
     table = connection.ops.quote_name(Task._meta.db_table)
-    due, limit = _due("postgresql", queue_count)
+    due, limit = _due(vendor, queue_count)
     return f"SELECT EXISTS (SELECT 1 FROM {table} AS t WHERE {due} LIMIT {limit})"
+
+
+def any_due(queues: list[str]) -> bool:
+    """Whether a task of ``queues`` is due now (whether or not it fits this node)."""
+    db = _db()
+    moment = [] if db.vendor == "postgresql" else [
+        db.ops.adapt_datetimefield_value(datetime.now(UTC))]
+    with _cursor(db) as cursor:
+        cursor.execute(_any_due_sql(db.vendor, len(queues)),
+                       [*queues, *moment, *_limit_params(queues)])
+        return bool(cursor.fetchone()[0])
 
 
 @functools.cache
@@ -289,6 +301,14 @@ def _db() -> BaseDatabaseWrapper:
     return connections[DEFAULT_DB_ALIAS]
 
 
+class Empty(enum.Enum):
+    """Why a claim found nothing, as far as it knows without asking more."""
+
+    NOTHING_DUE = "nothing due"  # the look before the claim found no due task
+    NOT_FITTING = "not fitting"  # a task was due, none fitted (or a peer took the last)
+    UNKNOWN = "unknown"  # the claim did not look first
+
+
 def claim(worker_id: int, queues: list[str], lease_ttl: float, node: str, *,
           look_first: bool = True) -> ClaimedTask | None:
     """Hand the best due task of ``queues`` that fits ``node`` to the worker, leased until
@@ -298,20 +318,33 @@ def claim(worker_id: int, queues: list[str], lease_ttl: float, node: str, *,
     row, so that a poll that finds nothing is one statement; a worker woken by an enqueue,
     or that knows a task waits, claims at once.
     """
+    found = look_and_claim(worker_id, queues, lease_ttl, node, look_first=look_first)
+    return found if isinstance(found, ClaimedTask) else None
+
+
+def look_and_claim(worker_id: int, queues: list[str], lease_ttl: float, node: str, *,
+                   look_first: bool = True) -> ClaimedTask | Empty:
+    """``claim``, saying why it found nothing (an idle worker blocked by memory or CPUs
+    asks to be woken when a task of its node ends: see ``runtime.supervisor``)."""
     db = _db()
     now = datetime.now(UTC)  # used on SQLite only, whose clock this is
     params = _claim_params(db, worker_id, queues, lease_ttl, now, node=node)
+    looked = False
     with _cursor(db) as cursor:
         if db.vendor == "postgresql":
             if look_first:
-                cursor.execute(_due_sql(len(queues)), [*queues, *_limit_params(queues)])
+                cursor.execute(_any_due_sql(db.vendor, len(queues)),
+                               [*queues, *_limit_params(queues)])
                 if not cursor.fetchone()[0]:
-                    return None
+                    return Empty.NOTHING_DUE
+                looked = True
             row = _locked_claim(db, cursor, node, _sql(db.vendor, len(queues)), params)
         else:
             cursor.execute(_sql(db.vendor, len(queues)), params)
             row = cursor.fetchone()
-    return None if row is None else _claimed(row, worker_id, now)
+    if row is None:
+        return Empty.NOT_FITTING if looked else Empty.UNKNOWN
+    return _claimed(row, worker_id, now)
 
 
 def _locked_claim(db: BaseDatabaseWrapper, cursor: CursorWrapper, node: str, sql: str,

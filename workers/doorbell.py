@@ -1,6 +1,8 @@
 """Wake idle workers at once: a datagram per local worker, LISTEN/NOTIFY across machines.
 
-Messages are ``q:<queue>`` (work arrived) and ``w:<worker id>`` (look at your control flags).
+Messages are ``q:<queue>`` (work arrived), ``w:<worker id>`` (look at your control flags)
+and ``freed`` (a task of this machine ended: a worker that found a due task too large for
+what was free claims again; by datagram only, never across machines).
 On PostgreSQL each queue and each worker has its own channel, so an enqueue wakes only the
 workers of that queue. Polling at WORKER_POLL_INTERVAL stays the fallback when a wake-up is
 lost.
@@ -21,6 +23,7 @@ from . import conf
 
 logger = logging.getLogger(__name__)
 CHANNEL = "crucible"  # prefix of every channel
+FREED = "freed"  # a task of this machine ended: its memory and CPUs are free again
 
 
 def channel(message: str) -> str:
@@ -55,6 +58,11 @@ def ring_all(message: str) -> None:
     if connection.vendor == "postgresql":
         notify(message)
         return
+    ring_local(message)
+
+
+def ring_local(message: str) -> None:
+    """Tell every worker on this machine (by datagram), whatever the database."""
     directory = bell_dir()
     with contextlib.suppress(FileNotFoundError):
         for path in directory.iterdir():

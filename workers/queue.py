@@ -40,8 +40,10 @@ from . import (
     memory_retry,
     storable,
 )
+from . import claim as claim_module
 from .claim import (
     ClaimedTask,
+    Empty,
     Handover,
     OneCommit,
     claim,
@@ -188,6 +190,18 @@ def claim_next(worker_id: int, queues: list[str], *,
     WORKER_LEASE_TTL. ``look_first``: see ``claim.claim`` (False when woken by an enqueue)."""
     return claim(worker_id, queues, conf.get().lease_ttl, budget.local_node(),
                  look_first=look_first)
+
+
+def look_and_claim(worker_id: int, queues: list[str], *,
+                   look_first: bool = True) -> ClaimedTask | Empty:
+    """``claim_next``, saying why it found nothing (``claim.Empty``)."""
+    return claim_module.look_and_claim(worker_id, queues, conf.get().lease_ttl,
+                                       budget.local_node(), look_first=look_first)
+
+
+def any_due(queues: list[str]) -> bool:
+    """Whether a task of ``queues`` is due now, whether or not it fits this node."""
+    return claim_module.any_due(queues)
 
 
 def has_queued(queues: list[str]) -> bool:

@@ -9,6 +9,7 @@ share what their last look at the queue found.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
 import time
@@ -20,9 +21,13 @@ WIDTH = 24  # a stamp is written whole at this width, so a reader never sees hal
 
 
 def _path(job: str) -> Path:
-    node = conf.get().node_address
+    return _path_in(doorbell.bell_dir(), conf.get().node_address, job)
+
+
+@functools.lru_cache(maxsize=64)
+def _path_in(directory: Path, node: str, job: str) -> Path:
+    """Asked on a busy worker's every task end: worked out (and the folder made) once."""
     digest = hashlib.sha1(f"{node}\0{job}".encode(), usedforsecurity=False).hexdigest()[:16]
-    directory = doorbell.bell_dir()
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     return directory / f"{job.partition(':')[0]}-{digest}.stamp"
 
@@ -38,10 +43,19 @@ def _write(fd: int, moment: float) -> None:
     os.pwrite(fd, f"{moment:<{WIDTH}.6f}".encode()[:WIDTH], 0)
 
 
+def _open_for_writing(job: str) -> int:
+    path = _path(job)
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except FileNotFoundError:  # its folder was removed since: make it again
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+
 def take_turn(job: str, interval: float) -> bool:
     """Whether this process runs ``job`` for its node now: nobody took it within
     ``interval`` seconds (or the stamp is unreadable). Taking the turn renews the stamp."""
-    fd = os.open(_path(job), os.O_RDWR | os.O_CREAT, 0o600)
+    fd = _open_for_writing(job)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -60,7 +74,7 @@ def take_turn(job: str, interval: float) -> bool:
 def stamp(job: str) -> None:
     """Record that ``job`` was done now (best effort: an unwritable folder records nothing)."""
     try:
-        fd = os.open(_path(job), os.O_RDWR | os.O_CREAT, 0o600)
+        fd = _open_for_writing(job)
     except OSError:
         return
     try:

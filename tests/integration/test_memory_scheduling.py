@@ -16,7 +16,7 @@ from django.db import transaction
 
 from tests.conftest import wait_for, worker_env
 from tests.testapp.models import Execution
-from workers import queue
+from workers import queue, stamps
 from workers.models import Task, TaskAttempt
 from workers.spec import TaskSpec
 from workers.states import Outcome, TaskState
@@ -130,3 +130,28 @@ def test_a_worker_killed_with_sigkill_gives_its_share_back(workers, runtime_dir)
     outcomes = list(TaskAttempt.objects.filter(task=job).order_by("number")
                     .values_list("outcome", flat=True))
     assert outcomes == [Outcome.WORKER_LOST, Outcome.SUCCEEDED]
+
+
+def test_a_worker_blocked_by_memory_starts_its_task_when_a_task_of_its_node_ends(
+        workers, runtime_dir, tmp_path):
+    """Polls are a minute apart: only the wake-up of a task's end can start the waiting
+    task in time. The task that ends is in another queue, so its own worker cannot take
+    the waiting one."""
+    release = tmp_path / "release"
+    held = queue.enqueue(TaskSpec(func_path=HOLD_UNTIL, args=[50, str(release)],
+                                  memory_mb=600, queue="other", force=True))
+    slow = env(runtime_dir, WORKER_POLL_INTERVAL="60")
+    workers.start("--queue", "other", env=slow)
+    wait_for(lambda: Task.objects.get(pk=held.pk).state == TaskState.RUNNING, timeout=30)
+    waiting = submit(HOLD, 600, 0.1)
+    blocked_stamp = stamps._path_in(runtime_dir / "bell", NODE, "blocked")
+    workers.start(env=slow)
+    wait_for(blocked_stamp.exists, timeout=30)  # it looked, and 600 MB did not fit
+
+    release.touch()
+
+    wait_for(lambda: Task.objects.get(pk=waiting.pk).state == TaskState.SUCCEEDED, timeout=30)
+    ended, started = (Task.objects.get(pk=held.pk).finished_at,
+                      Task.objects.get(pk=waiting.pk).started_at)
+    assert ended is not None and started is not None
+    assert (started - ended).total_seconds() < 30, "woken, not polled a minute later"

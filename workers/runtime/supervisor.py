@@ -28,8 +28,8 @@ from typing import Any, TypeVar
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
-from .. import conf, lifecycle, monitor, processes, queue, stamps
-from ..claim import ClaimedTask
+from .. import conf, doorbell, lifecycle, monitor, processes, queue, stamps
+from ..claim import ClaimedTask, Empty
 from ..doorbell import Doorbell
 from ..exceptions import LostAttempt
 from ..lifecycle import Control
@@ -53,6 +53,7 @@ TAIL_CHARS = queue.TAIL_CHARS
 EXIT_ABORTED = 1  # after an operator's abort; after a signal's, 128 + its number
 TAIL_KEEP = 4 * TAIL_CHARS  # room to cut the stored tail at a line boundary
 OPERATOR_DRAIN = "drained by operator"
+BLOCKED_JOB = "blocked"  # the node's stamp: a worker of it found a due task that did not fit
 LOOK_SHARED_FOR = 0.9  # of WORKER_POLL_INTERVAL: a peer's empty look at the queue stands
 BATCH_FIRST_LOOK = 0.02  # seconds: a batch worker that found nothing, with tasks left
 
@@ -163,6 +164,8 @@ class Supervisor:
         self.retry_due = math.inf  # when a task this worker failed may be retried
         # Idle workers of one node serving the same queues share their empty looks.
         self.look_job = "look:" + "\0".join(sorted(self.options.queues))
+        self.empty: Empty = Empty.UNKNOWN  # why the last claim found nothing
+        self.blocked = False  # a due task did not fit: woken when a task of the node ends
 
     # -- setup and teardown ---------------------------------------------------------------
 
@@ -320,27 +323,37 @@ class Supervisor:
             return False
         done = self._pending_success()
         sent = time.monotonic()
-        if done is not None:
-            claimed = self._claim_after(done)
-        else:
-            look_first, self.enqueued = not self.enqueued, False
-            claimed = self._db(lambda: queue.claim_next(self.worker_id, self.options.queues,
-                                                        look_first=look_first))
+        self.empty = Empty.UNKNOWN
+        claimed = self._claim_after(done) if done is not None else self._look_and_claim()
         if isinstance(claimed, _DatabaseDown):
             self.claim_uncertain = True  # the claim may have landed without our hearing
             return False
+        if done is not None:
+            self._ended()
         if isinstance(claimed, ClaimedTask):
             self.batch_look = BATCH_FIRST_LOOK
+            self.blocked = False
             self._hand_over(claimed, sent)
             return True
         if claimed is None and not self.outbox:
             self._idle(time.monotonic())
         return False
 
+    def _look_and_claim(self) -> ClaimedTask | _DatabaseDown | None:
+        look_first, self.enqueued = not self.enqueued, False
+        found = self._db(lambda: queue.look_and_claim(self.worker_id, self.options.queues,
+                                                      look_first=look_first))
+        if isinstance(found, Empty):
+            self.empty = found
+            return None
+        return found
+
     def _idle(self, now: float) -> None:
         """Nothing to claim: wait for a wake-up or the next poll."""
         self.want_claim = False
         stamps.stamp(self.look_job)
+        if not self.options.batch:
+            self._note_blocked()
         self.timers.poll = now + self.settings.poll_interval
         if self.retry_due > now:
             self.timers.poll = min(self.timers.poll, self.retry_due + 0.001)
@@ -358,8 +371,29 @@ class Supervisor:
         if left is False:
             self.stop_reason = "batch finished: nothing left to claim"
         elif left is True:
+            self._blocked()
             self.timers.poll = min(self.timers.poll, now + self.batch_look)
             self.batch_look = min(2 * self.batch_look, self.settings.poll_interval)
+
+    def _note_blocked(self) -> None:
+        """Whether a due task did not fit this node (then ask to be woken when a task here
+        ends, rather than at the next poll: an ending frees memory and CPUs)."""
+        blocked = self.empty is Empty.NOT_FITTING
+        if self.empty is Empty.UNKNOWN:
+            blocked = self._db(lambda: queue.any_due(self.options.queues)) is True
+        if blocked:
+            self._blocked()
+
+    def _blocked(self) -> None:
+        self.blocked = True
+        stamps.stamp(BLOCKED_JOB)
+
+    def _ended(self) -> None:
+        """A task of this worker's ended (its ending committed): wake this node's blocked
+        workers if one was blocked within a poll interval. One stamp's age, no SQL, when
+        none was."""
+        if stamps.age(BLOCKED_JOB) < self.settings.poll_interval:
+            doorbell.ring_local(doorbell.FREED)
 
     def _release_unheld(self) -> bool:
         keep = {write.token.id for write in self.outbox}  # ours, its ending not yet written
@@ -563,7 +597,9 @@ class Supervisor:
     def _on_messages(self, messages: list[str]) -> None:
         if f"w:{self.worker_id}" in messages:
             self._check_control()
-        if any(f"q:{name}" in messages for name in self.options.queues):
+        enqueued = any(f"q:{name}" in messages for name in self.options.queues)
+        freed = doorbell.FREED in messages and self.blocked and self.running is None
+        if enqueued or freed:
             self.want_claim = self.enqueued = True
 
     # -- the executor ---------------------------------------------------------------------
@@ -843,6 +879,8 @@ class Supervisor:
             self.db_backoff = 0.0
             if retry_in is not None:  # look again when the retry is due, not a poll later
                 self.retry_due = min(self.retry_due, time.monotonic() + retry_in)
+            if not isinstance(write, Progress):
+                self._ended()
 
     # -- the sentinel ---------------------------------------------------------------------
 
