@@ -102,7 +102,7 @@ def test_a_sweep_of_six_points_on_two_workers_ends_with_its_comparison(workers):
         times)
     assert (directory / comparison.PLOT_FILE).stat().st_size > 10_000
     assert summary_task.result == {"points": 6, "metric": "time_to_target", "plot": True}
-    wait_for(lambda: Run.objects.get(pk=sweep.run_id).state == RunState.COMPLETED, timeout=30)
+    wait_for(lambda: Run.objects.get(sweep=sweep).state == RunState.COMPLETED, timeout=30)
 
 
 def test_a_failed_point_skips_the_summary_and_the_other_points_finish(workers):
@@ -113,17 +113,17 @@ def test_a_failed_point_skips_the_summary_and_the_other_points_finish(workers):
     broken, *others = sweep.simulations.order_by("pk")
     Simulation.objects.filter(pk=broken.pk).update(  # now refused by its kind when it runs
         parameters={**broken.parameters, "h": 5e6})
-    Task.objects.filter(pk=broken.task_id).update(max_attempts=1)
+    Task.objects.filter(pk=task_of(broken).pk).update(max_attempts=1)
     start(workers, 2)
 
-    wait_for(lambda: Run.objects.get(pk=sweep.run_id).finished_at is not None, timeout=45,
+    wait_for(lambda: Run.objects.get(sweep=sweep).finished_at is not None, timeout=45,
              every=0.2)
 
     assert state(broken) == TaskState.FAILED
     assert {state(point) for point in others} == {TaskState.SUCCEEDED}
     summary_task = task_of(sweep)
     assert summary_task.state == TaskState.CANCELLED and summary_task.started_at is None
-    assert Run.objects.get(pk=sweep.run_id).state == RunState.FAILED
+    assert Run.objects.get(sweep=sweep).state == RunState.FAILED
 
 
 def test_cancelling_a_running_program_leaves_no_process_behind(workers):

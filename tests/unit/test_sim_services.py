@@ -208,7 +208,7 @@ def test_pausing_a_sweeps_run_holds_its_points_and_cancelling_the_sweep_cancels_
     assert set(point_tasks.values_list("state", flat=True)) == {TaskState.QUEUED}
 
     assert services.cancel_sweep(sweep) == 3
-    assert Run.objects.get(pk=sweep.run_id).state == RunState.CANCELLED
+    assert Run.objects.get(sweep=sweep).state == RunState.CANCELLED
     assert set(Task.objects.filter(run_id=sweep.run_id).values_list("state", flat=True)) == {
         TaskState.CANCELLED}
 
@@ -216,6 +216,7 @@ def test_pausing_a_sweeps_run_holds_its_points_and_cancelling_the_sweep_cancels_
 def test_deleting_a_sweep_cancels_its_run(crucible):
     sweep = services.submit_sweep("slab", {"t_end": "30", "n": "11"}, [("h", ["50", "500"])])
     run_id = sweep.run_id
+    assert run_id is not None
 
     sweep.delete()
 
