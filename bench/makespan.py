@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/makespan.py [--db sqlite|postgres] [--tasks 40] [--workers 4]
 
-``--tasks`` calls of ``bench.tasks.allocate(mb, seconds)``, 200-1,500 MB held (every page
-written) for 1-3 s, each declaring what it holds plus its executor's own 100 MB. Run twice
+``--tasks`` calls of ``bench.tasks.hold(mb, seconds)``, 200-1,500 MB held (every page
+written) by a task of 1-3 s (writing the memory is part of its seconds, so the bound's
+seconds are the tasks'), each declaring what it holds plus its executor's own 100 MB. Run twice
 on the same database kind with 4 ``runworker --batch`` processes: once on a 4,096 MB node
 budget (``WORKER_NODE_MEMORY_MB=4096``), once as a plain pool by count (a budget no
 running set of them reaches). Both give the node 4 CPUs (``WORKER_NODE_CPUS=4``; the
@@ -35,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.core import _django, _env, _worker, database
 
-FUNC = "bench.tasks.allocate"
+FUNC = "bench.tasks.hold"
 BUDGET_MB = 4096
 EXECUTOR_MB = 100  # what an executor holds of its own, declared on top of the allocation
 MB = 1024 * 1024

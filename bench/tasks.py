@@ -28,6 +28,15 @@ def allocate(mb: int, seconds: float = 1.0, noise: float = 0.0) -> int:
     return len(block) // (1024 * 1024)
 
 
+def hold(mb: int, seconds: float = 1.0) -> int:
+    """Hold ``mb`` MB (every byte written) until ``seconds`` after the call began: the
+    task lasts ``seconds``, writing its memory included (unless writing takes longer)."""
+    began = time.monotonic()
+    block = bytearray(b"\x01") * int(mb * 1024 * 1024)
+    time.sleep(max(0.0, seconds - (time.monotonic() - began)))
+    return len(block) // (1024 * 1024)
+
+
 def chatter(seconds: float = 30.0, every: float = 0.5) -> int:
     """Print a numbered line and report progress every ``every`` seconds for ``seconds``: a
     task to watch a log stream and a progress bar (with its ETA) on a task's page."""
