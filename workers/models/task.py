@@ -164,7 +164,9 @@ class Task(models.Model):
 class TaskAttempt(models.Model):
     """One execution of a task: who ran it, when, how it ended."""
 
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="attempts")
+    # its attempts by task through the unique (task, number): no index of its own to write
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="attempts",
+                             db_index=False)
     number = models.PositiveIntegerField()
     worker = models.ForeignKey(
         "workers.Worker", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
