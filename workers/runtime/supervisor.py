@@ -383,6 +383,8 @@ class Supervisor:
             blocked = self._db(lambda: queue.any_due(self.options.queues)) is True
         if blocked:
             self._blocked()
+        else:
+            self.blocked = False
 
     def _blocked(self) -> None:
         self.blocked = True
