@@ -319,6 +319,6 @@ class SweepAdmin(_PageMixin, SweepBase):
         sweep = self._sweep(request, object_id)
         if not self.has_change_permission(request, sweep):
             raise PermissionDenied
-        count = services.cancel_sweep(sweep)
+        count = services.cancel_sweep(sweep, by=request.user.get_username())
         messages.info(request, f"Cancel requested for {count} unfinished tasks of {sweep}.")
         return HttpResponseRedirect(self._url("sweep_change", sweep.pk))

@@ -215,15 +215,16 @@ def cancel(simulation: Simulation) -> Task | None:
     return queue.cancel(simulation.task_id)
 
 
-def cancel_sweep(sweep: Sweep) -> int:
-    """Cancel every unfinished point and the summary (the sweep's run); return how many."""
+def cancel_sweep(sweep: Sweep, *, by: str = "") -> int:
+    """Cancel every unfinished point and the summary (the sweep's run, its reason naming
+    ``by``); return how many."""
     tasks = [point.task_id for point in sweep.simulations.all() if point.task_id is not None]
     if sweep.summary_task_id is not None:
         tasks.append(sweep.summary_task_id)
     unfinished = Task.objects.filter(pk__in=tasks).exclude(state__in=FINISHED_TASK_STATES)
     ids = list(unfinished.values_list("pk", flat=True))
     if sweep.run_id is not None and sweep.run is not None and sweep.run.is_active:
-        runs.cancel(sweep.run_id)
+        runs.cancel(sweep.run_id, by=by)
         return len(ids)
     for task_id in ids:  # a sweep from before sweeps were runs
         queue.cancel(task_id)

@@ -10,7 +10,8 @@ from django.utils import timezone
 from simulations import services
 from simulations.kinds import slab, summary
 from simulations.models import Simulation, Sweep
-from workers.models import Task, TaskAttempt, Worker
+from workers.models import Run, Task, TaskAttempt, Worker
+from workers.models.run import RunState
 from workers.runtime.logs import log_path
 from workers.states import Outcome, TaskState, WorkerState
 
@@ -272,3 +273,5 @@ def test_a_waiting_sweep_page_and_its_cancel(admin_client, crucible):
         "the summary step links its task")
     admin_client.post(url("sweep_cancel", sweep.pk))
     assert set(Task.objects.values_list("state", flat=True)) == {TaskState.CANCELLED}
+    run = Run.objects.get(sweep=sweep)
+    assert (run.state, run.reason) == (RunState.CANCELLED, "Cancelled by admin.")
