@@ -54,6 +54,7 @@ EXIT_ABORTED = 1  # after an operator's abort; after a signal's, 128 + its numbe
 TAIL_KEEP = 4 * TAIL_CHARS  # room to cut the stored tail at a line boundary
 OPERATOR_DRAIN = "drained by operator"
 BLOCKED_JOB = "blocked"  # the node's stamp: a worker of it found a due task that did not fit
+BLOCKED_LOOK_EVERY = 0.05  # seconds: how often a busy worker reads that stamp
 LOOK_SHARED_FOR = 0.9  # of WORKER_POLL_INTERVAL: a peer's empty look at the queue stands
 BATCH_FIRST_LOOK = 0.02  # seconds: a batch worker that found nothing, with tasks left
 
@@ -166,6 +167,8 @@ class Supervisor:
         self.look_job = "look:" + "\0".join(sorted(self.options.queues))
         self.empty: Empty = Empty.UNKNOWN  # why the last claim found nothing
         self.blocked = False  # a due task did not fit: woken when a task of the node ends
+        self.node_blocked = False  # a worker of this node was, when last looked at
+        self.blocked_look_at = 0.0
 
     # -- setup and teardown ---------------------------------------------------------------
 
@@ -392,9 +395,14 @@ class Supervisor:
 
     def _ended(self) -> None:
         """A task of this worker's ended (its ending committed): wake this node's blocked
-        workers if one was blocked within a poll interval. One stamp's age, no SQL, when
-        none was."""
-        if stamps.age(BLOCKED_JOB) < self.settings.poll_interval:
+        workers if one was blocked within a poll interval. No SQL: the stamp's age, read
+        at most every BLOCKED_LOOK_EVERY seconds (a busy worker ends hundreds of tasks a
+        second; a blocked one waits that much longer at most)."""
+        now = time.monotonic()
+        if now >= self.blocked_look_at:
+            self.blocked_look_at = now + BLOCKED_LOOK_EVERY
+            self.node_blocked = stamps.age(BLOCKED_JOB) < self.settings.poll_interval
+        if self.node_blocked:
             doorbell.ring_local(doorbell.FREED)
 
     def _release_unheld(self) -> bool:
