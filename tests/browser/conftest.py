@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -68,6 +69,15 @@ def new_tab(chromium: Any, base_url: str, *, width: int = VIEWPORT["width"],
         yield context.new_page()
     finally:
         context.close()
+        requests_answered()
+
+
+def requests_answered() -> None:
+    """Wait for the live server's requests still in flight (a poll the closed tab sent) to
+    be answered: the test database's flush after the test must not run into their locks
+    (TRUNCATE against a request's reads is a deadlock on PostgreSQL)."""
+    wait_for(lambda: not any("process_request_thread" in thread.name
+                             for thread in threading.enumerate()), timeout=30)
 
 
 @contextmanager
