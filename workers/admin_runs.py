@@ -13,7 +13,7 @@ from django.urls import URLPattern, path
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
-from . import audit, runs
+from . import audit, owners, runs
 from .exceptions import CrucibleError
 from .models import Run
 from .runs import graph
@@ -93,6 +93,7 @@ class RunAdmin(RunAdminBase):
         context = {**self.admin_site.each_context(request), "opts": self.model._meta,
                    **self._context(request, int(object_id))}
         context["title"] = f"Run {object_id}: {context['run'].name}"
+        context["owners"] = owners.referring(context["run"])
         request.current_app = self.admin_site.name
         return TemplateResponse(request, PAGE, context)
 

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from django.db.models import Exists, Model, OuterRef, QuerySet
 from django.db.models.fields.reverse_related import ForeignObjectRel
+from django.urls import NoReverseMatch, reverse
 
 type TaskIds = QuerySet[Any, int]  # a query of task ids, used as a subquery
 
@@ -75,3 +76,19 @@ def not_owned[Rows: QuerySet[Any]](rows: Rows) -> Rows:
     for model, name in _relations_from_other_apps(rows.model):
         rows = rows.exclude(Exists(model._default_manager.filter(**{name: OuterRef("pk")})))
     return rows
+
+
+def referring(obj: Model, limit: int = 5) -> list[OwnerLink]:
+    """Rows of other apps that refer to ``obj`` (a sweep to its run), linked to their admin
+    pages where they have one: the engine's pages name what they belong to without
+    knowing any domain app."""
+    found: list[OwnerLink] = []
+    for model, name in _relations_from_other_apps(type(obj)):
+        meta = model._meta
+        for row in model._default_manager.filter(**{name: obj})[:limit]:
+            try:
+                url = reverse(f"admin:{meta.app_label}_{meta.model_name}_change", args=[row.pk])
+            except NoReverseMatch:
+                url = ""
+            found.append(OwnerLink(str(meta.verbose_name), str(row), url))
+    return found

@@ -99,3 +99,14 @@ def test_the_page_links_to_the_sweeps_run_for_its_graph_pause_and_cancel(admin_c
     run_page = reverse("admin:workers_run_change", args=[sweep.run_id])
     assert f'<a href="{run_page}">run {sweep.run_id}</a>' in page.content.decode()
     assert admin_client.get(run_page).status_code == 200
+
+
+def test_the_runs_page_names_and_links_its_sweep(admin_client, crucible):
+    sweep = services.submit_sweep("slab", {"n": "11", "t_end": "60"}, [("h", ["100", "1000"])],
+                                  services.Options(name="grid"))
+    assert sweep.run_id is not None
+
+    page = admin_client.get(reverse("admin:workers_run_change", args=[sweep.run_id]))
+
+    sweep_page = reverse("admin:simulations_sweep_change", args=[sweep.pk])
+    assert f'This run is <a href="{sweep_page}">sweep grid</a>.' in page.content.decode()
