@@ -219,7 +219,7 @@ def _any_due_sql(vendor: str, queue_count: int) -> str:
     return f"SELECT EXISTS (SELECT 1 FROM {table} AS t WHERE {due} LIMIT {limit})"
 
 
-def any_due(queues: list[str]) -> bool:
+def _any_due(queues: list[str]) -> bool:
     """Whether a task of ``queues`` is due now (whether or not it fits this node)."""
     db = _db()
     moment = [] if db.vendor == "postgresql" else [
@@ -302,11 +302,11 @@ def _db() -> BaseDatabaseWrapper:
 
 
 class Empty(enum.Enum):
-    """Why a claim found nothing, as far as it knows without asking more."""
+    """Why a claim found nothing."""
 
-    NOTHING_DUE = "nothing due"  # the look before the claim found no due task
+    NOTHING_DUE = "nothing due"
     NOT_FITTING = "not fitting"  # a task was due, none fitted (or a peer took the last)
-    UNKNOWN = "unknown"  # the claim did not look first
+    UNKNOWN = "unknown"  # not asked: a success-and-claim that found nothing
 
 
 def claim(worker_id: int, queues: list[str], lease_ttl: float, node: str, *,
@@ -325,26 +325,26 @@ def claim(worker_id: int, queues: list[str], lease_ttl: float, node: str, *,
 def look_and_claim(worker_id: int, queues: list[str], lease_ttl: float, node: str, *,
                    look_first: bool = True) -> ClaimedTask | Empty:
     """``claim``, saying why it found nothing (an idle worker blocked by memory or CPUs
-    asks to be woken when a task of its node ends: see ``runtime.supervisor``)."""
+    asks to be woken when a task of its node ends: see ``runtime.supervisor``). A claim
+    that looked first knows; one that did not asks once more, only when it found nothing."""
     db = _db()
     now = datetime.now(UTC)  # used on SQLite only, whose clock this is
     params = _claim_params(db, worker_id, queues, lease_ttl, now, node=node)
-    looked = False
+    looked = db.vendor == "postgresql" and look_first
     with _cursor(db) as cursor:
+        if looked:
+            cursor.execute(_any_due_sql(db.vendor, len(queues)),
+                           [*queues, *_limit_params(queues)])
+            if not cursor.fetchone()[0]:
+                return Empty.NOTHING_DUE
         if db.vendor == "postgresql":
-            if look_first:
-                cursor.execute(_any_due_sql(db.vendor, len(queues)),
-                               [*queues, *_limit_params(queues)])
-                if not cursor.fetchone()[0]:
-                    return Empty.NOTHING_DUE
-                looked = True
             row = _locked_claim(db, cursor, node, _sql(db.vendor, len(queues)), params)
         else:
             cursor.execute(_sql(db.vendor, len(queues)), params)
             row = cursor.fetchone()
-    if row is None:
-        return Empty.NOT_FITTING if looked else Empty.UNKNOWN
-    return _claimed(row, worker_id, now)
+    if row is not None:
+        return _claimed(row, worker_id, now)
+    return Empty.NOT_FITTING if looked or _any_due(queues) else Empty.NOTHING_DUE
 
 
 def _locked_claim(db: BaseDatabaseWrapper, cursor: CursorWrapper, node: str, sql: str,

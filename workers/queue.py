@@ -199,11 +199,6 @@ def look_and_claim(worker_id: int, queues: list[str], *,
                                        budget.local_node(), look_first=look_first)
 
 
-def any_due(queues: list[str]) -> bool:
-    """Whether a task of ``queues`` is due now, whether or not it fits this node."""
-    return claim_module.any_due(queues)
-
-
 def has_queued(queues: list[str]) -> bool:
     """Whether any task waits in ``queues`` (due or not) that a worker may claim: a batch
     worker's "nothing left". A paused queue's tasks wait for its resume, not for it."""

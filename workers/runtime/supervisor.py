@@ -379,14 +379,12 @@ class Supervisor:
             self.batch_look = min(2 * self.batch_look, self.settings.poll_interval)
 
     def _note_blocked(self) -> None:
-        """Whether a due task did not fit this node (then ask to be woken when a task here
-        ends, rather than at the next poll: an ending frees memory and CPUs)."""
-        blocked = self.empty is Empty.NOT_FITTING
-        if self.empty is Empty.UNKNOWN:
-            blocked = self._db(lambda: queue.any_due(self.options.queues)) is True
-        if blocked:
+        """A due task did not fit this node: ask to be woken when a task here ends, rather
+        than at the next poll (an ending frees memory and CPUs). After a success-and-claim
+        that found nothing (UNKNOWN) the next look tells; no statement is spent on it."""
+        if self.empty is Empty.NOT_FITTING:
             self._blocked()
-        else:
+        elif self.empty is Empty.NOTHING_DUE:
             self.blocked = False
 
     def _blocked(self) -> None:
