@@ -223,8 +223,8 @@ def cancel_sweep(sweep: Sweep, *, by: str = "") -> int:
         tasks.append(sweep.summary_task_id)
     unfinished = Task.objects.filter(pk__in=tasks).exclude(state__in=FINISHED_TASK_STATES)
     ids = list(unfinished.values_list("pk", flat=True))
-    if sweep.run_id is not None and sweep.run is not None and sweep.run.is_active:
-        runs.cancel(sweep.run_id, by=by)
+    if sweep.run is not None and sweep.run.is_active:
+        runs.cancel(sweep.run.pk, by=by)
         return len(ids)
     for task_id in ids:  # a sweep from before sweeps were runs
         queue.cancel(task_id)

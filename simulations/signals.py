@@ -51,6 +51,7 @@ def simulation_deleted(sender: type[Simulation], instance: Simulation, **kwargs:
 def sweep_deleted(sender: type[Sweep], instance: Sweep, **kwargs: Any) -> None:
     if instance.run_id is not None:
         _cancel_run(instance.run_id)
-    _stop(instance.summary_task_id)
+    else:  # a sweep from before sweeps were runs
+        _stop(instance.summary_task_id)
     directory = workdir.for_sweep(instance.pk)
     transaction.on_commit(lambda: workdir.discard(directory))

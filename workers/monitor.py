@@ -60,11 +60,6 @@ def acquire(name: str, holder: str, interval: float) -> bool:
     return True
 
 
-def node_turn(job: str, interval: float) -> bool:
-    """Whether this process runs ``job`` for its node now: a file lock, no SQL."""
-    return stamps.take_turn(job, interval)
-
-
 def maybe_tick() -> TickReport | None:
     """Run what is due of the tick, if it is this process's turn on its node.
 
@@ -74,14 +69,14 @@ def maybe_tick() -> TickReport | None:
     costs the database about one statement per node and interval.
     """
     settings = conf.get()
-    if not node_turn("tick", settings.tick_interval * 0.9):
+    if not stamps.take_turn("tick", settings.tick_interval * 0.9):
         return None
     leases_every = max(settings.tick_interval, settings.lease_ttl / 10) * 0.9
     return tick(
-        leases=node_turn("leases", leases_every),
-        prune=node_turn("prune", PRUNE_EVERY),
-        sample=node_turn("sample", SAMPLE_EVERY),
-        learn=node_turn("learn", max(settings.tick_interval, LEARN_EVERY) * 0.9),
+        leases=stamps.take_turn("leases", leases_every),
+        prune=stamps.take_turn("prune", PRUNE_EVERY),
+        sample=stamps.take_turn("sample", SAMPLE_EVERY),
+        learn=stamps.take_turn("learn", max(settings.tick_interval, LEARN_EVERY) * 0.9),
     )
 
 

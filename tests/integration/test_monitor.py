@@ -68,12 +68,12 @@ def test_one_process_per_node_runs_the_tick_per_interval_without_sql(crucible, s
 
     settings.CRUCIBLE = dataclasses.replace(crucible, tick_interval=60.0)
     with CaptureQueriesContext(connection) as queries:
-        assert monitor.node_turn("tick", 60) is True
-        assert monitor.node_turn("tick", 60) is False, "another process's turn came too soon"
-        assert monitor.node_turn("leases", 60) is True, "each job keeps its own stamp"
+        assert stamps.take_turn("tick", 60) is True
+        assert stamps.take_turn("tick", 60) is False, "another process's turn came too soon"
+        assert stamps.take_turn("leases", 60) is True, "each job keeps its own stamp"
         assert monitor.maybe_tick() is None  # within the interval: nothing, not a statement
     assert len(queries) == 0
-    assert monitor.node_turn("tick", 0) is True
+    assert stamps.take_turn("tick", 0) is True
 
 
 def test_a_stamp_tells_its_age_and_an_unreadable_one_is_never_fresh(crucible, runtime_dir):

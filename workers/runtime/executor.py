@@ -147,13 +147,13 @@ def _serve(conn: Connection) -> None:
         conn.send(_run(conn, message, state))
 
 
-def _size_after(base_rss: int, peak: int | None) -> dict[str, int | None]:
+def _size_after(base_rss: int, peak: int) -> dict[str, int | None]:
     """What this process holds now that the task is done, against what it may keep; the
     supervisor replaces an executor that kept more. Its size now is never above its peak,
     so it is read (and garbage collected first) only when the peak passed the ceiling."""
     ceiling = memory.executor_ceiling(base_rss, conf.get())
     rss = None
-    if peak is None or peak > ceiling:
+    if peak > ceiling:
         rss = memory.own_rss()
         if rss is not None and rss > ceiling:
             gc.collect()
