@@ -72,11 +72,19 @@ def test_a_task_coming_due_is_still_found_within_a_poll_interval(workers):
     assert 0 <= late < POLL + 2.0, f"started {late:.2f} s after it came due (poll {POLL} s)"
 
 
+def _logged(runtime_dir: Path, text: str) -> bool:
+    return any(text in log.read_text(errors="replace")
+               for log in (runtime_dir / "logs").glob("worker_*.log"))
+
+
 @pytest.mark.parametrize("mode", ["refuse", "hang"])
 def test_an_idle_worker_waits_out_a_database_outage_without_spinning(workers, runtime_dir,
                                                                      proxy, mode):
     worker = workers.start(env=_through(proxy, runtime_dir))
     wait_for(lambda: len(running_workers()) == 1, timeout=60)
+    # Its row says RUNNING once the server commits, which can be before the worker has read
+    # the reply: cut then, and it is the start-up that fails, not the idle wait measured here.
+    wait_for(lambda: _logged(runtime_dir, "running on queues"), timeout=30)
     proxy.block(mode)
     proxy.cut()  # its connections break: every claim now fails and is retried, backing off
     process = psutil.Process(worker.pid)
