@@ -224,7 +224,7 @@ def _any_due(queues: list[str]) -> bool:
     db = _db()
     moment = [] if db.vendor == "postgresql" else [
         db.ops.adapt_datetimefield_value(datetime.now(UTC))]
-    with _cursor(db) as cursor:
+    with hot_cursor(db) as cursor:
         cursor.execute(_any_due_sql(db.vendor, len(queues)),
                        [*queues, *moment, *_limit_params(queues)])
         return bool(cursor.fetchone()[0])
@@ -249,7 +249,7 @@ def _claim_params(db: BaseDatabaseWrapper, worker_id: int, queues: list[str],
 
 
 @contextmanager
-def _cursor(db: BaseDatabaseWrapper) -> Iterator[CursorWrapper]:
+def hot_cursor(db: BaseDatabaseWrapper) -> Iterator[CursorWrapper]:
     """A cursor for the hot path's few fixed statements.
 
     On PostgreSQL they are prepared on the server: Django binds parameters on the client
@@ -331,7 +331,7 @@ def look_and_claim(worker_id: int, queues: list[str], lease_ttl: float, node: st
     now = datetime.now(UTC)  # used on SQLite only, whose clock this is
     params = _claim_params(db, worker_id, queues, lease_ttl, now, node=node)
     looked = db.vendor == "postgresql" and look_first
-    with _cursor(db) as cursor:
+    with hot_cursor(db) as cursor:
         if looked:
             cursor.execute(_any_due_sql(db.vendor, len(queues)),
                            [*queues, *_limit_params(queues)])
@@ -423,7 +423,7 @@ def record_success(token: ClaimedTask, payload: str, peak: int | None,
     params = _success_params(token, payload, peak)
     if db.vendor != "postgresql":
         params.insert(1, adapt(now))
-    with _cursor(db) as cursor:
+    with hot_cursor(db) as cursor:
         cursor.execute(_success_sql(db.vendor), params)
         row = cursor.fetchone()
         if row is None:
@@ -559,7 +559,7 @@ def succeed_and_claim_pg(done: Handover) -> tuple[bool, ClaimedTask | None]:
         done.node, *queues, conf.get().memory_starvation_s, *_limit_params(queues),
         token.worker_id, done.lease_ttl,
     ]
-    with _cursor(db) as cursor:
+    with hot_cursor(db) as cursor:
         cursor.execute(_succeed_and_claim_sql(len(queues)), params)
         row = cursor.fetchone()
     assert row is not None

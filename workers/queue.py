@@ -36,6 +36,7 @@ from . import (
     dependencies,
     doorbell,
     estimates,
+    inserting,
     learning,
     memory_retry,
     storable,
@@ -72,7 +73,7 @@ def enqueue(spec: TaskSpec) -> Task:
     """Validate and store a task, then wake the workers of its queue."""
     validate(spec)
     if not spec.depends_on:
-        return _create(spec, TaskState.QUEUED, 0)
+        return _insert_queued(spec)
     with transaction.atomic():
         predecessors = dependencies.check_predecessors(spec.depends_on)
         pending = dependencies.unfinished(predecessors)
@@ -169,6 +170,18 @@ def call_fields(spec: TaskSpec) -> dict[str, Any]:
         "memory_mb": spec.memory_mb,
         "retry_backoff": spec.retry_backoff,
     }
+
+
+def _insert_queued(spec: TaskSpec) -> Task:
+    """A task without predecessors: one statement (``inserting``), and the wake-up of its
+    queue's workers at commit (on PostgreSQL the statement's own NOTIFY)."""
+    fields = {"state": TaskState.QUEUED.value, "pending_dependencies": 0, **call_fields(spec),
+              **memory_fields(spec), "run_after": spec.run_after}
+    wake = f"q:{fields['queue']}"
+    task = inserting.insert(fields, wake=wake)
+    if connection.vendor != "postgresql":
+        transaction.on_commit(functools.partial(doorbell.ring_local, wake))
+    return task
 
 
 def _create(spec: TaskSpec, state: str, pending: int) -> Task:

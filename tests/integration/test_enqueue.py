@@ -1,0 +1,85 @@
+"""``queue.enqueue`` of a task without predecessors: one INSERT built once (``inserting``),
+the same row Django's ORM would write, and the wake-up of its queue at commit only."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from workers import doorbell, queue
+from workers.models import Task
+from workers.spec import TaskSpec
+
+from .helpers import TASKS
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ADD = f"{TASKS}.add"
+
+
+def _columns(task: Task) -> dict[str, Any]:
+    return {f.attname: getattr(task, f.attname) for f in Task._meta.concrete_fields
+            if f.attname not in ("id", "created_at")}
+
+
+def test_an_enqueue_is_one_insert_and_writes_the_row_the_orm_would(crucible):
+    due = timezone.now() + timedelta(hours=1)
+    spec = TaskSpec(func_path=ADD, args=[1, 2], kwargs={}, queue="big", priority=3,
+                    max_attempts=5, timeout=60.0, run_after=due, retry_backoff=2.5)
+    queue.enqueue(spec)  # the first call of a process builds the statement
+
+    with CaptureQueriesContext(connection) as queries:
+        made = queue.enqueue(spec)
+
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert len(statements) == 2, f"the learned estimate's look-up and the INSERT: {statements}"
+    assert "INSERT INTO" in statements[1] and "pg_notify" not in statements[0]
+    stored = Task.objects.get(pk=made.pk)
+    assert _columns(made) == _columns(stored), "the returned task is the stored row"
+    assert made.created_at == stored.created_at
+    by_orm = Task.objects.create(**{name: value for name, value in _columns(stored).items()
+                                    if name in queue.call_fields(spec) or name in (
+                                        "state", "pending_dependencies", "run_after",
+                                        "memory_estimate_mb", "memory_source",
+                                        "memory_estimate_runs", "memory_scale",
+                                        "memory_limit_mb", "cpus")})
+    assert _columns(Task.objects.get(pk=by_orm.pk)) == _columns(stored)
+    assert (stored.queue, stored.priority, stored.run_after, stored.args) == (
+        "big", 3, due, [1, 2])
+
+
+@pytest.fixture
+def listener() -> Any:
+    if connection.vendor != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; SQLite rings after commit, tested by "
+                    "every pickup test")
+    db = connection.settings_dict
+    conninfo = psycopg.conninfo.make_conninfo(
+        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"] or "postgres",
+        dbname=db["NAME"])
+    with psycopg.connect(conninfo, autocommit=True) as listening:
+        listening.execute(f'LISTEN "{doorbell.channel("q:default")}"')
+        yield listening
+
+
+def _heard(listening: psycopg.Connection[Any]) -> list[str]:
+    return [n.payload for n in listening.notifies(timeout=0.5, stop_after=1)]
+
+
+def test_the_wake_up_rides_in_the_insert_and_is_heard_at_commit_only(crucible, listener):
+    with transaction.atomic():
+        queue.enqueue(TaskSpec(func_path=ADD, args=[1, 2]))
+        assert _heard(listener) == [], "heard before the task's row was committed"
+    assert _heard(listener) == ["q:default"]
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        queue.enqueue(TaskSpec(func_path=ADD, args=[3, 4]))
+        raise RuntimeError("the caller's transaction rolls back")
+    assert _heard(listener) == [], "a rolled-back task woke the workers"
+    assert Task.objects.count() == 1
