@@ -118,20 +118,29 @@ def _limit_params(queues: list[str]) -> list[str]:
 
 def _node_cte(*, after_done: bool = False) -> str:
     """``n``: the worker's node (one ``%s``, its name): its budget, and what the tasks
-    running there hold. ``after_done``: in the success-and-claim statement, the share of
-    the task just succeeded is free already (the statement's snapshot still sees it run).
+    running there hold (an index holds the running tasks by node).
+
+    ``after_done``, in PostgreSQL's success-and-claim statement: a row only once the
+    success is recorded (``done``), so a claim joined to it is made only then, in as few
+    plan nodes as the statement allows (it runs once per task). The share of the task just
+    succeeded is free already (the statement's snapshot still sees it run), and
+    ``done_mb``/``done_cpus`` tell what it held.
     """
     node_table = connection.ops.quote_name(Node._meta.db_table)
     task_table = connection.ops.quote_name(Task._meta.db_table)
-    used = []
-    for column, alias in (("memory_estimate_mb", "used_mb"), ("cpus", "used_cpus")):
-        running = (f"(SELECT COALESCE(SUM(r.{column}), 0) FROM {task_table} AS r"
-                   f" WHERE r.state = '{RUNNING}' AND r.node_id = node.id)")
-        if after_done:
-            running += f" - COALESCE((SELECT {column} FROM done), 0)"
-        used.append(f"{running} AS {alias}")
-    return (f"n AS (SELECT node.id, node.memory_mb, node.ceiling_mb, node.cpus, {', '.join(used)}"
-            f" FROM {node_table} AS node WHERE node.name = %s)")
+    running = f"FROM {task_table} AS r WHERE r.state = '{RUNNING}' AND r.node_id = node.id"
+    columns = "node.id, node.memory_mb, node.ceiling_mb, node.cpus"
+    if not after_done:  # SQLite's too, which has no LATERAL
+        used = ", ".join(f"(SELECT COALESCE(SUM(r.{column}), 0) {running}) AS {alias}"
+                         for column, alias in (("memory_estimate_mb", "used_mb"),
+                                               ("cpus", "used_cpus")))
+        return f"n AS (SELECT {columns}, {used} FROM {node_table} AS node WHERE node.name = %s)"
+    held = (f"LATERAL (SELECT COALESCE(SUM(r.memory_estimate_mb), 0) AS mb,"
+            f" COALESCE(SUM(r.cpus), 0) AS cpus {running}) AS u")
+    return (f"n AS (SELECT {columns}, u.mb - d.memory_estimate_mb AS used_mb,"
+            " u.cpus - d.cpus AS used_cpus, d.memory_estimate_mb AS done_mb, d.cpus AS done_cpus"
+            f" FROM done AS d LEFT JOIN {node_table} AS node ON node.name = %s"
+            f" LEFT JOIN {held} ON TRUE)")
 
 
 # Whether candidate ``t`` fits node ``n`` now: within what is left; or, a task larger than
@@ -174,14 +183,13 @@ def _candidate(vendor: str, queue_count: int, *, handing_over: bool = False) -> 
     due, limit = _due(vendor, queue_count)
     lock = " FOR UPDATE OF t SKIP LOCKED" if vendor == "postgresql" else ""
     starved = f"COALESCE(t.run_after, t.created_at) <= {_starved_before(vendor)}"
-    small, after = "", ""
-    if handing_over:
-        small = (", t.memory_estimate_mb <= (SELECT memory_estimate_mb FROM done)"
-                 " AND t.cpus <= (SELECT cpus FROM done) AS small")
-        after = " AND EXISTS (SELECT 1 FROM done)"
+    small, join = "", "LEFT JOIN n ON TRUE"  # no node row: nothing is accounted
+    if handing_over:  # n has a row only once the success is recorded
+        small = ", t.memory_estimate_mb <= n.done_mb AND t.cpus <= n.done_cpus AS small"
+        join = "CROSS JOIN n"
     return (
-        f"SELECT t.id, {FITS} AS fits{small} FROM {table} AS t LEFT JOIN n ON TRUE"
-        f" WHERE {due} AND ({FITS} OR ({starved} AND {CAN_FIT})){after}"
+        f"SELECT t.id, {FITS} AS fits{small} FROM {table} AS t {join}"
+        f" WHERE {due} AND ({FITS} OR ({starved} AND {CAN_FIT}))"
         f" ORDER BY t.priority DESC, t.id ASC LIMIT {limit}{lock}"
     )
 
