@@ -12,14 +12,17 @@ The budget lives in the node's :class:`~workers.models.Node` row, which the clai
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
 import psutil
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Sum
 from django.db.models.functions import Now
 
 from . import conf
+from .claim import hot_cursor
 from .conf import WorkerSettings
 from .exceptions import TooLarge
 from .models import Node, Task, TaskQuerySet, Worker
@@ -164,17 +167,28 @@ def megabytes(mb: int) -> str:
 def _known_nodes() -> list[tuple[str, int, int]]:
     """(name, the most its memory budget can be, CPUs) of the nodes that run workers now;
     else of every node seen; else this machine's, as a worker started here would budget it.
-    The most, not what is free now: a submission is not refused for a passing shortage."""
-    rows = Node.objects.order_by("name")
-    live = rows.filter(name__in=Worker.objects.active().values("node"))
-    for chosen in (live, rows):
-        found = [(name, max(memory, ceiling), cpus) for name, memory, ceiling, cpus
-                 in chosen.values_list("name", "memory_mb", "ceiling_mb", "cpus")]
-        if found:
-            return found
+    The most, not what is free now: a submission is not refused for a passing shortage.
+    Asked at every submission with an estimate: one statement, built once."""
+    db = connections[DEFAULT_DB_ALIAS]
+    with hot_cursor(db) as cursor:
+        cursor.execute(_nodes_sql(db.alias), [state.value for state in ACTIVE_WORKER_STATES])
+        rows = cursor.fetchall()
+    live = [(name, max(memory, ceiling), cpus) for name, memory, ceiling, cpus, on in rows if on]
+    if live or rows:
+        return live or [(name, max(memory, ceiling), cpus)
+                        for name, memory, ceiling, cpus, _ in rows]
     total, available = _memory()
     here = compute(conf.get(), total, available, 0, _cores())
     return [(conf.get().node_address, here.ceiling_mb, here.cpus)]
+
+
+@functools.cache
+def _nodes_sql(alias: str) -> str:
+    quote = connections[alias].ops.quote_name
+    states = ", ".join(["%s"] * len(ACTIVE_WORKER_STATES))
+    return (f"SELECT n.name, n.memory_mb, n.ceiling_mb, n.cpus, EXISTS (SELECT 1 FROM"
+            f" {quote(Worker._meta.db_table)} AS w WHERE w.node = n.name AND w.state IN ({states}))"
+            f" FROM {quote(Node._meta.db_table)} AS n ORDER BY n.name")
 
 
 def check_fits(memory_mb: int, cpus: int, source: str) -> None:
