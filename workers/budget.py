@@ -68,6 +68,7 @@ def _memory() -> tuple[int, int]:
     return int(vm.total), int(vm.available)
 
 
+@functools.cache  # psutil globs /sys for it; a machine's cores do not change while it runs
 def _cores() -> int:
     count: int | None = psutil.cpu_count(logical=False) or psutil.cpu_count(logical=True)
     return count or 1
