@@ -14,7 +14,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field
 from django.utils import timezone
@@ -35,8 +35,14 @@ GIVEN = (
 @dataclass(frozen=True, slots=True)
 class _Plan:
     sql: str
-    given: tuple[Field[Any, Any], ...]
+    given: tuple[tuple[str, Field[Any, Any] | None], ...]  # the field where a value needs preparing
     defaults: tuple[Any, ...]  # the other columns' defaults, prepared for the database
+    row: tuple[tuple[str | None, Any], ...]  # each column of a Task in order: given, or default
+    names: tuple[str, ...]  # their attribute names
+
+
+# Values an enqueue gives that the database takes as they are (validated, plain types).
+AS_IS = (models.CharField, models.IntegerField, models.FloatField, models.BooleanField)
 
 
 @functools.cache
@@ -54,8 +60,14 @@ def _plan(alias: str) -> _Plan:
     notify = ", pg_notify(%s, %s)" if db.vendor == "postgresql" else ""
     sql = (f"INSERT INTO {quote(Task._meta.db_table)} ({columns}) VALUES ({values})"
            f" RETURNING {quote(str(Task._meta.pk.column))}{notify}")
-    defaults = tuple(f.get_db_prep_save(f.get_default(), db) for f in rest)
-    return _Plan(sql, given, defaults)
+    return _Plan(
+        sql=sql,
+        given=tuple((f.attname, None if isinstance(f, AS_IS) else f) for f in given),
+        defaults=tuple(f.get_db_prep_save(f.get_default(), db) for f in rest),
+        row=tuple((f.attname, None) if f.primary_key or f.attname in GIVEN
+                  else (None, f.get_default()) for f in Task._meta.concrete_fields),
+        names=tuple(f.attname for f in Task._meta.concrete_fields),
+    )
 
 
 def insert(fields: dict[str, Any], *, wake: str) -> Task:
@@ -64,15 +76,15 @@ def insert(fields: dict[str, Any], *, wake: str) -> Task:
     databases ring after commit: the caller's business)."""
     db: BaseDatabaseWrapper = connections[DEFAULT_DB_ALIAS]
     plan = _plan(db.alias)
-    row = {**fields, "created_at": timezone.now()}
-    params = [f.get_db_prep_save(row[f.attname], db) for f in plan.given]
+    given = {**fields, "created_at": timezone.now()}
+    params = [given[name] if field is None else field.get_db_prep_save(given[name], db)
+              for name, field in plan.given]
     params.extend(plan.defaults)
     if db.vendor == "postgresql":
         params.extend([channel(wake), wake])
     with hot_cursor(db) as cursor:
         cursor.execute(plan.sql, params)
-        task_id = cursor.fetchone()[0]
-    task = Task(id=task_id, **row)
-    task._state.adding = False
-    task._state.db = db.alias
-    return task
+        given["id"] = cursor.fetchone()[0]
+    # Built as Django builds a row it read: positionally, which skips the defaults' lookup.
+    return Task.from_db(db.alias, plan.names, [given[name] if name else default
+                                         for name, default in plan.row])
