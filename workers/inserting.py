@@ -21,7 +21,9 @@ from django.utils import timezone
 
 from .claim import hot_cursor
 from .doorbell import channel
-from .models import Task
+from .estimates import DEFAULT, LEARNED
+from .models import MemoryProfile, Node, Task, Worker
+from .states import ACTIVE_WORKER_STATES
 
 # What an enqueue sets; every other column gets its field's default.
 GIVEN = (
@@ -30,6 +32,8 @@ GIVEN = (
     "memory_source", "memory_estimate_runs", "memory_scale", "memory_limit_mb", "cpus",
     "run_after", "created_at",
 )
+# What the statement itself works out when it reads the function's learned estimate.
+ESTIMATED = ("memory_estimate_mb", "memory_source", "memory_estimate_runs")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,20 +50,27 @@ AS_IS = (models.CharField, models.IntegerField, models.FloatField, models.Boolea
 
 
 @functools.cache
-def _plan(alias: str) -> _Plan:
+def _plan(alias: str, *, estimated: bool = False) -> _Plan:
     db = connections[alias]
     fields = [f for f in Task._meta.concrete_fields if not f.primary_key]
     by_name = {f.attname: f for f in fields}
-    given = tuple(by_name[name] for name in GIVEN)
+    names = [n for n in GIVEN if n not in ESTIMATED] if estimated else list(GIVEN)
+    given = tuple(by_name[name] for name in names)
     rest = [f for f in fields if f.attname not in GIVEN]
     if any(f.has_db_default() or (f.has_default() and callable(f.default)) for f in rest):
         raise RuntimeError("a Task column's default is made per row: add it to GIVEN")
     quote = db.ops.quote_name
-    columns = ", ".join(quote(str(f.column)) for f in (*given, *rest))
-    values = ", ".join(["%s"] * (len(given) + len(rest)))
+    chosen = [*given, *(by_name[n] for n in ESTIMATED)] if estimated else [*given]
+    columns = ", ".join(quote(str(f.column)) for f in (*chosen, *rest))
     notify = ", pg_notify(%s, %s)" if db.vendor == "postgresql" else ""
-    sql = (f"INSERT INTO {quote(Task._meta.db_table)} ({columns}) VALUES ({values})"
-           f" RETURNING {quote(str(Task._meta.pk.column))}{notify}")
+    table = quote(Task._meta.db_table)
+    if estimated:
+        sql = (f"INSERT INTO {table} ({columns}) {_estimating_select(db, given, rest)}"
+               f" RETURNING {quote(str(Task._meta.pk.column))}, {', '.join(ESTIMATED)}{notify}")
+    else:
+        values = ", ".join(["%s"] * (len(given) + len(rest)))
+        sql = (f"INSERT INTO {table} ({columns}) VALUES ({values})"
+               f" RETURNING {quote(str(Task._meta.pk.column))}{notify}")
     return _Plan(
         sql=sql,
         given=tuple((f.attname, None if isinstance(f, AS_IS) else f) for f in given),
@@ -70,21 +81,76 @@ def _plan(alias: str) -> _Plan:
     )
 
 
+def _estimating_select(db: BaseDatabaseWrapper, given: tuple[Field[Any, Any], ...],
+                       rest: list[Field[Any, Any]]) -> str:
+    """The row, with the function's learned estimate (its profile's, kept for calls that
+    name no scale) or the default (one ``%s``). No row when the learned estimate is larger
+    than every node could budget (the nodes running workers, else every node), unless
+    forced (one ``%s``), or when no node is known: the caller then checks in Python."""
+    quote = db.ops.quote_name
+
+    def bound(field: Field[Any, Any]) -> str:  # PostgreSQL types a SELECT's parameters
+        return f"CAST(%s AS {field.cast_db_type(db)})" if db.vendor == "postgresql" else "%s"
+
+    most = "CASE WHEN n.memory_mb > n.ceiling_mb THEN n.memory_mb ELSE n.ceiling_mb END"
+    nodes = f"{quote(Node._meta.db_table)} AS n"
+    states = ", ".join(["%s"] * len(ACTIVE_WORKER_STATES))
+    live = (f"EXISTS (SELECT 1 FROM {quote(Worker._meta.db_table)} AS w"
+            f" WHERE w.node = n.name AND w.state IN ({states}))")
+    largest = (f"COALESCE((SELECT MAX({most}) FROM {nodes} WHERE {live}),"
+               f" (SELECT MAX({most}) FROM {nodes}))")
+    force = "CAST(%s AS boolean)" if db.vendor == "postgresql" else "%s"
+    return (
+        f"SELECT {', '.join(bound(f) for f in given)}, COALESCE(p.estimate_mb, %s),"
+        f" CASE WHEN p.estimate_mb IS NULL THEN '{DEFAULT}' ELSE '{LEARNED}' END,"
+        f" COALESCE(p.estimate_runs, 0), {', '.join(bound(f) for f in rest)}"
+        f" FROM (SELECT 1) AS one LEFT JOIN {quote(MemoryProfile._meta.db_table)} AS p"
+        f" ON p.func_path = %s"
+        f" WHERE {force} OR p.estimate_mb IS NULL OR p.estimate_mb <= {largest}"
+    )
+
+
 def insert(fields: dict[str, Any], *, wake: str) -> Task:
     """Write a task row of ``fields`` (exactly ``GIVEN`` but ``created_at``) and return it.
     ``wake``: the doorbell message; on PostgreSQL NOTIFYed by this very statement (other
     databases ring after commit: the caller's business)."""
+    task = _insert(fields, wake, estimated=None)
+    assert task is not None
+    return task
+
+
+def insert_estimated(fields: dict[str, Any], *, wake: str, default_mb: int,
+                     force: bool) -> Task | None:
+    """``insert`` for a call that declares no memory, names no scale and takes one CPU: the
+    statement reads its function's learned estimate, else takes ``default_mb``. None, and
+    nothing written, when that estimate is larger than every node (not ``force``d) or no
+    node is known yet: the caller checks the way every submission is checked."""
+    return _insert(fields, wake, estimated=(default_mb, force))
+
+
+def _insert(fields: dict[str, Any], wake: str,
+            estimated: tuple[int, bool] | None) -> Task | None:
     db: BaseDatabaseWrapper = connections[DEFAULT_DB_ALIAS]
-    plan = _plan(db.alias)
+    plan = _plan(db.alias, estimated=estimated is not None)
     given = {**fields, "created_at": timezone.now()}
     params = [given[name] if field is None else field.get_db_prep_save(given[name], db)
               for name, field in plan.given]
+    if estimated is not None:
+        params.append(estimated[0])
     params.extend(plan.defaults)
+    if estimated is not None:
+        params.extend([given["func_path"], estimated[1],
+                       *(state.value for state in ACTIVE_WORKER_STATES)])
     if db.vendor == "postgresql":
         params.extend([channel(wake), wake])
     with hot_cursor(db) as cursor:
         cursor.execute(plan.sql, params)
-        given["id"] = cursor.fetchone()[0]
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    given["id"] = row[0]
+    if estimated is not None:
+        given.update(zip(ESTIMATED, row[1:4], strict=True))
     # Built as Django builds a row it read: positionally, which skips the defaults' lookup.
     return Task.from_db(db.alias, plan.names, [given[name] if name else default
-                                         for name, default in plan.row])
+                                               for name, default in plan.row])

@@ -68,8 +68,11 @@ def learned(func_path: str, scale: float | None = None) -> Learned | None:
     """The learned estimate for a task of ``func_path`` (of ``scale``), or None if too few
     of its attempts have been measured."""
     samples = _samples(func_path)
-    if samples is None:
-        return None
+    return None if samples is None else learned_from(samples, scale)
+
+
+def learned_from(samples: Sequence[Sample], scale: float | None) -> Learned | None:
+    """The estimate ``samples`` give a call of ``scale``, or None if too few."""
     mb = estimate_mb(samples, scale)
     return None if mb is None else Learned(mb, len(samples))
 

@@ -174,11 +174,20 @@ def call_fields(spec: TaskSpec) -> dict[str, Any]:
 
 def _insert_queued(spec: TaskSpec) -> Task:
     """A task without predecessors: one statement (``inserting``), and the wake-up of its
-    queue's workers at commit (on PostgreSQL the statement's own NOTIFY)."""
+    queue's workers at commit (on PostgreSQL the statement's own NOTIFY). A call that
+    declares no memory, names no scale and takes one CPU (a plain ``@task``'s) is estimated
+    by that statement too; one it refuses, or any other, is checked here first."""
     fields = {"state": TaskState.QUEUED.value, "pending_dependencies": 0, **call_fields(spec),
-              **memory_fields(spec), "run_after": spec.run_after}
+              "run_after": spec.run_after, "memory_limit_mb": spec.memory_limit_mb,
+              "cpus": spec.cpus, "memory_scale": None}
     wake = f"q:{fields['queue']}"
-    task = inserting.insert(fields, wake=wake)
+    task = None
+    if spec.memory_mb is None and spec.cpus == 1 and (
+            learning.scale_of(spec.func_path, spec.kwargs) is None):
+        task = inserting.insert_estimated(fields, wake=wake, force=spec.force,
+                                          default_mb=conf.get().memory_per_task_mb)
+    if task is None:
+        task = inserting.insert({**fields, **memory_fields(spec)}, wake=wake)
     if connection.vendor != "postgresql":
         transaction.on_commit(functools.partial(doorbell.ring_local, wake))
     return task

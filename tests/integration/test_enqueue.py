@@ -13,7 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from workers import doorbell, queue
-from workers.models import Task
+from workers.exceptions import TooLarge
+from workers.models import MemoryProfile, Node, Task
 from workers.spec import TaskSpec
 
 from .helpers import TASKS
@@ -38,8 +39,7 @@ def test_an_enqueue_is_one_insert_and_writes_the_row_the_orm_would(crucible):
         made = queue.enqueue(spec)
 
     statements = [q["sql"] for q in queries.captured_queries]
-    assert len(statements) == 2, f"the learned estimate's look-up and the INSERT: {statements}"
-    assert "INSERT INTO" in statements[1] and "pg_notify" not in statements[0]
+    assert len(statements) == 1 and "INSERT INTO" in statements[0], statements
     stored = Task.objects.get(pk=made.pk)
     assert _columns(made) == _columns(stored), "the returned task is the stored row"
     assert made.created_at == stored.created_at
@@ -52,6 +52,46 @@ def test_an_enqueue_is_one_insert_and_writes_the_row_the_orm_would(crucible):
     assert _columns(Task.objects.get(pk=by_orm.pk)) == _columns(stored)
     assert (stored.queue, stored.priority, stored.run_after, stored.args) == (
         "big", 3, due, [1, 2])
+
+
+def _learned(peak_mb: float, runs: int = 5) -> None:
+    MemoryProfile.objects.create(func_path=ADD, runs=runs, samples=[[None, peak_mb]] * runs)
+
+
+def test_a_learned_estimate_is_read_by_the_insert_itself(crucible):
+    Node.objects.create(name="lab-node-1", memory_mb=4000, ceiling_mb=8000, cpus=4)
+    _learned(100.0)
+
+    with CaptureQueriesContext(connection) as queries:
+        made = queue.enqueue(TaskSpec(func_path=ADD, args=[1, 2]))
+
+    assert len(queries.captured_queries) == 1, queries.captured_queries
+    stored = Task.objects.get(pk=made.pk)
+    expected = (110, "learned", 5)  # the peak plus the 10 % margin, from 5 runs
+    assert (made.memory_estimate_mb, made.memory_source, made.memory_estimate_runs) == expected
+    assert (stored.memory_estimate_mb, stored.memory_source,
+            stored.memory_estimate_runs) == expected
+
+
+def test_a_learned_estimate_larger_than_every_node_is_refused_unless_forced(crucible):
+    Node.objects.create(name="lab-node-1", memory_mb=4000, ceiling_mb=8000, cpus=4)
+    _learned(10_000.0)
+
+    with pytest.raises(TooLarge, match=r"needs 10\.7 GB \(learned from 5 runs\), more than any "
+                                        r"node's budget: the largest is 7\.8 GB \(lab-node-1\)"):
+        queue.enqueue(TaskSpec(func_path=ADD, args=[1, 2]))
+    assert not Task.objects.exists(), "a refused task was written"
+
+    forced = queue.enqueue(TaskSpec(func_path=ADD, args=[1, 2], force=True))
+    assert (forced.memory_estimate_mb, forced.memory_source) == (11_000, "learned")
+
+
+def test_with_no_node_known_yet_the_insert_leaves_the_check_to_the_machines_figure(crucible):
+    _learned(100.0)
+
+    made = queue.enqueue(TaskSpec(func_path=ADD, args=[1, 2]))
+
+    assert (made.memory_estimate_mb, made.memory_source) == (110, "learned")
 
 
 @pytest.fixture
