@@ -3,7 +3,7 @@
 Django's ``Model.objects.create`` builds the INSERT's SQL and prepares every one of the
 row's columns on each call: a script that enqueued thousands of tasks one call at a time
 spent half of its time there. Here the statement is built once per database, the columns
-an enqueue never sets are bound from their defaults, prepared once, and on PostgreSQL the
+an enqueue never sets are written as their defaults' literals, and on PostgreSQL the
 wake-up's NOTIFY rides in the same statement: one round trip, delivered at commit as
 before (and not at all if the caller's transaction rolls back).
 """
@@ -40,7 +40,6 @@ ESTIMATED = ("memory_estimate_mb", "memory_source", "memory_estimate_runs")
 class _Plan:
     sql: str
     given: tuple[tuple[str, Field[Any, Any] | None], ...]  # the field where a value needs preparing
-    defaults: tuple[Any, ...]  # the other columns' defaults, prepared for the database
     row: tuple[tuple[str | None, Any], ...]  # each column of a Task in order: given, or default
     names: tuple[str, ...]  # their attribute names
 
@@ -68,17 +67,32 @@ def _plan(alias: str, *, estimated: bool = False) -> _Plan:
         sql = (f"INSERT INTO {table} ({columns}) {_estimating_select(db, given, rest)}"
                f" RETURNING {quote(str(Task._meta.pk.column))}, {', '.join(ESTIMATED)}{notify}")
     else:
-        values = ", ".join(["%s"] * (len(given) + len(rest)))
+        values = ", ".join([*(["%s"] * len(given)), *(_default_sql(f, db) for f in rest)])
         sql = (f"INSERT INTO {table} ({columns}) VALUES ({values})"
                f" RETURNING {quote(str(Task._meta.pk.column))}{notify}")
     return _Plan(
         sql=sql,
         given=tuple((f.attname, None if isinstance(f, AS_IS) else f) for f in given),
-        defaults=tuple(f.get_db_prep_save(f.get_default(), db) for f in rest),
         row=tuple((f.attname, None) if f.primary_key or f.attname in GIVEN
                   else (None, f.get_default()) for f in Task._meta.concrete_fields),
         names=tuple(f.attname for f in Task._meta.concrete_fields),
     )
+
+
+def _default_sql(field: Field[Any, Any], db: BaseDatabaseWrapper) -> str:
+    """A column's default as SQL text (typed on PostgreSQL): fewer parameters to bind."""
+    value = field.get_db_prep_save(field.get_default(), db)
+    if value is None:
+        text = "NULL"
+    elif isinstance(value, bool):
+        text = "TRUE" if value else "FALSE"
+    elif isinstance(value, int):
+        text = str(int(value))  # PostgreSQL's backend wraps it (Int4)
+    elif value == "":
+        text = "''"
+    else:
+        raise RuntimeError(f"Task.{field.attname}'s default has no literal: add it to GIVEN")
+    return f"CAST({text} AS {field.cast_db_type(db)})" if db.vendor == "postgresql" else text
 
 
 def _estimating_select(db: BaseDatabaseWrapper, given: tuple[Field[Any, Any], ...],
@@ -103,7 +117,7 @@ def _estimating_select(db: BaseDatabaseWrapper, given: tuple[Field[Any, Any], ..
     return (
         f"SELECT {', '.join(bound(f) for f in given)}, COALESCE(p.estimate_mb, %s),"
         f" CASE WHEN p.estimate_mb IS NULL THEN '{DEFAULT}' ELSE '{LEARNED}' END,"
-        f" COALESCE(p.estimate_runs, 0), {', '.join(bound(f) for f in rest)}"
+        f" COALESCE(p.estimate_runs, 0), {', '.join(_default_sql(f, db) for f in rest)}"
         f" FROM (SELECT 1) AS one LEFT JOIN {quote(MemoryProfile._meta.db_table)} AS p"
         f" ON p.func_path = %s"
         f" WHERE {force} OR p.estimate_mb IS NULL OR p.estimate_mb <= {largest}"
@@ -137,7 +151,6 @@ def _insert(fields: dict[str, Any], wake: str,
               for name, field in plan.given]
     if estimated is not None:
         params.append(estimated[0])
-    params.extend(plan.defaults)
     if estimated is not None:
         params.extend([given["func_path"], estimated[1],
                        *(state.value for state in ACTIVE_WORKER_STATES)])

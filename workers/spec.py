@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 from collections.abc import Callable
@@ -63,10 +64,15 @@ def signature(func_path: str) -> inspect.Signature:
     """How a task is called: a ``takes_context`` task's context is not the caller's to give."""
     target = import_string(func_path)
     func = target.func if isinstance(target, DjangoTask) else target
-    found = inspect.signature(func)
+    found = _signature_of(func)
     if isinstance(target, DjangoTask) and target.takes_context:
         found = found.replace(parameters=list(found.parameters.values())[1:])
     return found
+
+
+@functools.lru_cache(maxsize=4096)  # asked at every submission; a function's is fixed
+def _signature_of(func: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(func)
 
 
 def _plain(found: inspect.Signature) -> str:
