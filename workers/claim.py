@@ -497,7 +497,7 @@ type OneCommit = Callable[[Handover], tuple[bool, ClaimedTask | None]]
 
 
 @functools.cache
-def _qmark(sql: str) -> str:
+def qmark(sql: str) -> str:
     """SQLite's placeholders: Django's SQLite cursor rewrites ``%s`` with a regular
     expression on every call; the hot path's few fixed statements are rewritten once."""
     return re.sub(r"(?<!%)%s", "?", sql).replace("%%", "%")
@@ -524,8 +524,8 @@ def succeed_and_claim_sqlite(done: Handover) -> tuple[bool, ClaimedTask | None]:
     attempt = _attempt_params(token, at, done.peak, done.log_tail, adapt)
     claim_params = _claim_params(db, token.worker_id, done.queues, done.lease_ttl, now,
                                  node=done.node)
-    success_sql = _qmark(_success_sql("sqlite", without_dependents=True))
-    attempt_sql, claim_sql = _qmark(_attempt_sql()), _qmark(_sql("sqlite", len(done.queues)))
+    success_sql = qmark(_success_sql("sqlite", without_dependents=True))
+    attempt_sql, claim_sql = qmark(_attempt_sql()), qmark(_sql("sqlite", len(done.queues)))
     raw = db.connection
     row = None
     with db.wrap_database_errors:

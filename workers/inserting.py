@@ -19,7 +19,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field
 from django.utils import timezone
 
-from .claim import hot_cursor
+from .claim import hot_cursor, qmark
 from .doorbell import channel
 from .estimates import DEFAULT, LEARNED
 from .models import MemoryProfile, Node, Task, Worker
@@ -77,6 +77,20 @@ def _plan(alias: str, *, estimated: bool = False) -> _Plan:
                   else (None, f.get_default()) for f in Task._meta.concrete_fields),
         names=tuple(f.attname for f in Task._meta.concrete_fields),
     )
+
+
+def _execute(db: BaseDatabaseWrapper, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
+    """Run the INSERT: on SQLite on its own cursor, placeholders rewritten once (Django's
+    wrapper rewrites them at every call), inside Django's error mapping and transaction."""
+    if db.vendor != "sqlite":
+        with hot_cursor(db) as cursor:
+            cursor.execute(sql, params)
+            found: tuple[Any, ...] | None = cursor.fetchone()
+        return found
+    db.ensure_connection()
+    with db.wrap_database_errors:
+        found = db.connection.execute(qmark(sql), params).fetchone()
+    return found
 
 
 def _default_sql(field: Field[Any, Any], db: BaseDatabaseWrapper) -> str:
@@ -156,9 +170,7 @@ def _insert(fields: dict[str, Any], wake: str,
                        *(state.value for state in ACTIVE_WORKER_STATES)])
     if db.vendor == "postgresql":
         params.extend([channel(wake), wake])
-    with hot_cursor(db) as cursor:
-        cursor.execute(plan.sql, params)
-        row = cursor.fetchone()
+    row = _execute(db, plan.sql, params)
     if row is None:
         return None
     given["id"] = row[0]

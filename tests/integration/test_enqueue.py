@@ -3,6 +3,8 @@ the same row Django's ORM would write, and the wake-up of its queue at commit on
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +26,25 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ADD = f"{TASKS}.add"
 
 
+@contextmanager
+def _statements() -> Iterator[list[str]]:
+    """Every statement sent to the database: SQLite's own trace (the INSERT bypasses
+    Django's cursor there), PostgreSQL's through Django's debug cursor."""
+    if connection.vendor != "sqlite":
+        with CaptureQueriesContext(connection) as queries:
+            sent: list[str] = []
+            yield sent
+        sent.extend(q["sql"] for q in queries.captured_queries)
+        return
+    connection.ensure_connection()
+    sent = []
+    connection.connection.set_trace_callback(sent.append)
+    try:
+        yield sent
+    finally:
+        connection.connection.set_trace_callback(None)
+
+
 def _columns(task: Task) -> dict[str, Any]:
     return {f.attname: getattr(task, f.attname) for f in Task._meta.concrete_fields
             if f.attname not in ("id", "created_at")}
@@ -35,10 +56,9 @@ def test_an_enqueue_is_one_insert_and_writes_the_row_the_orm_would(crucible):
                     max_attempts=5, timeout=60.0, run_after=due, retry_backoff=2.5)
     queue.enqueue(spec)  # the first call of a process builds the statement
 
-    with CaptureQueriesContext(connection) as queries:
+    with _statements() as statements:
         made = queue.enqueue(spec)
 
-    statements = [q["sql"] for q in queries.captured_queries]
     assert len(statements) == 1 and "INSERT INTO" in statements[0], statements
     stored = Task.objects.get(pk=made.pk)
     assert _columns(made) == _columns(stored), "the returned task is the stored row"
@@ -62,10 +82,10 @@ def test_a_learned_estimate_is_read_by_the_insert_itself(crucible):
     Node.objects.create(name="lab-node-1", memory_mb=4000, ceiling_mb=8000, cpus=4)
     _learned(100.0)
 
-    with CaptureQueriesContext(connection) as queries:
+    with _statements() as statements:
         made = queue.enqueue(TaskSpec(func_path=ADD, args=[1, 2]))
 
-    assert len(queries.captured_queries) == 1, queries.captured_queries
+    assert len(statements) == 1, statements
     stored = Task.objects.get(pk=made.pk)
     expected = (110, "learned", 5)  # the peak plus the 10 % margin, from 5 runs
     assert (made.memory_estimate_mb, made.memory_source, made.memory_estimate_runs) == expected
