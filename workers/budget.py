@@ -172,7 +172,7 @@ def _known_nodes() -> list[tuple[str, int, int]]:
     Asked at every submission with an estimate: one statement, built once."""
     db = connections[DEFAULT_DB_ALIAS]
     with hot_cursor(db) as cursor:
-        cursor.execute(_nodes_sql(db.alias), [state.value for state in ACTIVE_WORKER_STATES])
+        cursor.execute(_nodes_sql(db.alias), LIVE_STATES)
         rows = cursor.fetchall()
     live = [(name, max(memory, ceiling), cpus) for name, memory, ceiling, cpus, on in rows if on]
     if live or rows:
@@ -183,12 +183,31 @@ def _known_nodes() -> list[tuple[str, int, int]]:
     return [(conf.get().node_address, here.ceiling_mb, here.cpus)]
 
 
+LIVE_STATES = [state.value for state in ACTIVE_WORKER_STATES]  # the parameters of live_sql
+
+
+def live_sql(alias: str) -> str:
+    """Whether node ``n`` runs workers now (``LIVE_STATES`` as its parameters)."""
+    quote = connections[alias].ops.quote_name
+    states = ", ".join(["%s"] * len(LIVE_STATES))
+    return (f"EXISTS (SELECT 1 FROM {quote(Worker._meta.db_table)} AS w"
+            f" WHERE w.node = n.name AND w.state IN ({states}))")
+
+
+def largest_sql(alias: str) -> str:
+    """SQL for the most any node could budget, as ``_known_nodes`` counts it: of the nodes
+    running workers, else of every node; NULL when none is known (``LIVE_STATES`` as its
+    parameters). For a refusal made inside another statement (``inserting``)."""
+    nodes = f"{connections[alias].ops.quote_name(Node._meta.db_table)} AS n"
+    most = "CASE WHEN n.memory_mb > n.ceiling_mb THEN n.memory_mb ELSE n.ceiling_mb END"
+    return (f"COALESCE((SELECT MAX({most}) FROM {nodes} WHERE {live_sql(alias)}),"
+            f" (SELECT MAX({most}) FROM {nodes}))")
+
+
 @functools.cache
 def _nodes_sql(alias: str) -> str:
     quote = connections[alias].ops.quote_name
-    states = ", ".join(["%s"] * len(ACTIVE_WORKER_STATES))
-    return (f"SELECT n.name, n.memory_mb, n.ceiling_mb, n.cpus, EXISTS (SELECT 1 FROM"
-            f" {quote(Worker._meta.db_table)} AS w WHERE w.node = n.name AND w.state IN ({states}))"
+    return (f"SELECT n.name, n.memory_mb, n.ceiling_mb, n.cpus, {live_sql(alias)}"
             f" FROM {quote(Node._meta.db_table)} AS n ORDER BY n.name")
 
 

@@ -19,11 +19,11 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field
 from django.utils import timezone
 
+from .budget import LIVE_STATES, largest_sql
 from .claim import hot_cursor, qmark
 from .doorbell import channel
 from .estimates import DEFAULT, LEARNED
-from .models import MemoryProfile, Node, Task, Worker
-from .states import ACTIVE_WORKER_STATES
+from .models import MemoryProfile, Task
 
 # What an enqueue sets; every other column gets its field's default.
 GIVEN = (
@@ -120,13 +120,6 @@ def _estimating_select(db: BaseDatabaseWrapper, given: tuple[Field[Any, Any], ..
     def bound(field: Field[Any, Any]) -> str:  # PostgreSQL types a SELECT's parameters
         return f"CAST(%s AS {field.cast_db_type(db)})" if db.vendor == "postgresql" else "%s"
 
-    most = "CASE WHEN n.memory_mb > n.ceiling_mb THEN n.memory_mb ELSE n.ceiling_mb END"
-    nodes = f"{quote(Node._meta.db_table)} AS n"
-    states = ", ".join(["%s"] * len(ACTIVE_WORKER_STATES))
-    live = (f"EXISTS (SELECT 1 FROM {quote(Worker._meta.db_table)} AS w"
-            f" WHERE w.node = n.name AND w.state IN ({states}))")
-    largest = (f"COALESCE((SELECT MAX({most}) FROM {nodes} WHERE {live}),"
-               f" (SELECT MAX({most}) FROM {nodes}))")
     force = "CAST(%s AS boolean)" if db.vendor == "postgresql" else "%s"
     return (
         f"SELECT {', '.join(bound(f) for f in given)}, COALESCE(p.estimate_mb, %s),"
@@ -134,7 +127,7 @@ def _estimating_select(db: BaseDatabaseWrapper, given: tuple[Field[Any, Any], ..
         f" COALESCE(p.estimate_runs, 0), {', '.join(_default_sql(f, db) for f in rest)}"
         f" FROM (SELECT 1) AS one LEFT JOIN {quote(MemoryProfile._meta.db_table)} AS p"
         f" ON p.func_path = %s"
-        f" WHERE {force} OR p.estimate_mb IS NULL OR p.estimate_mb <= {largest}"
+        f" WHERE {force} OR p.estimate_mb IS NULL OR p.estimate_mb <= {largest_sql(db.alias)}"
     )
 
 
@@ -164,10 +157,8 @@ def _insert(fields: dict[str, Any], wake: str,
     params = [given[name] if field is None else field.get_db_prep_save(given[name], db)
               for name, field in plan.given]
     if estimated is not None:
-        params.append(estimated[0])
-    if estimated is not None:
-        params.extend([given["func_path"], estimated[1],
-                       *(state.value for state in ACTIVE_WORKER_STATES)])
+        default_mb, force = estimated
+        params.extend([default_mb, given["func_path"], force, *LIVE_STATES])
     if db.vendor == "postgresql":
         params.extend([channel(wake), wake])
     row = _execute(db, plan.sql, params)
