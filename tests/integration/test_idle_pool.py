@@ -53,7 +53,9 @@ def test_idle_workers_of_a_node_share_their_empty_looks(workers, runtime_dir, pr
     counts = proxy.counts()
     statements = counts.get("Q", 0) + counts.get("E", 0)
     unshared = count * window / POLL  # each worker looking every interval: 48
-    shared = 2 * window / POLL  # the node looks about once an interval; twice is the slack
+    # The node looks about once an interval. Slack of three times that: a CI run on a busy
+    # machine counted 18 (two times was the bound then); unshared, 46 were counted.
+    shared = 3 * window / POLL
     assert 0 < statements <= shared, (
         f"{statements} statements in {window} s from {count} idle workers "
         f"(about {unshared:.0f} if each looked for itself): {counts}")
