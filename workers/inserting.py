@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
@@ -39,6 +40,9 @@ ESTIMATED = ("memory_estimate_mb", "memory_source", "memory_estimate_runs")
 @dataclass(frozen=True, slots=True)
 class _Plan:
     sql: str
+    into: str  # INSERT INTO the table (its columns)
+    values: str  # one row's VALUES tuple
+    defaults: tuple[str, ...]  # the literals of the columns an enqueue leaves at their default
     given: tuple[tuple[str, Field[Any, Any] | None], ...]  # the field where a value needs preparing
     row: tuple[tuple[str | None, Any], ...]  # each column of a Task in order: given, or default
     names: tuple[str, ...]  # their attribute names
@@ -63,15 +67,19 @@ def _plan(alias: str, *, estimated: bool = False) -> _Plan:
     columns = ", ".join(quote(str(f.column)) for f in (*chosen, *rest))
     notify = ", pg_notify(%s, %s)" if db.vendor == "postgresql" else ""
     table = quote(Task._meta.db_table)
+    into = f"INSERT INTO {table} ({columns})"
+    defaults = tuple(_default_sql(f, db) for f in rest)
+    values = "(" + ", ".join([*(["%s"] * len(given)), *defaults]) + ")"
     if estimated:
-        sql = (f"INSERT INTO {table} ({columns}) {_estimating_select(db, given, rest)}"
+        sql = (f"{into} {_estimating_select(db, given, rest)}"
                f" RETURNING {quote(str(Task._meta.pk.column))}, {', '.join(ESTIMATED)}{notify}")
     else:
-        values = ", ".join([*(["%s"] * len(given)), *(_default_sql(f, db) for f in rest)])
-        sql = (f"INSERT INTO {table} ({columns}) VALUES ({values})"
-               f" RETURNING {quote(str(Task._meta.pk.column))}{notify}")
+        sql = f"{into} VALUES {values} RETURNING {quote(str(Task._meta.pk.column))}{notify}"
     return _Plan(
         sql=sql,
+        into=into,
+        values=values,
+        defaults=defaults,
         given=tuple((f.attname, None if isinstance(f, AS_IS) else f) for f in given),
         row=tuple((f.attname, None) if f.primary_key or f.attname in GIVEN
                   else (None, f.get_default()) for f in Task._meta.concrete_fields),
@@ -154,8 +162,7 @@ def _insert(fields: dict[str, Any], wake: str,
     db: BaseDatabaseWrapper = connections[DEFAULT_DB_ALIAS]
     plan = _plan(db.alias, estimated=estimated is not None)
     given = {**fields, "created_at": timezone.now()}
-    params = [given[name] if field is None else field.get_db_prep_save(given[name], db)
-              for name, field in plan.given]
+    params = _params(plan, given, db)
     if estimated is not None:
         default_mb, force = estimated
         params.extend([default_mb, given["func_path"], force, *LIVE_STATES])
@@ -167,6 +174,124 @@ def _insert(fields: dict[str, Any], wake: str,
     given["id"] = row[0]
     if estimated is not None:
         given.update(zip(ESTIMATED, row[1:4], strict=True))
-    # Built as Django builds a row it read: positionally, which skips the defaults' lookup.
+    return _built(db, plan, given)
+
+
+def _params(plan: _Plan, given: dict[str, Any], db: BaseDatabaseWrapper) -> list[Any]:
+    return [given[name] if field is None else field.get_db_prep_save(given[name], db)
+            for name, field in plan.given]
+
+
+def _built(db: BaseDatabaseWrapper, plan: _Plan, given: dict[str, Any]) -> Task:
+    """The Task of a row written from ``given``, built as Django builds a row it read:
+    positionally, which skips the defaults' lookup."""
     return Task.from_db(db.alias, plan.names, [given[name] if name else default
                                                for name, default in plan.row])
+
+
+# What ``insert_many`` is given of each row: ``GIVEN`` but the moment, which it sets.
+MANY = tuple(name for name in GIVEN if name != "created_at")
+JSON_COLUMNS = ("args", "kwargs")  # given as their JSON text
+# The most rows one SQLite INSERT of ``insert_many`` writes (it binds at most 32,766
+# parameters a statement); PostgreSQL takes every row in one statement, a column an array.
+MANY_ROWS = 1024
+
+
+def insert_many(columns: dict[str, list[Any]], count: int) -> tuple[list[int], datetime]:
+    """Write ``count`` task rows, given column by column (each of ``MANY``; ``args`` and
+    ``kwargs`` as JSON text), in the caller's transaction: their ids in order, and the
+    moment written as every row's ``created_at``. Nothing is rung: the caller wakes each
+    queue's workers once, at commit."""
+    db: BaseDatabaseWrapper = connections[DEFAULT_DB_ALIAS]
+    created = timezone.now()
+    if count == 0:
+        return [], created
+    if db.vendor == "postgresql":
+        arrays = [_typed(name, columns[name]) for name in MANY]
+        return [row[0] for row in _execute_many(db, _unnest_sql(db.alias), [created, *arrays])
+                ], created
+    adapt = db.ops.adapt_datetimefield_value
+    moments = {"run_after": [adapt(v) for v in columns["run_after"]]}
+    ordered = [moments.get(name, columns[name]) for name in MANY]
+    rows = list(zip(*ordered, strict=True))
+    at = adapt(created)
+    ids: list[int] = []
+    for start, size in _slices(count):
+        params = [value for row in rows[start:start + size] for value in (*row, at)]
+        ids.extend(row[0] for row in _execute_many(db, qmark(_values_sql(db.alias, size)),
+                                                   params))
+    return ids, created
+
+
+def built(columns: dict[str, list[Any]], ids: list[int], created: datetime,
+          values: dict[str, list[Any]]) -> list[Task]:
+    """The Tasks ``insert_many`` wrote, with ``values`` (``args``, ``kwargs``) in place of
+    their JSON text."""
+    db: BaseDatabaseWrapper = connections[DEFAULT_DB_ALIAS]
+    plan = _plan(db.alias)
+    names = [*MANY, "created_at", "id"]
+    merged = [values.get(name) or columns[name] for name in MANY]
+    return [_built(db, plan, dict(zip(names, (*row, created, task_id), strict=True)))
+            for *row, task_id in zip(*merged, ids, strict=True)]
+
+
+_FLOATS = {f.attname for f in Task._meta.concrete_fields if isinstance(f, models.FloatField)}
+
+
+def _typed(name: str, column: list[Any]) -> list[Any]:
+    """A column as PostgreSQL's array of its type: psycopg refuses an array of ints and
+    floats mixed (a float column given whole seconds)."""
+    if name in _FLOATS:
+        return [None if value is None else float(value) for value in column]
+    return column
+
+
+def _slices(total: int) -> list[tuple[int, int]]:
+    """(start, size) of each SQLite statement: ``MANY_ROWS`` at a time, then powers of two,
+    so that a process builds at most 11 statements."""
+    full, rest = divmod(total, MANY_ROWS)
+    sizes = [MANY_ROWS] * full + [1 << bit for bit in reversed(range(rest.bit_length()))
+                                  if rest >> bit & 1]
+    starts = [sum(sizes[:index]) for index in range(len(sizes))]
+    return list(zip(starts, sizes, strict=True))
+
+
+@functools.cache
+def _values_sql(alias: str, count: int) -> str:
+    plan = _plan(alias)
+    pk = connections[alias].ops.quote_name(str(Task._meta.pk.column))
+    return f"{plan.into} VALUES {', '.join([plan.values] * count)} RETURNING {pk}"
+
+
+@functools.cache
+def _unnest_sql(alias: str) -> str:
+    """PostgreSQL: every row in one statement of constant size, a column an array (one
+    ``%s`` each, in ``MANY``'s order, after the moment's): a statement of thousands of
+    ``VALUES`` rows costs the server more to parse than to write."""
+    db = connections[alias]
+    plan = _plan(alias)
+    by_name = {f.attname: f for f in Task._meta.concrete_fields}
+    fields = [by_name[name] for name in MANY]
+    arrays = ", ".join(f"CAST(%s AS {_array_type(f, db)})" for f in fields)
+    names = ", ".join(f"c{index}" for index in range(len(fields)))
+    columns = ", ".join(f"u.c{index}" for index in range(len(fields)))
+    pk = db.ops.quote_name(str(Task._meta.pk.column))
+    return (f"{plan.into} SELECT {columns}, CAST(%s AS timestamp with time zone),"
+            f" {', '.join(plan.defaults)} FROM unnest({arrays}) WITH ORDINALITY AS u({names}, n)"
+            f" ORDER BY u.n RETURNING {pk}")
+
+
+def _array_type(field: Field[Any, Any], db: BaseDatabaseWrapper) -> str:
+    return "jsonb[]" if field.attname in JSON_COLUMNS else f"{field.cast_db_type(db)}[]"
+
+
+def _execute_many(db: BaseDatabaseWrapper, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """``_execute`` of a statement that returns a row for each row it writes, in order."""
+    if db.vendor != "sqlite":
+        with hot_cursor(db) as cursor:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
+    db.ensure_connection()
+    with db.wrap_database_errors:
+        rows: list[tuple[Any, ...]] = db.connection.execute(sql, params).fetchall()
+    return rows

@@ -55,7 +55,7 @@ from .claim import (
 from .clock import Now, later
 from .exceptions import InvalidTaskSpec, LostAttempt, TaskNotFound
 from .models import PausedQueue, Task, TaskAttempt, TaskQuerySet, Worker
-from .spec import TaskSpec, validate
+from .spec import TaskSpec, check_arguments, resolve, validate, validate_options
 from .states import TASK_TRANSITIONS, Outcome, TaskState, WorkerState, move, moves
 
 logger = logging.getLogger(__name__)
@@ -82,35 +82,82 @@ def enqueue(spec: TaskSpec) -> Task:
     return task
 
 
-ENQUEUE_BATCH = 1000  # rows per INSERT of enqueue_many
-
-
 def enqueue_many(specs: Sequence[TaskSpec]) -> list[Task]:
     """Validate and store many tasks at once (a sweep's thousands of points): one
-    transaction, one INSERT per 1,000 rows, then one wake-up per queue. Each is checked as
-    ``enqueue`` checks it (its estimate once per kind of call); one that is refused refuses
-    them all, naming its index, and nothing is written. Tasks with ``depends_on`` belong
-    in a run (``workers.runs``) or in ``enqueue``."""
+    transaction, few statements (``inserting.insert_many``), then one wake-up per queue.
+    Each is checked as ``enqueue`` checks it (its estimate once per kind of call); one that
+    is refused refuses them all, naming its index, and nothing is written. Tasks with
+    ``depends_on`` belong in a run (``workers.runs``) or in ``enqueue``."""
     known: MemoryByCall = {}
     rows = [_queued_row(index, spec, known) for index, spec in enumerate(specs)]
+    columns = {name: [row[name] for row in rows] for name in inserting.MANY}
+    ids, created = _insert_many(columns, len(rows))
+    return inserting.built(columns, ids, created, {"args": [spec.args for spec in specs],
+                                                   "kwargs": [spec.kwargs for spec in specs]})
+
+
+def enqueue_calls(template: TaskSpec, calls: Sequence[tuple[list[Any], dict[str, Any]]]
+                  ) -> tuple[list[int], datetime]:
+    """``enqueue_many`` of one function called many ways (a ``@task``'s ``enqueue_many``,
+    ``manage.py enqueue --calls``): one task per ``(args, kwargs)`` of ``calls``, all else
+    as ``template`` says (its own arguments are not used). The template is checked once,
+    each call's arguments and estimate as ``enqueue`` checks them. Their ids in order, and
+    the moment they were enqueued."""
+    _validate_options(template)
+    by_scale: dict[float | None, dict[str, Any]] = {}  # a call's estimate depends on its scale
+    texts, memory = [], []
+    for index, (args, kwargs) in enumerate(calls):
+        try:
+            texts.append(check_arguments(template.func_path, args, kwargs))
+            scale = learning.scale_of(template.func_path, kwargs)
+            if scale not in by_scale:
+                by_scale[scale] = memory_fields(dataclasses.replace(template, kwargs=kwargs))
+            memory.append(by_scale[scale])
+        except InvalidTaskSpec as exc:
+            raise type(exc)(f"tasks[{index}].{exc.field}", exc.message) from exc
+    count = len(texts)
+    fixed = {"state": TaskState.QUEUED.value, "pending_dependencies": 0,
+             **call_fields(template), "run_after": template.run_after}
+    columns = {name: [value] * count for name, value in fixed.items()}
+    columns["args"], columns["kwargs"] = [t[0] for t in texts], [t[1] for t in texts]
+    for name in memory[0] if memory else ():
+        columns[name] = ([memory[0][name]] * count if len(by_scale) == 1
+                         else [fields[name] for fields in memory])
+    return _insert_many(columns, count)
+
+
+def _insert_many(columns: dict[str, list[Any]], count: int) -> tuple[list[int], datetime]:
     with transaction.atomic():
-        made = Task.objects.bulk_create(rows, batch_size=ENQUEUE_BATCH)
-        for name in sorted({task.queue for task in made}):
+        ids, created = inserting.insert_many(columns, count)
+        for name in sorted(set(columns.get("queue", []))):
             transaction.on_commit(functools.partial(doorbell.ring_all, f"q:{name}"))
-    return made
+    return ids, created
 
 
-def _queued_row(index: int, spec: TaskSpec, known: MemoryByCall) -> Task:
+def _queued_row(index: int, spec: TaskSpec, known: MemoryByCall) -> dict[str, Any]:
+    """What ``inserting.insert_many`` writes of a queued task without predecessors."""
     try:
-        _validate_independent(spec)
+        args, kwargs = _validate_independent(spec)
         memory = memory_fields_once(spec, known)
     except InvalidTaskSpec as exc:  # the same kind of refusal (CallMismatch stays one)
         raise type(exc)(f"tasks[{index}].{exc.field}", exc.message) from exc
-    return Task(state=TaskState.QUEUED, **call_fields(spec), **memory, run_after=spec.run_after)
+    return {"state": TaskState.QUEUED.value, "pending_dependencies": 0, **call_fields(spec),
+            "args": args, "kwargs": kwargs, **memory, "run_after": spec.run_after}
 
 
-def _validate_independent(spec: TaskSpec) -> None:
-    validate(spec)
+def _validate_independent(spec: TaskSpec) -> tuple[str, str]:
+    texts = validate(spec)
+    _refuse_dependencies(spec)
+    return texts
+
+
+def _validate_options(spec: TaskSpec) -> None:
+    resolve(spec.func_path)
+    validate_options(spec)
+    _refuse_dependencies(spec)
+
+
+def _refuse_dependencies(spec: TaskSpec) -> None:
     if spec.depends_on:
         raise InvalidTaskSpec("depends_on", "enqueue_many takes tasks without dependencies: "
                               "submit a run, or enqueue them one by one")

@@ -83,14 +83,18 @@ def _plain(found: inspect.Signature) -> str:
 
 def check_call(spec: TaskSpec) -> None:
     """Refuse arguments the function cannot take, before they are queued (and retried)."""
-    expected = signature(spec.func_path)
+    _check_call(spec.func_path, spec.args, spec.kwargs)
+
+
+def _check_call(func_path: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+    expected = signature(func_path)
     try:
-        expected.bind(*spec.args, **spec.kwargs)
+        expected.bind(*args, **kwargs)
     except TypeError as exc:
         problem = str(exc)
         by_keyword = "keyword" in problem or "multiple values" in problem or bool(
-            spec.kwargs and not spec.args)
-        name = spec.func_path.rpartition(".")[2]
+            kwargs and not args)
+        name = func_path.rpartition(".")[2]
         raise CallMismatch(
             "kwargs" if by_keyword else "args",
             f"do not match {name}{_plain(expected)}: {problem}",
@@ -108,22 +112,36 @@ def _within(fieldname: str, value: int | None, low: int, high: int) -> None:
         raise InvalidTaskSpec(fieldname, f"{value} is outside {low}..{high}")
 
 
-def _json(fieldname: str, value: object) -> None:
+def _json(fieldname: str, value: object) -> str:
     try:
-        json.dumps(value, allow_nan=False)
+        return json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidTaskSpec(fieldname, f"must be JSON-serialisable: {exc}") from exc
 
 
-def validate(spec: TaskSpec) -> None:
-    """Refuse a spec that could never run, naming the field at fault."""
+def validate(spec: TaskSpec) -> tuple[str, str]:
+    """Refuse a spec that could never run, naming the field at fault; the JSON texts of
+    its arguments otherwise."""
     resolve(spec.func_path)
-    if not isinstance(spec.args, list):
+    validate_options(spec)
+    return check_arguments(spec.func_path, spec.args, spec.kwargs)
+
+
+def check_arguments(func_path: str, args: object, kwargs: object) -> tuple[str, str]:
+    """Refuse arguments that are not JSON or that the function cannot take; their JSON
+    texts (as stored) otherwise."""
+    if not isinstance(args, list):
         raise InvalidTaskSpec("args", "must be a JSON array")
-    if not isinstance(spec.kwargs, dict):
+    if not isinstance(kwargs, dict):
         raise InvalidTaskSpec("kwargs", "must be a JSON object")
-    _json("args", spec.args)
-    _json("kwargs", spec.kwargs)
+    texts = _json("args", args), _json("kwargs", kwargs)
+    _check_call(func_path, args, kwargs)
+    return texts
+
+
+def validate_options(spec: TaskSpec) -> None:
+    """Refuse a spec's options (all but the function and its arguments) that could never
+    run, naming the field at fault."""
     if not MIN_PRIORITY <= spec.priority <= MAX_PRIORITY:
         raise InvalidTaskSpec(
             "priority", f"{spec.priority} is outside {MIN_PRIORITY}..{MAX_PRIORITY}"
@@ -144,4 +162,3 @@ def validate(spec: TaskSpec) -> None:
         raise InvalidTaskSpec("run_after", "must include a time zone (e.g. 2026-01-01T10:00Z)")
     if len(spec.queue) > 100 or "\x00" in spec.queue:
         raise InvalidTaskSpec("queue", "must be at most 100 printable characters")
-    check_call(spec)

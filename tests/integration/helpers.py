@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from workers import queue
 from workers.models import Node, Task, Worker
@@ -55,3 +58,27 @@ def a_busy_node_and_a_waiting_task(settings: Any) -> Task:
                         node=node, memory_estimate_mb=9114, memory_source="declared")
     return Task.objects.create(func_path="m.big", timeout=60.0, memory_mb=8192,
                                memory_estimate_mb=8192, memory_source="declared")
+
+
+@contextmanager
+def statements() -> Iterator[list[str]]:
+    """Every statement sent to the database: SQLite's own trace (the INSERT bypasses
+    Django's cursor there), PostgreSQL's through Django's debug cursor."""
+    if connection.vendor != "sqlite":
+        with CaptureQueriesContext(connection) as queries:
+            sent: list[str] = []
+            yield sent
+        sent.extend(q["sql"] for q in queries.captured_queries)
+        return
+    connection.ensure_connection()
+    sent = []
+    connection.connection.set_trace_callback(sent.append)
+    try:
+        yield sent
+    finally:
+        connection.connection.set_trace_callback(None)
+
+
+def columns_of(task: Task) -> dict[str, Any]:
+    return {f.attname: getattr(task, f.attname) for f in Task._meta.concrete_fields
+            if f.attname not in ("id", "created_at")}

@@ -251,6 +251,18 @@ def test_enqueue_many_runs_every_call_and_sends_each_enqueued_signal(workers, en
     assert [r.return_value for r in many] == [n + 1 for n in range(20)]
 
 
+def test_enqueue_many_returns_the_results_get_result_reads(crucible):
+    many = enqueue_many(backend_tasks.add, [((n,), {"b": (n, 2)}) for n in range(5)])
+
+    fields = ("id", "status", "enqueued_at", "started_at", "finished_at", "last_attempted_at",
+              "args", "kwargs", "backend", "errors", "worker_ids")
+    for result in many:
+        read = backend_tasks.add.get_result(result.id)
+        assert {f: getattr(result, f) for f in fields} == {f: getattr(read, f) for f in fields}
+        assert result.task == read.task
+    assert many[3].kwargs == {"b": [3, 2]}, "normalised as Django normalises a call"
+
+
 def test_enqueue_many_refuses_a_call_that_does_not_fit_and_writes_nothing(crucible):
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [((1, 2), {}), ((1,), {}),
                                                            ((3, 4), {})]

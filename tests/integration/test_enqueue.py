@@ -3,15 +3,12 @@ the same row Django's ORM would write, and the wake-up of its queue at commit on
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import psycopg
 import pytest
 from django.db import connection, transaction
-from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from workers import doorbell, queue
@@ -19,35 +16,11 @@ from workers.exceptions import TooLarge
 from workers.models import MemoryProfile, Node, Task
 from workers.spec import TaskSpec
 
-from .helpers import TASKS
+from .helpers import TASKS, columns_of, statements
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ADD = f"{TASKS}.add"
-
-
-@contextmanager
-def _statements() -> Iterator[list[str]]:
-    """Every statement sent to the database: SQLite's own trace (the INSERT bypasses
-    Django's cursor there), PostgreSQL's through Django's debug cursor."""
-    if connection.vendor != "sqlite":
-        with CaptureQueriesContext(connection) as queries:
-            sent: list[str] = []
-            yield sent
-        sent.extend(q["sql"] for q in queries.captured_queries)
-        return
-    connection.ensure_connection()
-    sent = []
-    connection.connection.set_trace_callback(sent.append)
-    try:
-        yield sent
-    finally:
-        connection.connection.set_trace_callback(None)
-
-
-def _columns(task: Task) -> dict[str, Any]:
-    return {f.attname: getattr(task, f.attname) for f in Task._meta.concrete_fields
-            if f.attname not in ("id", "created_at")}
 
 
 def test_an_enqueue_is_one_insert_and_writes_the_row_the_orm_would(crucible):
@@ -56,20 +29,20 @@ def test_an_enqueue_is_one_insert_and_writes_the_row_the_orm_would(crucible):
                     max_attempts=5, timeout=60.0, run_after=due, retry_backoff=2.5)
     queue.enqueue(spec)  # the first call of a process builds the statement
 
-    with _statements() as statements:
+    with statements() as sent:
         made = queue.enqueue(spec)
 
-    assert len(statements) == 1 and "INSERT INTO" in statements[0], statements
+    assert len(sent) == 1 and "INSERT INTO" in sent[0], sent
     stored = Task.objects.get(pk=made.pk)
-    assert _columns(made) == _columns(stored), "the returned task is the stored row"
+    assert columns_of(made) == columns_of(stored), "the returned task is the stored row"
     assert made.created_at == stored.created_at
-    by_orm = Task.objects.create(**{name: value for name, value in _columns(stored).items()
+    by_orm = Task.objects.create(**{name: value for name, value in columns_of(stored).items()
                                     if name in queue.call_fields(spec) or name in (
                                         "state", "pending_dependencies", "run_after",
                                         "memory_estimate_mb", "memory_source",
                                         "memory_estimate_runs", "memory_scale",
                                         "memory_limit_mb", "cpus")})
-    assert _columns(Task.objects.get(pk=by_orm.pk)) == _columns(stored)
+    assert columns_of(Task.objects.get(pk=by_orm.pk)) == columns_of(stored)
     assert (stored.queue, stored.priority, stored.run_after, stored.args) == (
         "big", 3, due, [1, 2])
 
@@ -82,10 +55,10 @@ def test_a_learned_estimate_is_read_by_the_insert_itself(crucible):
     Node.objects.create(name="lab-node-1", memory_mb=4000, ceiling_mb=8000, cpus=4)
     _learned(100.0)
 
-    with _statements() as statements:
+    with statements() as sent:
         made = queue.enqueue(TaskSpec(func_path=ADD, args=[1, 2]))
 
-    assert len(statements) == 1, statements
+    assert len(sent) == 1, sent
     stored = Task.objects.get(pk=made.pk)
     expected = (110, "learned", 5)  # the peak plus the 10 % margin, from 5 runs
     assert (made.memory_estimate_mb, made.memory_source, made.memory_estimate_runs) == expected

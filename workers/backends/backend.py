@@ -23,6 +23,7 @@ from .task import CrucibleTask
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
+    from datetime import datetime
 
     from ..exceptions import InvalidTaskSpec
     from ..models import Task
@@ -68,8 +69,11 @@ class CrucibleBackend(BaseTaskBackend):
         from . import results
 
         self._admit(task)
-        specs = [self._spec(task, list(args), dict(kwargs)) for args, kwargs in calls]
-        made = [results.build(task, row, [], self.alias) for row in _submit_many(specs)]
+        normal = [(cast(list[Any], normalize_json(list(args))),
+                   cast(dict[str, Any], normalize_json(dict(kwargs)))) for args, kwargs in calls]
+        ids, enqueued_at = _submit_calls(self._spec(task, [], {}), normal)
+        made = [results.queued(task, task_id, enqueued_at, call, self.alias)
+                for task_id, call in zip(ids, normal, strict=True)]
         for result in made:
             task_enqueued.send(type(self), task_result=result)
         return made
@@ -141,12 +145,13 @@ def _submit(spec: TaskSpec) -> Task:
         raise _as_django(exc) from exc
 
 
-def _submit_many(specs: list[TaskSpec]) -> list[Task]:
+def _submit_calls(template: TaskSpec, calls: list[tuple[list[Any], dict[str, Any]]]
+                  ) -> tuple[list[int], datetime]:
     from .. import queue
     from ..exceptions import InvalidTaskSpec
 
     try:
-        return queue.enqueue_many(specs)
+        return queue.enqueue_calls(template, calls)
     except InvalidTaskSpec as exc:
         raise _as_django(exc) from exc
 

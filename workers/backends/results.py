@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from django.tasks import Task as DjangoTask
@@ -103,6 +104,15 @@ def build[**P, R](task: DjangoTask[P, R], row: Task, attempts: Sequence[TaskAtte
     if row.state == TaskState.SUCCEEDED:
         object.__setattr__(result, "_return_value", row.result)
     return result
+
+
+def queued[**P, R](task: DjangoTask[P, R], task_id: int, enqueued_at: datetime,
+                   call: tuple[list[Any], dict[str, Any]], alias: str) -> TaskResult[P, R]:
+    """The TaskResult of a task just enqueued (``build`` of its new row, without the row)."""
+    return TaskResult(task=task, id=str(task_id), status=TaskResultStatus.READY,
+                      enqueued_at=enqueued_at, started_at=None, finished_at=None,
+                      last_attempted_at=None, args=call[0], kwargs=call[1], backend=alias,
+                      errors=[], worker_ids=[])
 
 
 def _worker_id(worker_id: int | None, label: str) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from workers import pausing, queue
+from workers import conf, pausing, queue
 from workers.cli import json_value, moment, positive_int, seconds, whole_number
 from workers.exceptions import InvalidTaskSpec
 from workers.spec import TaskSpec
@@ -73,14 +73,13 @@ class Command(BaseCommand):
 
     def _enqueue_many(self, options: dict[str, Any]) -> None:
         calls = read_calls(options["calls"])
-        specs = [self._spec(options, call_args, call_kwargs) for call_args, call_kwargs in calls]
+        template = self._spec(options, [], {})
         try:
-            tasks = queue.enqueue_many(specs)
+            ids, _ = queue.enqueue_calls(template, calls)
         except InvalidTaskSpec as exc:
             raise CommandError(f"Refused, nothing queued: {exc}") from exc
-        first, last = tasks[0].pk, tasks[-1].pk
-        self.stdout.write(f"{len(tasks)} tasks queued: ids {first}..{last}")
-        self._note_paused(tasks[0].queue, "they wait")
+        self.stdout.write(f"{len(ids)} tasks queued: ids {ids[0]}..{ids[-1]}")
+        self._note_paused(template.queue or conf.get().queue_name, "they wait")
 
     def _note_paused(self, name: str, what: str) -> None:
         if pausing.is_paused(name):
