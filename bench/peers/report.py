@@ -39,10 +39,12 @@ def row_cells(payload: dict[str, Any], r: dict[str, Any]) -> list[str]:
     cells = [r["label"]]
     if not drain:
         error = (r["error"] or "not measured").splitlines()[0]
-        return [*cells, f"ERROR: {error}", "", "", "", "", "", ""]
+        return [*cells, f"ERROR: {error}", "", "", "", "", "", "", ""]
     rate = drain["drain_rate"]
+    bulk = r.get("bulk")
     cells += [
         num(drain["enqueue_rate"]["median"]),
+        num(bulk["enqueue_rate"]["median"]) if bulk else "-",
         f"{num(rate['median'])} ({num(rate['min'])}-{num(rate['max'])})",
         f"{ms(pickup.get('p50_ms'))} / {ms(pickup.get('p99_ms'))}" if pickup else "-",
         ms(drain["first_done_ms"]["median"]),
@@ -63,7 +65,8 @@ def row_cells(payload: dict[str, Any], r: dict[str, Any]) -> list[str]:
 
 def render_markdown(payload: dict[str, Any]) -> str:
     opts = payload["options"]
-    header = ["", "enqueue/s", f"drain tasks/s, median (range of {opts['drain_runs']})",
+    header = ["", "enqueue/s", "bulk enqueue/s",
+              f"drain tasks/s, median (range of {opts['drain_runs']})",
               "pickup p50 / p99 ms", "start to first task done, ms",
               "idle worker RSS (PSS) MB, processes", "drain / commit limit", "foreign CPU"]
     lines = [
@@ -99,7 +102,10 @@ def notes(payload: dict[str, Any]) -> list[str]:
         "",
         f"Each row: {opts['tasks']:,} no-op tasks enqueued from one process with the "
         "public enqueue call, one call per task in its own transaction (enqueue/s, median of "
-        "the runs); drain counted from starting the workers until all are finished (polled "
+        "the runs); bulk enqueue/s: the same number in one public call, for the products "
+        "that have one (Crucible's `@task` `enqueue_many` and `queue.enqueue_many`, "
+        "procrastinate's `batch_defer`), median of as many runs; drain counted from "
+        "starting the workers until all are finished (polled "
         "every 50 ms); start to first task done from the same start (polled every 10 ms), "
         f"median of the runs; pickup from {opts['samples']} tasks enqueued "
         f"{opts['interval'] * 1000:g} ms apart (open loop) on idle workers, enqueue return "

@@ -475,6 +475,21 @@ def measure_drain(scenario: Scenario, opts: Options, procs: Processes) -> dict[s
     }
 
 
+def measure_bulk(opts: Options, procs: Processes) -> dict[str, Any] | None:
+    """--drain-runs bulk enqueues of N no-op tasks, each in one public call (a Crucible
+    `@task`'s `enqueue_many`, `queue.enqueue_many`, procrastinate's `batch_defer`); None for
+    a peer without one."""
+    rates = []
+    for _ in range(opts.drain_runs):
+        run_driver(procs, "reset", ["reset"], timeout=120)
+        found = run_driver(procs, "enqueue-bulk", ["enqueue-bulk", "--count", str(opts.tasks)],
+                           timeout=max(300.0, opts.tasks / 100))
+        if not found["supported"]:
+            return None
+        rates.append(found["rate"])
+    return {"tasks": opts.tasks, "enqueue_rate": spread(rates)}
+
+
 def drain_once(scenario: Scenario, opts: Options, procs: Processes) -> dict[str, Any]:
     """Enqueue N no-ops (timed), start the workers, time until all N are finished."""
     enq = run_driver(procs, "enqueue", ["enqueue", "--count", str(opts.tasks)],
@@ -679,6 +694,7 @@ def run_scenario(scenario: Scenario, opts: Options) -> dict[str, Any]:
         "database": scenario.db,
         "settings": worker_settings(scenario, opts),
         "drain": None,
+        "bulk": None,
         "pickup": None,
         "error": None,
     }
@@ -692,6 +708,7 @@ def run_scenario(scenario: Scenario, opts: Options) -> dict[str, Any]:
         try:
             migrate(procs)
             record["drain"] = measure_drain(scenario, opts, procs)
+            record["bulk"] = measure_bulk(opts, procs)
             record["pickup"] = measure_pickup(scenario, opts, procs)
             logger.info("%s: pickup %s", scenario.key, record["pickup"])
         except BenchError as exc:

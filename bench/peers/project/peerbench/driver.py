@@ -54,6 +54,12 @@ class Peer(Protocol):
     def reset(self) -> None: ...
 
 
+class BulkPeer(Peer, Protocol):
+    """A peer with a public call that enqueues many tasks at once."""
+
+    def enqueue_noops(self, count: int) -> None: ...
+
+
 def stamp_file() -> str:
     return os.environ["BENCH_STAMP_FILE"]
 
@@ -98,6 +104,11 @@ class ProcrastinatePeer:
         from peerbench.procrastinate_tasks import noop
 
         noop.defer()
+
+    def enqueue_noops(self, count: int) -> None:
+        from peerbench.procrastinate_tasks import noop
+
+        noop.batch_defer(*[{}] * count)
 
     def enqueue_stamp(self, sample: int) -> None:
         from peerbench.procrastinate_tasks import stamp
@@ -209,6 +220,12 @@ class CrucibleTaskPeer:
 
         noop.enqueue()
 
+    def enqueue_noops(self, count: int) -> None:
+        from bench.peer_tasks import noop
+        from workers.backends import enqueue_many
+
+        enqueue_many(noop, [((), {})] * count)
+
     def enqueue_stamp(self, sample: int) -> None:
         from bench.peer_tasks import stamp
 
@@ -244,6 +261,12 @@ class CruciblePlainPeer(CrucibleTaskPeer):
 
         queue.enqueue(TaskSpec(func_path="bench.tasks.noop"))
 
+    def enqueue_noops(self, count: int) -> None:
+        from workers import queue
+        from workers.spec import TaskSpec
+
+        queue.enqueue_many([TaskSpec(func_path="bench.tasks.noop")] * count)
+
     def enqueue_stamp(self, sample: int) -> None:
         from workers import queue
         from workers.spec import TaskSpec
@@ -278,6 +301,16 @@ def enqueue(peer: Peer, count: int) -> dict[str, Any]:
         peer.enqueue_noop()
     seconds = time.perf_counter() - started
     return {"enqueued": count, "seconds": seconds, "rate": count / seconds}
+
+
+def enqueue_bulk(peer: Peer, count: int) -> dict[str, Any]:
+    """Enqueue `count` no-op tasks with the peer's one call for many, if it has one."""
+    if not hasattr(peer, "enqueue_noops"):
+        return {"supported": False}
+    started = time.perf_counter()
+    peer.enqueue_noops(count)
+    seconds = time.perf_counter() - started
+    return {"supported": True, "enqueued": count, "seconds": seconds, "rate": count / seconds}
 
 
 def wait_drained(
@@ -398,6 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("enqueue")
     p.add_argument("--count", type=int, required=True)
 
+    p = sub.add_parser("enqueue-bulk")
+    p.add_argument("--count", type=int, required=True)
+
     sub.add_parser("reset")
 
     p = sub.add_parser("wait-drained")
@@ -420,6 +456,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     peer = load_peer()
     if args.command == "enqueue":
         return enqueue(peer, args.count)
+    if args.command == "enqueue-bulk":
+        return enqueue_bulk(peer, args.count)
     if args.command == "reset":
         peer.reset()
         return {"reset": True}
