@@ -14,7 +14,6 @@ from workers import doorbell, learning, queue
 from workers.exceptions import InvalidTaskSpec
 from workers.models import Task
 from workers.spec import TaskSpec
-from workers.states import TaskState
 
 from .helpers import TASKS, columns_of, statements
 
