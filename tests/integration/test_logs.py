@@ -346,3 +346,25 @@ def test_each_node_sweeps_the_logs_of_tasks_pruned_elsewhere(crucible):
     assert logs.sweep_orphans() == 0, "round the folders again: what is left exists"
     assert [p.name for p in files.task_log_dir(crucible.log_dir, kept.pk).iterdir()] == [
         "attempt_1.log"]
+
+
+def test_djangos_lines_about_a_task_go_to_the_worker_log_not_to_its_attempt(workers, crucible):
+    from tests.testapp import backend_tasks
+
+    added = backend_tasks.add.enqueue(1, 2)
+    failed = backend_tasks.always_fails.using(priority=-1).enqueue("broken on purpose")
+    run_batch(workers)
+
+    worker = Worker.objects.get()
+    text = files.log_path(crucible.log_dir, worker.pk).read_text()
+    path = "tests.testapp.backend_tasks"
+    for state in ("RUNNING", "SUCCESSFUL"):
+        assert f"INFO django.tasks Task id={added.id} path={path}.add state={state}\n" in text
+    assert f"ERROR django.tasks Task id={failed.id} path={path}.always_fails state=FAILED\n" in (
+        text), "Django's failure line, with the traceback after it"
+    assert "ValueError: broken on purpose" in text
+    quiet = Task.objects.get(pk=added.id)
+    assert not attempt_file(crucible, quiet).exists(), "a task that wrote nothing has no log"
+    assert attempt(quiet).log_tail == ""
+    own = attempt_file(crucible, Task.objects.get(pk=failed.id)).read_text()
+    assert own.startswith("[crucible] attempt ended ERROR: ") and "django.tasks" not in own

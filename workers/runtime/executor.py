@@ -2,7 +2,8 @@
 
 The supervisor forks it once (it has no threads, so forking is safe) and replaces it only
 after killing it for a timeout, cancel or abort. Messages travel over a socket pair:
-supervisor -> executor ``{"task": ...}``; executor -> supervisor ``progress``, ``done``.
+supervisor -> executor ``{"task": ...}``; executor -> supervisor ``progress``, ``log``
+(``djangolog``), ``done``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from django.db import close_old_connections, connections
 from .. import conf, context, processes, storable
 from ..backends import execution
 from ..spec import resolve
-from . import memory
+from . import djangolog, memory
 
 logger = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
@@ -136,6 +137,7 @@ class _Between:
 
 
 def _serve(conn: Connection) -> None:
+    djangolog.install(conn)
     state = _Between(base_rss=memory.own_rss() or 0)
     while True:
         try:
@@ -197,10 +199,13 @@ def _call(func_path: str, args: list[Any], kwargs: dict[str, Any],
 def _invoke(func: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
     """Call the task's function (a coroutine function in its own event loop); the result
     must be storable JSON."""
-    if inspect.iscoroutinefunction(func):
-        value = asyncio.run(func(*args, **kwargs))
-    else:
-        value = func(*args, **kwargs)
+    try:
+        if inspect.iscoroutinefunction(func):
+            value = asyncio.run(func(*args, **kwargs))
+        else:
+            value = func(*args, **kwargs)
+    finally:
+        djangolog.relay.holding = True  # Django's "finished" line rides in the reply
     storable.dumps(value)  # refused here, with a traceback, rather than after it returns
     return value
 
@@ -231,6 +236,7 @@ def _run(conn: Connection, message: dict[str, Any], state: _Between) -> dict[str
     state.raised = peak > before + PEAK_SLACK
     reply["peak_rss_bytes"] = max(peak, children_after if children_after > children_before else 0)
     reply.update(_size_after(state.base_rss, peak))
+    reply["log"] = djangolog.relay.take()
     return reply
 
 

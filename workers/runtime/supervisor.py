@@ -34,8 +34,8 @@ from ..doorbell import Doorbell
 from ..exceptions import LostAttempt
 from ..lifecycle import Control
 from ..states import Outcome, WorkerState
+from . import djangolog, logs, memory
 from . import executor as executor_mod
-from . import logs, memory
 from .meter import Meter
 from .outbox import Failure, Progress, Success, Write, instead
 from .sentinel import Sentinel
@@ -670,7 +670,9 @@ class Supervisor:
         except (EOFError, OSError):
             self._executor_died()
             return
-        if "progress" in message and self.running is not None:
+        if "log" in message and "ok" not in message:
+            djangolog.log(message["log"])
+        elif "progress" in message and self.running is not None:
             self.running.progress = (message["progress"], message.get("message", ""))
             if time.monotonic() >= self.running.progress_sent_at + PROGRESS_EVERY:
                 self._send_progress(self.running, time.monotonic())
@@ -732,6 +734,7 @@ class Supervisor:
             self._stop_task(None)
 
     def _finished(self, message: dict[str, Any]) -> None:
+        djangolog.log(message.get("log", []))
         running = self.running
         if running is None or running.stopped is not None:
             return
