@@ -118,7 +118,9 @@ def notes(payload: dict[str, Any]) -> list[str]:
         "Settings: every row runs with its defaults, except:",
         "- Crucible: none. Logging is the default INFO (LOG_LEVEL is not set, unlike "
         "bench/core.py's WARNING) and the heartbeat is the default; the database, "
-        "WORKER_LOG_DIR and WORKER_DOORBELL_DIR point into the run's own folder.",
+        "WORKER_LOG_DIR and WORKER_DOORBELL_DIR point into the run's own folder. Its "
+        "source tree is byte-compiled first (`compileall`), as pip compiles the peers' "
+        "packages when it installs them.",
     ]
     rows = [r for r in payload["results"] if not r["crucible"]]
     for r in rows:

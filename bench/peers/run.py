@@ -742,6 +742,17 @@ print(json.dumps({"python": platform.python_version(), "django": version("django
 """
 
 
+# Crucible runs from its source tree; pip compiled the peers' packages when it installed
+# them. Compiled here the same way, its workers do not compile its modules at every start
+# where PYTHONDONTWRITEBYTECODE is set (about 60 ms of a start on this machine).
+CRUCIBLE_SOURCES = ("config", "workers", "simulations", "bench")
+
+
+def byte_compile(opts: Options) -> None:
+    subprocess.run([str(opts.crucible_python), "-m", "compileall", "-q", *CRUCIBLE_SOURCES],
+                   cwd=ROOT, capture_output=True, check=True, timeout=300)
+
+
 def crucible_versions(opts: Options) -> dict[str, str]:
     """Versions in the project's venv, which runs Crucible's rows."""
     out = subprocess.run([str(opts.crucible_python), "-c", CRUCIBLE_VERSIONS], cwd=ROOT,
@@ -866,6 +877,7 @@ def main(argv: list[str] | None = None) -> int:
     versions: dict[str, Any] = {**package_versions(), **server_versions(opts, scenarios)}
     if any(s.crucible for s in scenarios):
         versions["crucible_venv"] = crucible_versions(opts)
+        byte_compile(opts)
     payload: dict[str, Any] = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine_facts(),
