@@ -46,6 +46,9 @@ def resolve(func_path: str) -> Callable[..., Any]:
         target = import_string(func_path)
     except ImportError as exc:
         raise InvalidTaskSpec("func_path", f"cannot import {func_path!r}: {exc}") from exc
+    except Exception as exc:  # the module itself failed while it was imported
+        raise InvalidTaskSpec("func_path", f"cannot import {func_path!r}: "
+                                           f"{type(exc).__name__}: {exc}") from exc
     task = target if isinstance(target, DjangoTask) else None
     if task is not None:
         target = task.func

@@ -35,6 +35,8 @@ def test_enqueue_prints_the_new_id_with_every_field(crucible):
     ("args", "message"),
     [
         (["tests.testapp.tasks.missing"], "cannot import 'tests.testapp.tasks.missing'"),
+        (["tests.testapp.unimportable.run"], "cannot import 'tests.testapp.unimportable.run':"
+                                             " RuntimeError: this module fails on import"),
         (["nodots"], "'nodots' is not a dotted path"),
         (["tests.testapp.tasks.NOT_A_FUNCTION"], "is an int, not a function"),
         (["tests.testapp.models.Execution"], "not a function"),
