@@ -362,11 +362,13 @@ def _locked_claim(db: BaseDatabaseWrapper, cursor: CursorWrapper, node: str, sql
     The two statements are pipelined: they share the transaction that ends at the
     pipeline's one sync (or the caller's, inside ``atomic``), so the node's row stays
     locked until the claim commits, and the claim, a statement of its own, sees every
-    claim committed before the lock was granted.
+    claim committed before the lock was granted. The claimed row is read after the sync:
+    read inside the pipeline, it cost a round trip of its own before the commit's.
     """
-    with db.wrap_database_errors, db.connection.pipeline():
-        cursor.execute(_lock_sql(), [node])
-        cursor.execute(sql, params)
+    with db.wrap_database_errors:
+        with db.connection.pipeline():
+            cursor.execute(_lock_sql(), [node])
+            cursor.execute(sql, params)
         row: tuple[Any, ...] | None = cursor.fetchone()
     return row
 
