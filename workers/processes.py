@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -82,6 +84,48 @@ def descendants(pid: int) -> list[psutil.Process]:
         children: list[psutil.Process] = psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
+    return children
+
+
+PROC = Path("/proc")
+
+
+@functools.cache
+def _children_files() -> bool:
+    """Whether the kernel lists each thread's children (CONFIG_PROC_CHILDREN)."""
+    return (PROC / "self" / "task" / str(threading.get_native_id()) / "children").exists()
+
+
+def descendant_pids(pid: int) -> list[int] | None:
+    """The PIDs below ``pid``, read from each of its threads' ``children`` file (Linux):
+    what it costs grows with the tree, where psutil's ``children`` reads the status of
+    every process on the machine (56 ms a call with a thousand processes here, and a
+    task with a memory limit is measured ten times a second). None where the kernel
+    keeps no such files; a process that ends meanwhile is left out."""
+    if not _children_files():
+        return None
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        children = _children_of(pending.pop())
+        found.extend(children)
+        pending.extend(children)
+    return found
+
+
+def _children_of(pid: int) -> list[int]:
+    task = PROC / str(pid) / "task"
+    try:
+        threads = os.listdir(task)
+    except OSError:
+        return []  # ended meanwhile
+    children: list[int] = []
+    for thread in threads:
+        try:
+            text = (task / thread / "children").read_text()
+        except OSError:
+            continue  # the thread ended meanwhile
+        children.extend(int(word) for word in text.split())
     return children
 
 

@@ -71,3 +71,29 @@ def test_a_gone_process_is_no_worker():
     assert not processes.is_worker_process(proc.pid, recorded)
     with pytest.raises(psutil.NoSuchProcess):
         processes.create_time(proc.pid)
+
+
+TREE = """
+import subprocess, sys, time
+sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
+inner = f"import subprocess, time; subprocess.Popen({sleep!r}); time.sleep(60)"
+subprocess.Popen([sys.executable, "-c", inner])
+subprocess.Popen(sleep)
+time.sleep(60)
+"""
+
+
+def test_a_tree_is_walked_from_its_root_alone_and_finds_what_psutil_finds():
+    root = subprocess.Popen([sys.executable, "-c", TREE])
+    try:
+        below = wait_for(lambda: len(psutil.Process(root.pid).children(recursive=True)) == 3
+                         and psutil.Process(root.pid).children(recursive=True), timeout=30)
+        walked = processes.descendant_pids(root.pid)
+        assert walked is not None, "this kernel lists each thread's children"
+        assert sorted(walked) == sorted(proc.pid for proc in below), "children, grandchild"
+    finally:
+        for proc in processes.descendants(root.pid):
+            proc.kill()
+        root.kill()
+        root.wait()
+    assert processes.descendant_pids(root.pid) == [], "a gone process has none"

@@ -6,6 +6,7 @@ import contextlib
 
 import psutil
 
+from .. import processes
 from ..lifecycle import Sample
 
 
@@ -20,12 +21,22 @@ class Meter:
     def _family(self, pid: int) -> list[psutil.Process]:
         try:
             root = self._known.get(pid) or psutil.Process(pid)
-            family = [root, *root.children(recursive=True)]
+            below = processes.descendant_pids(pid)
+            family = [root, *(root.children(recursive=True) if below is None
+                              else self._handles(below))]
         except psutil.NoSuchProcess:
             return []
         known = {proc.pid: self._known.get(proc.pid, proc) for proc in family}
         self._known = known
         return list(known.values())
+
+    def _handles(self, pids: list[int]) -> list[psutil.Process]:
+        """psutil's handles of ``pids`` (kept ones first: they hold the CPU readings)."""
+        found = []
+        for pid in pids:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                found.append(self._known.get(pid) or psutil.Process(pid))
+        return found
 
     def tree(self, pid: int | None) -> tuple[int, float]:
         if pid is None:
