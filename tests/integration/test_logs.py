@@ -6,12 +6,14 @@ from __future__ import annotations
 import dataclasses
 import re
 import signal
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -313,11 +315,36 @@ def test_a_worker_log_needs_the_view_permission_of_workers(crucible, django_user
     assert body(response) == b"worker line\n"
 
 
+def _sqlite_write_lock_free() -> bool:
+    probe = sqlite3.connect(str(connection.settings_dict["NAME"]), timeout=0.2)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.rollback()
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        probe.close()
+    return True
+
+
+def freeze_holding_no_write_lock(proc: Any) -> None:
+    """SIGSTOP the worker at a moment it holds no SQLite write lock: frozen while it held
+    it, the worker would lock out every other writer on the machine, the test's too."""
+    def frozen() -> bool:
+        proc.send_signal(signal.SIGSTOP)
+        if connection.vendor != "sqlite" or _sqlite_write_lock_free():
+            return True
+        proc.send_signal(signal.SIGCONT)
+        return False
+
+    wait_for(frozen, timeout=30, every=0.05)
+
+
 def test_a_worker_the_monitor_kills_shows_the_signal(workers):
     proc = workers.start()
     worker = wait_for(lambda: Worker.objects.filter(state=WorkerState.RUNNING).first(),
                       timeout=30)
-    proc.send_signal(signal.SIGSTOP)  # frozen: it cannot act on the abort itself
+    freeze_holding_no_write_lock(proc)  # frozen: it cannot act on the abort itself
     launcher.abort(worker.pk)
     wait_for(lambda: monitor.tick().killed == [worker.pk], timeout=15, every=0.2)
     assert proc.wait(timeout=10) == -signal.SIGKILL
