@@ -11,6 +11,7 @@ before (and not at all if the caller's transaction rolls back).
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -87,18 +88,18 @@ def _plan(alias: str, *, estimated: bool = False) -> _Plan:
     )
 
 
-def _execute(db: BaseDatabaseWrapper, sql: str, params: list[Any]) -> tuple[Any, ...] | None:
-    """Run the INSERT: on SQLite on its own cursor, placeholders rewritten once (Django's
-    wrapper rewrites them at every call), inside Django's error mapping and transaction."""
+def _execute(db: BaseDatabaseWrapper, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Run an INSERT, and return the rows it returns: on SQLite on its own cursor,
+    placeholders rewritten once (Django's wrapper rewrites them at every call), inside
+    Django's error mapping and transaction."""
     if db.vendor != "sqlite":
         with hot_cursor(db) as cursor:
             cursor.execute(sql, params)
-            found: tuple[Any, ...] | None = cursor.fetchone()
-        return found
+            return list(cursor.fetchall())
     db.ensure_connection()
     with db.wrap_database_errors:
-        found = db.connection.execute(qmark(sql), params).fetchone()
-    return found
+        rows: list[tuple[Any, ...]] = db.connection.execute(qmark(sql), params).fetchall()
+    return rows
 
 
 def _default_sql(field: Field[Any, Any], db: BaseDatabaseWrapper) -> str:
@@ -168,9 +169,10 @@ def _insert(fields: dict[str, Any], wake: str,
         params.extend([default_mb, given["func_path"], force, *LIVE_STATES])
     if db.vendor == "postgresql":
         params.extend([channel(wake), wake])
-    row = _execute(db, plan.sql, params)
-    if row is None:
+    found = _execute(db, plan.sql, params)
+    if not found:
         return None
+    row = found[0]
     given["id"] = row[0]
     if estimated is not None:
         given.update(zip(ESTIMATED, row[1:4], strict=True))
@@ -208,7 +210,7 @@ def insert_many(columns: dict[str, list[Any]], count: int) -> tuple[list[int], d
         return [], created
     if db.vendor == "postgresql":
         arrays = [_typed(name, columns[name]) for name in MANY]
-        return [row[0] for row in _execute_many(db, _unnest_sql(db.alias), [created, *arrays])
+        return [row[0] for row in _execute(db, _unnest_sql(db.alias), [created, *arrays])
                 ], created
     adapt = db.ops.adapt_datetimefield_value
     moments = {"run_after": [adapt(v) for v in columns["run_after"]]}
@@ -218,8 +220,7 @@ def insert_many(columns: dict[str, list[Any]], count: int) -> tuple[list[int], d
     ids: list[int] = []
     for start, size in _slices(count):
         params = [value for row in rows[start:start + size] for value in (*row, at)]
-        ids.extend(row[0] for row in _execute_many(db, qmark(_values_sql(db.alias, size)),
-                                                   params))
+        ids.extend(row[0] for row in _execute(db, _values_sql(db.alias, size), params))
     return ids, created
 
 
@@ -252,8 +253,8 @@ def _slices(total: int) -> list[tuple[int, int]]:
     full, rest = divmod(total, MANY_ROWS)
     sizes = [MANY_ROWS] * full + [1 << bit for bit in reversed(range(rest.bit_length()))
                                   if rest >> bit & 1]
-    starts = [sum(sizes[:index]) for index in range(len(sizes))]
-    return list(zip(starts, sizes, strict=True))
+    starts = itertools.accumulate(sizes, initial=0)  # one start more than sizes
+    return list(zip(starts, sizes, strict=False))
 
 
 @functools.cache
@@ -283,15 +284,3 @@ def _unnest_sql(alias: str) -> str:
 
 def _array_type(field: Field[Any, Any], db: BaseDatabaseWrapper) -> str:
     return "jsonb[]" if field.attname in JSON_COLUMNS else f"{field.cast_db_type(db)}[]"
-
-
-def _execute_many(db: BaseDatabaseWrapper, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    """``_execute`` of a statement that returns a row for each row it writes, in order."""
-    if db.vendor != "sqlite":
-        with hot_cursor(db) as cursor:
-            cursor.execute(sql, params)
-            return list(cursor.fetchall())
-    db.ensure_connection()
-    with db.wrap_database_errors:
-        rows: list[tuple[Any, ...]] = db.connection.execute(sql, params).fetchall()
-    return rows

@@ -104,15 +104,12 @@ def enqueue_calls(template: TaskSpec, calls: Sequence[tuple[list[Any], dict[str,
     each call's arguments and estimate as ``enqueue`` checks them. Their ids in order, and
     the moment they were enqueued."""
     _validate_options(template)
-    by_scale: dict[float | None, dict[str, Any]] = {}  # a call's estimate depends on its scale
+    known: MemoryByCall = {}  # a call's estimate depends on its scale
     texts, memory = [], []
     for index, (args, kwargs) in enumerate(calls):
         try:
             texts.append(check_arguments(template.func_path, args, kwargs))
-            scale = learning.scale_of(template.func_path, kwargs)
-            if scale not in by_scale:
-                by_scale[scale] = memory_fields(dataclasses.replace(template, kwargs=kwargs))
-            memory.append(by_scale[scale])
+            memory.append(memory_fields_once(template, known, kwargs))
         except InvalidTaskSpec as exc:
             raise type(exc)(f"tasks[{index}].{exc.field}", exc.message) from exc
     count = len(texts)
@@ -121,7 +118,7 @@ def enqueue_calls(template: TaskSpec, calls: Sequence[tuple[list[Any], dict[str,
     columns = {name: [value] * count for name, value in fixed.items()}
     columns["args"], columns["kwargs"] = [t[0] for t in texts], [t[1] for t in texts]
     for name in memory[0] if memory else ():
-        columns[name] = ([memory[0][name]] * count if len(by_scale) == 1
+        columns[name] = ([memory[0][name]] * count if len(known) == 1
                          else [fields[name] for fields in memory])
     return _insert_many(columns, count)
 
@@ -166,13 +163,17 @@ def _refuse_dependencies(spec: TaskSpec) -> None:
 type MemoryByCall = dict[tuple[Any, ...], dict[str, Any]]
 
 
-def memory_fields_once(spec: TaskSpec, known: MemoryByCall) -> dict[str, Any]:
+def memory_fields_once(spec: TaskSpec, known: MemoryByCall,
+                       kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """``memory_fields``, asked once per kind of call (function, scale, what it declares):
-    10,000 calls of one function ask once."""
-    key = (spec.func_path, learning.scale_of(spec.func_path, spec.kwargs), spec.memory_mb,
+    10,000 calls of one function ask once. ``kwargs``: the call's, in place of the spec's
+    (``enqueue_calls``: one spec, many calls)."""
+    called = spec.kwargs if kwargs is None else kwargs
+    key = (spec.func_path, learning.scale_of(spec.func_path, called), spec.memory_mb,
            spec.memory_limit_mb, spec.cpus, spec.force)
     if key not in known:
-        known[key] = memory_fields(spec)
+        known[key] = memory_fields(spec if kwargs is None
+                                   else dataclasses.replace(spec, kwargs=kwargs))
     return known[key]
 
 
