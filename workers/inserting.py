@@ -34,6 +34,7 @@ GIVEN = (
     "memory_source", "memory_estimate_runs", "memory_scale", "memory_limit_mb", "cpus",
     "run_after", "created_at",
 )
+JSON_COLUMNS = ("args", "kwargs")  # bound as the JSON text the submission's check made
 # What the statement itself works out when it reads the function's learned estimate.
 ESTIMATED = ("memory_estimate_mb", "memory_source", "memory_estimate_runs")
 
@@ -81,7 +82,8 @@ def _plan(alias: str, *, estimated: bool = False) -> _Plan:
         into=into,
         values=values,
         defaults=defaults,
-        given=tuple((f.attname, None if isinstance(f, AS_IS) else f) for f in given),
+        given=tuple((f.attname, None if isinstance(f, AS_IS) or f.attname in JSON_COLUMNS
+                     else f) for f in given),
         row=tuple((f.attname, None) if f.primary_key or f.attname in GIVEN
                   else (None, f.get_default()) for f in Task._meta.concrete_fields),
         names=tuple(f.attname for f in Task._meta.concrete_fields),
@@ -140,30 +142,31 @@ def _estimating_select(db: BaseDatabaseWrapper, given: tuple[Field[Any, Any], ..
     )
 
 
-def insert(fields: dict[str, Any], *, wake: str) -> Task:
+def insert(fields: dict[str, Any], texts: tuple[str, str], *, wake: str) -> Task:
     """Write a task row of ``fields`` (exactly ``GIVEN`` but ``created_at``) and return it.
-    ``wake``: the doorbell message; on PostgreSQL NOTIFYed by this very statement (other
-    databases ring after commit: the caller's business)."""
-    task = _insert(fields, wake, estimated=None)
+    ``texts``: the JSON of its args and kwargs, as ``spec.validate`` made it. ``wake``: the
+    doorbell message; on PostgreSQL NOTIFYed by this very statement (other databases ring
+    after commit: the caller's business)."""
+    task = _insert(fields, texts, wake, estimated=None)
     assert task is not None
     return task
 
 
-def insert_estimated(fields: dict[str, Any], *, wake: str, default_mb: int,
-                     force: bool) -> Task | None:
+def insert_estimated(fields: dict[str, Any], texts: tuple[str, str], *, wake: str,
+                     default_mb: int, force: bool) -> Task | None:
     """``insert`` for a call that declares no memory, names no scale and takes one CPU: the
     statement reads its function's learned estimate, else takes ``default_mb``. None, and
     nothing written, when that estimate is larger than every node (not ``force``d) or no
     node is known yet: the caller checks the way every submission is checked."""
-    return _insert(fields, wake, estimated=(default_mb, force))
+    return _insert(fields, texts, wake, estimated=(default_mb, force))
 
 
-def _insert(fields: dict[str, Any], wake: str,
+def _insert(fields: dict[str, Any], texts: tuple[str, str], wake: str,
             estimated: tuple[int, bool] | None) -> Task | None:
     db: BaseDatabaseWrapper = connections[DEFAULT_DB_ALIAS]
     plan = _plan(db.alias, estimated=estimated is not None)
     given = {**fields, "created_at": timezone.now()}
-    params = _params(plan, given, db)
+    params = _params(plan, {**given, **dict(zip(JSON_COLUMNS, texts, strict=True))}, db)
     if estimated is not None:
         default_mb, force = estimated
         params.extend([default_mb, given["func_path"], force, *LIVE_STATES])
@@ -193,7 +196,6 @@ def _built(db: BaseDatabaseWrapper, plan: _Plan, given: dict[str, Any]) -> Task:
 
 # What ``insert_many`` is given of each row: ``GIVEN`` but the moment, which it sets.
 MANY = tuple(name for name in GIVEN if name != "created_at")
-JSON_COLUMNS = ("args", "kwargs")  # given as their JSON text
 # The most rows one SQLite INSERT of ``insert_many`` writes (it binds at most 32,766
 # parameters a statement); PostgreSQL takes every row in one statement, a column an array.
 MANY_ROWS = 1024

@@ -71,9 +71,9 @@ __all__ = ["ClaimedTask", "claim_next", "enqueue", "enqueue_many", "memory_field
 
 def enqueue(spec: TaskSpec) -> Task:
     """Validate and store a task, then wake the workers of its queue."""
-    validate(spec)
+    texts = validate(spec)
     if not spec.depends_on:
-        return _insert_queued(spec)
+        return _insert_queued(spec, texts)
     with transaction.atomic():
         predecessors = dependencies.check_predecessors(spec.depends_on)
         pending = dependencies.unfinished(predecessors)
@@ -220,7 +220,7 @@ def call_fields(spec: TaskSpec) -> dict[str, Any]:
     }
 
 
-def _insert_queued(spec: TaskSpec) -> Task:
+def _insert_queued(spec: TaskSpec, texts: tuple[str, str]) -> Task:
     """A task without predecessors: one statement (``inserting``), and the wake-up of its
     queue's workers at commit (on PostgreSQL the statement's own NOTIFY). A call that
     declares no memory, names no scale and takes one CPU (a plain ``@task``'s) is estimated
@@ -232,10 +232,10 @@ def _insert_queued(spec: TaskSpec) -> Task:
     task = None
     if spec.memory_mb is None and spec.cpus == 1 and (
             learning.scale_of(spec.func_path, spec.kwargs) is None):
-        task = inserting.insert_estimated(fields, wake=wake, force=spec.force,
+        task = inserting.insert_estimated(fields, texts, wake=wake, force=spec.force,
                                           default_mb=conf.get().memory_per_task_mb)
     if task is None:
-        task = inserting.insert({**fields, **memory_fields(spec)}, wake=wake)
+        task = inserting.insert({**fields, **memory_fields(spec)}, texts, wake=wake)
     if connection.vendor != "postgresql":
         transaction.on_commit(functools.partial(doorbell.ring_local, wake))
     return task
