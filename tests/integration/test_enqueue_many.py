@@ -57,7 +57,11 @@ def test_many_calls_of_one_function_are_checked_each_and_estimated_by_their_scal
     calls: list[tuple[list[Any], dict[str, Any]]] = [([1], {"b": 2}), ([3], {"b": 5}),
                                                       ([4], {"b": 2})]
 
-    ids, enqueued_at = queue.enqueue_calls(template, calls)
+    with statements() as sent:
+        ids, enqueued_at = queue.enqueue_calls(template, calls)
+
+    inserts = [sql for sql in sent if 'INSERT INTO "workers_task"' in sql]
+    assert len(inserts) == (1 if connection.vendor == "postgresql" else 2), "3 rows: 2 + 1"
 
     rows = list(Task.objects.order_by("id"))
     assert [row.pk for row in rows] == ids
