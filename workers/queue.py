@@ -203,6 +203,11 @@ def memory_fields(spec: TaskSpec) -> dict[str, Any]:
     }
 
 
+def queue_of(spec: TaskSpec) -> str:
+    """The queue a task of ``spec`` joins: its own, else WORKER_QUEUE_NAME."""
+    return spec.queue or conf.get().queue_name
+
+
 def call_fields(spec: TaskSpec) -> dict[str, Any]:
     """What a task row stores of the call itself, with the settings' defaults filled in;
     every writer of new task rows (enqueue, runs) stores these and ``memory_fields``."""
@@ -211,7 +216,7 @@ def call_fields(spec: TaskSpec) -> dict[str, Any]:
         "func_path": spec.func_path,
         "args": spec.args,
         "kwargs": spec.kwargs,
-        "queue": spec.queue or settings.queue_name,
+        "queue": queue_of(spec),
         "priority": spec.priority,
         "max_attempts": spec.max_attempts or settings.max_attempts,
         "timeout": spec.timeout or settings.task_timeout,

@@ -84,12 +84,8 @@ def _plain(found: inspect.Signature) -> str:
     return str(found.replace(parameters=params, return_annotation=found.empty))
 
 
-def check_call(spec: TaskSpec) -> None:
-    """Refuse arguments the function cannot take, before they are queued (and retried)."""
-    _check_call(spec.func_path, spec.args, spec.kwargs)
-
-
 def _check_call(func_path: str, args: list[Any], kwargs: dict[str, Any]) -> None:
+    """Refuse arguments the function cannot take, before they are queued (and retried)."""
     expected = signature(func_path)
     try:
         expected.bind(*args, **kwargs)

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from workers import conf, pausing, queue
+from workers import pausing, queue
 from workers.cli import json_value, moment, positive_int, seconds, whole_number
 from workers.exceptions import InvalidTaskSpec
 from workers.spec import TaskSpec
@@ -79,7 +79,7 @@ class Command(BaseCommand):
         except InvalidTaskSpec as exc:
             raise CommandError(f"Refused, nothing queued: {exc}") from exc
         self.stdout.write(f"{len(ids)} tasks queued: ids {ids[0]}..{ids[-1]}")
-        self._note_paused(template.queue or conf.get().queue_name, "they wait")
+        self._note_paused(queue.queue_of(template), "they wait")
 
     def _note_paused(self, name: str, what: str) -> None:
         if pausing.is_paused(name):
