@@ -190,9 +190,10 @@ def startup_and_memory(env: dict[str, str], runs: int = 5) -> dict[str, float]:
 
 def _idle_memory(supervisor: Any) -> dict[str, float]:
     """The worker's processes at rest: supervisor, executor and (where there is one) the
-    sentinel, told apart by their command lines."""
+    sentinel, told apart by their command lines (before it was forked) or names."""
     children = supervisor.children()
-    sentinels = [c for c in children if any("sentinel.py" in part for part in c.cmdline())]
+    sentinels = [c for c in children if c.name() == "sentinel"
+                 or any("sentinel.py" in part for part in c.cmdline())]
     executor = next(c for c in children if c not in sentinels)
     parts = {"supervisor": supervisor, "executor": executor}
     if sentinels:
