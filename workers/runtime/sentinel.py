@@ -104,15 +104,11 @@ class Sentinel:
         self.disarm()
         with contextlib.suppress(OSError):
             os.close(self.pipe)
-        deadline = time.monotonic() + CLOSE_WAIT
-        while self.alive() and time.monotonic() < deadline:
-            time.sleep(0.005)
         if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                _, status = os.waitpid(self.pid, 0)
-                self.returncode = os.waitstatus_to_exitcode(status)
+            from .executor import reap  # the executor's: wait, then kill, no zombie left
+
+            status = reap(self.pid, timeout=CLOSE_WAIT)
+            self.returncode = -1 if status is None else os.waitstatus_to_exitcode(status)
         self.shared.close()
 
     def _write(self, pgid: int, deadline: float) -> None:
