@@ -8,6 +8,11 @@ from ..states import FINISHED_TASK_STATES, Outcome, TaskState
 
 MIN_PRIORITY = -100
 MAX_PRIORITY = 100
+# A count or size that is never negative: checked by Django's validation (forms, the
+# admin), not by a CHECK in the database. PostgreSQL builds every CHECK of a table anew for
+# each statement that writes a row of it, and a busy worker's one statement per task writes
+# two task rows and an attempt's: ten such checks cost an eighth of its time there.
+NOT_NEGATIVE = [MinValueValidator(0)]
 
 
 class TaskQuerySet(models.QuerySet["Task"]):
@@ -32,23 +37,27 @@ class Task(models.Model):
         default=0, validators=[MinValueValidator(MIN_PRIORITY), MaxValueValidator(MAX_PRIORITY)]
     )
     state = models.CharField(max_length=16, choices=TaskState.choices, default=TaskState.QUEUED)
-    max_attempts = models.PositiveIntegerField(default=3)
-    attempt = models.PositiveIntegerField(default=0, help_text="Attempts claimed so far.")
-    attempt_base = models.PositiveIntegerField(
-        default=0, help_text="Attempts before the last operator retry; max_attempts counts from it."
+    max_attempts = models.IntegerField(default=3, validators=NOT_NEGATIVE)
+    attempt = models.IntegerField(default=0, validators=NOT_NEGATIVE,
+                                  help_text="Attempts claimed so far.")
+    attempt_base = models.IntegerField(
+        default=0, validators=NOT_NEGATIVE,
+        help_text="Attempts before the last operator retry; max_attempts counts from it.",
     )
     timeout = models.FloatField(help_text="Seconds one attempt may run.")
-    memory_mb = models.PositiveIntegerField(null=True, blank=True)
+    memory_mb = models.IntegerField(null=True, blank=True, validators=NOT_NEGATIVE)
     # What the scheduler reserves on a node while the task runs, fixed at enqueue (and at
     # an operator's retry) by workers.estimates; 0 for a row made outside enqueue().
-    memory_estimate_mb = models.PositiveIntegerField(db_default=0)
+    memory_estimate_mb = models.IntegerField(db_default=0, validators=NOT_NEGATIVE)
     memory_source = models.CharField(max_length=8, blank=True, db_default="",
                                      help_text="declared, learned or default.")
-    memory_estimate_runs = models.PositiveIntegerField(
-        db_default=0, help_text="Measured runs a learned estimate rests on.")
-    memory_limit_mb = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Stopped when its processes grow past this.")
-    cpus = models.PositiveSmallIntegerField(db_default=1)
+    memory_estimate_runs = models.IntegerField(
+        db_default=0, validators=NOT_NEGATIVE,
+        help_text="Measured runs a learned estimate rests on.")
+    memory_limit_mb = models.IntegerField(
+        null=True, blank=True, validators=NOT_NEGATIVE,
+        help_text="Stopped when its processes grow past this.")
+    cpus = models.SmallIntegerField(db_default=1, validators=NOT_NEGATIVE)
     memory_scale = models.FloatField(
         null=True, blank=True,
         help_text="The size its function's memory grows with (e.g. grid points); "
@@ -83,9 +92,10 @@ class Task(models.Model):
     progress_message = models.CharField(max_length=500, blank=True)
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
-    crash_count = models.PositiveIntegerField(default=0)
+    crash_count = models.IntegerField(default=0, validators=NOT_NEGATIVE)
     quarantined_at = models.DateTimeField(null=True, blank=True)
     peak_rss_bytes = models.BigIntegerField(null=True, blank=True)
+    # the one CHECK kept: it guards the exact dependency counts (a bug would show, not hide)
     pending_dependencies = models.PositiveIntegerField(
         default=0, help_text="Predecessors that have not succeeded yet; WAITING until 0."
     )
@@ -167,7 +177,7 @@ class TaskAttempt(models.Model):
     # its attempts by task through the unique (task, number): no index of its own to write
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="attempts",
                              db_index=False)
-    number = models.PositiveIntegerField()
+    number = models.IntegerField(validators=NOT_NEGATIVE)
     worker = models.ForeignKey(
         "workers.Worker", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -180,10 +190,12 @@ class TaskAttempt(models.Model):
     traceback = models.TextField(blank=True)
     peak_rss_bytes = models.BigIntegerField(null=True, blank=True)
     log_tail = models.TextField(blank=True)
-    memory_estimate_mb = models.PositiveIntegerField(
-        null=True, blank=True, help_text="The estimate it was scheduled with.")
-    memory_limit_mb = models.PositiveIntegerField(
-        null=True, blank=True, help_text="The limit it ran under; empty: none.")
+    memory_estimate_mb = models.IntegerField(
+        null=True, blank=True, validators=NOT_NEGATIVE,
+        help_text="The estimate it was scheduled with.")
+    memory_limit_mb = models.IntegerField(
+        null=True, blank=True, validators=NOT_NEGATIVE,
+        help_text="The limit it ran under; empty: none.")
 
     class Meta:
         ordering = ["task", "number"]
