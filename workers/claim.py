@@ -78,9 +78,17 @@ class ClaimedTask:
 
     def row_facts(self) -> dict[str, Any]:
         """What a Django @task's TaskResult shows of the row, as the claim read it: given to
-        the executor with the task, so that it reads nothing back (``backends.execution``)."""
-        return {"priority": self.priority, "queue": self.queue, "created_at": self.created_at,
-                "started_at": self.first_started_at, "last_attempted_at": self.started_at}
+        the executor with the task, so that it reads nothing back (``backends.execution``).
+        The moments go as ISO text: pickled, three aware datetimes cost the supervisor more
+        than the rest of the message (16 of 20 us) for every task, @task or not."""
+        return {"priority": self.priority, "queue": self.queue,
+                "created_at": _iso(self.created_at),
+                "started_at": _iso(self.first_started_at),
+                "last_attempted_at": _iso(self.started_at)}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
 
 
 def _clock(vendor: str) -> tuple[str, str]:

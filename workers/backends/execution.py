@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django.dispatch import Signal
@@ -26,6 +27,7 @@ from ..states import TaskState
 from . import results
 from .backend import CrucibleBackend
 
+MOMENTS = frozenset({"created_at", "started_at", "last_attempted_at"})
 Invoke = Callable[[Callable[..., Any], list[Any], dict[str, Any]], Any]
 
 
@@ -73,12 +75,18 @@ def _attempt_result(task: DjangoTask[..., Any], alias: str, args: list[Any],
     current = context.current()
     if claimed is not None and current.attempt == 1:
         row = Task(pk=current.task_id, state=TaskState.RUNNING, attempt=1, args=args,
-                   kwargs=kwargs, worker_id=current.worker_id, **claimed)
+                   kwargs=kwargs, worker_id=current.worker_id, **_moments(claimed))
         attempts: list[TaskAttempt] = []
     else:
         row, attempts = results.load(current.task_id)
     as_enqueued = task.using(priority=row.priority, queue_name=row.queue, backend=alias)
     return results.build(as_enqueued, row, attempts, alias)
+
+
+def _moments(claimed: dict[str, Any]) -> dict[str, Any]:
+    """The claim's row facts with their moments (ISO text on the way) as datetimes again."""
+    return {key: datetime.fromisoformat(value) if key in MOMENTS and value else value
+            for key, value in claimed.items()}
 
 
 def _finish(result: TaskResult[..., Any], status: TaskResultStatus) -> None:
