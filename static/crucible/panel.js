@@ -181,10 +181,17 @@
     if (action && xhr) xhr.addEventListener("loadend", () => onAction(action, xhr), {once: true});
   });
 
-  /* Keep open log tails open across refreshes. */
+  /* Keep open log tails open across refreshes. No refresh while a dialog asks: one that
+     was on its way when the dialog opened would replace the button whose request the
+     dialog confirms, and htmx drops a request from an element no longer in the page (the
+     operator's confirmed action was lost). The next poll comes once the dialog closes. */
   let openDetails = [];
   document.addEventListener("htmx:beforeSwap", (event) => {
     if (event.detail.target.id !== "cr-body") return;
+    if (dialogOpen()) {
+      event.detail.shouldSwap = false;
+      return;
+    }
     openDetails = Array.from(event.detail.target.querySelectorAll("details[id][open]"), (d) => d.id);
   });
 

@@ -143,3 +143,31 @@ def test_cancel_a_drain_from_the_panel_and_the_worker_claims_again(
     wait_for(lambda: Task.objects.get(pk=second.pk).state == TaskState.SUCCEEDED, timeout=15)
     assert Task.objects.get(pk=first.pk).state == TaskState.SUCCEEDED
     assert Task.objects.get(pk=second.pk).worker_id == worker.pk
+
+
+# A poll that lands while a dialog asks: it would replace the button whose request the
+# dialog confirms, and htmx drops a request from an element no longer in the page.
+REFRESH_NOW = """() => new Promise((done) => {
+  const body = document.getElementById("cr-body");
+  body.addEventListener("htmx:afterRequest", () => setTimeout(done, 100), {once: true});
+  htmx.trigger(body, "cr-refresh");
+})"""
+
+
+def test_a_confirmed_action_is_sent_though_a_refresh_answered_while_its_dialog_asked(
+    page: Page,
+) -> None:
+    from workers.models import PausedQueue
+
+    remote_worker()
+    enqueue("noop")
+    log_in(page, STATUS)
+    page.locator('[data-cr-action="pause"]').first.click()
+    dialog = page.locator("#cr-confirm")
+    expect(dialog).to_be_visible()
+
+    page.evaluate(REFRESH_NOW)
+    dialog.locator("#cr-confirm-ok").click()
+
+    expect(page.locator("#cr-flash")).to_contain_text("Paused queue default")
+    assert PausedQueue.objects.filter(name="default").exists()
