@@ -48,7 +48,7 @@ def generic_plan(sql: str, args: str) -> str:
             cursor.execute(f"EXPLAIN EXECUTE claim_plan{args}")
             rows: list[Any] = cursor.fetchall()
         finally:
-            cursor.execute("DEALLOCATE ALL")
+            cursor.execute("DEALLOCATE claim_plan")  # not ALL: the hot path's own stay
             cursor.execute("RESET plan_cache_mode")
     return "\n".join(row[0] for row in rows)
 
