@@ -27,7 +27,7 @@ SUCCEED_AND_CLAIM_ARGS = ("('null', 0, 0, 1, 1, 1, 1, 1, 1, 'worker 1', now(), 0
 
 
 @pytest.fixture
-def stale_statistics(crucible) -> None:
+def stale_statistics(crucible: Any) -> None:
     """Queued tasks the statistics do not know of: analysed when every task had ended."""
     if connection.vendor != "postgresql":
         pytest.skip("PostgreSQL's prepared plans; SQLite plans each statement when it runs")
