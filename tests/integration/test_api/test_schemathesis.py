@@ -82,9 +82,9 @@ FORM = "application/x-www-form-urlencoded"
 
 
 def form_sent_as_drawn(case: Any) -> None:
-    """The WSGI transport (werkzeug) leaves out a form field whose value is None, [] or {}:
-    a case that breaks the document only by such a field reaches the server without it, a
-    valid request. Those are not the requests they claim to be, so they are not drawn.
+    """The WSGI transport (werkzeug) leaves out a form field valued None, an empty list or
+    an object: a case that breaks the document only by such a field reaches the server
+    without it, a valid request. Those are not the requests they claim to be, so they are not drawn.
     (Seen once: ``{"queue": ..., <extra>: None}`` paused the queue, reported as "accepted
     though it violates additionalProperties".)"""
     body = case.body
