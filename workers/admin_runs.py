@@ -21,6 +21,7 @@ from .runs.reading import counts
 
 PAGE = "admin/workers/run/page.html"
 BODY = f"{PAGE}#run-body"
+ACTED = "admin/workers/run/act.html"  # the body, and the flash out of band
 POLL_SECONDS = 2
 ACTIONS = {"pause": "workers.manage_workers", "resume": "workers.manage_workers",
            "cancel": "workers.cancel_task"}
@@ -98,8 +99,9 @@ class RunAdmin(RunAdminBase):
         return TemplateResponse(request, PAGE, context)
 
     @staticmethod
-    def _fragment(request: HttpRequest, context: dict[str, Any]) -> HttpResponse:
-        response = TemplateResponse(request, BODY, context)
+    def _fragment(request: HttpRequest, context: dict[str, Any],
+                  template: str = BODY) -> HttpResponse:
+        response = TemplateResponse(request, template, context)
         add_never_cache_headers(response)
         return response
 
@@ -122,7 +124,7 @@ class RunAdmin(RunAdminBase):
         if not request.user.has_perm(ACTIONS[action]):
             raise PermissionDenied
         flash = self._do(request, run_id, action)
-        return self._fragment(request, self._flash(self._context(request, run_id), flash))
+        return self._fragment(request, self._flash(self._context(request, run_id), flash), ACTED)
 
     @staticmethod
     def _do(request: HttpRequest, run_id: int, action: str) -> str:

@@ -106,8 +106,14 @@ def test_pause_resume_and_cancel_are_asked_first(page: Page) -> None:
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Pause").click()
     expect(state).to_have_text("paused")
-    expect(page.locator(".cr-run-flash")).to_contain_text(f"Paused run {run.pk}")
+    flash = page.locator(".cr-run-flash")
+    expect(flash).to_contain_text(f"Paused run {run.pk}")
     assert Run.objects.get(pk=run.pk).state == RunState.PAUSED
+    # The body polls on: the flash outlives the next refresh (it used to go with it, a
+    # message an operator could miss and CI once did).
+    page.evaluate("document.querySelector('#cr-run-body').dataset.before = 'poll'")
+    page.wait_for_function("!document.querySelector('#cr-run-body').dataset.before")
+    expect(flash).to_contain_text(f"Paused run {run.pk}")
     expect(node(page, "A")).to_have_attribute("data-state", "waiting")
 
     page.once("dialog", lambda dialog: dialog.accept())
