@@ -142,18 +142,18 @@ def _estimating_select(db: BaseDatabaseWrapper, given: tuple[Field[Any, Any], ..
     )
 
 
-def insert(fields: dict[str, Any], texts: tuple[str, str], *, wake: str) -> Task:
-    """Write a task row of ``fields`` (exactly ``GIVEN`` but ``created_at``) and return it.
-    ``texts``: the JSON of its args and kwargs, as ``spec.validate`` made it. ``wake``: the
-    doorbell message; on PostgreSQL NOTIFYed by this very statement (other databases ring
-    after commit: the caller's business)."""
-    task = _insert(fields, texts, wake, estimated=None)
-    assert task is not None
-    return task
+def insert(fields: dict[str, Any], texts: tuple[str, str], *, wake: str) -> Written:
+    """Write a task row of ``fields`` (exactly ``GIVEN`` but ``created_at``): what it wrote,
+    with its id and moment. ``texts``: the JSON of its args and kwargs, as
+    ``spec.validate`` made it. ``wake``: the doorbell message; on PostgreSQL NOTIFYed by
+    this very statement (other databases ring after commit: the caller's business)."""
+    written = _insert(fields, texts, wake, estimated=None)
+    assert written is not None
+    return written
 
 
 def insert_estimated(fields: dict[str, Any], texts: tuple[str, str], *, wake: str,
-                     default_mb: int, force: bool) -> Task | None:
+                     default_mb: int, force: bool) -> Written | None:
     """``insert`` for a call that declares no memory, names no scale and takes one CPU: the
     statement reads its function's learned estimate, else takes ``default_mb``. None, and
     nothing written, when that estimate is larger than every node (not ``force``d) or no
@@ -162,7 +162,7 @@ def insert_estimated(fields: dict[str, Any], texts: tuple[str, str], *, wake: st
 
 
 def _insert(fields: dict[str, Any], texts: tuple[str, str], wake: str,
-            estimated: tuple[int, bool] | None) -> Task | None:
+            estimated: tuple[int, bool] | None) -> Written | None:
     db: BaseDatabaseWrapper = connections[DEFAULT_DB_ALIAS]
     plan = _plan(db.alias, estimated=estimated is not None)
     given = {**fields, "created_at": timezone.now()}
@@ -179,7 +179,7 @@ def _insert(fields: dict[str, Any], texts: tuple[str, str], wake: str,
     given["id"] = row[0]
     if estimated is not None:
         given.update(zip(ESTIMATED, row[1:4], strict=True))
-    return _built(db, plan, given)
+    return Written(db.alias, given)
 
 
 def _params(plan: _Plan, given: dict[str, Any], db: BaseDatabaseWrapper) -> list[Any]:
@@ -187,11 +187,30 @@ def _params(plan: _Plan, given: dict[str, Any], db: BaseDatabaseWrapper) -> list
             for name, field in plan.given]
 
 
-def _built(db: BaseDatabaseWrapper, plan: _Plan, given: dict[str, Any]) -> Task:
-    """The Task of a row written from ``given``, built as Django builds a row it read:
-    positionally, which skips the defaults' lookup."""
-    return Task.from_db(db.alias, plan.names, [given[name] if name else default
-                                               for name, default in plan.row])
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A task row just written: the values given (and worked out by the statement), with
+    its ``id`` and ``created_at``. ``task()`` builds its Task for a caller that wants one;
+    Django's ``.enqueue()`` needs only the id and the moment."""
+
+    alias: str
+    values: dict[str, Any]
+
+    @property
+    def id(self) -> int:
+        return int(self.values["id"])
+
+    @property
+    def created_at(self) -> datetime:
+        created: datetime = self.values["created_at"]
+        return created
+
+    def task(self) -> Task:
+        """The Task of the row, built as Django builds a row it read: positionally, which
+        skips the defaults' lookup."""
+        plan = _plan(self.alias)
+        return Task.from_db(self.alias, plan.names, [self.values[name] if name else default
+                                                     for name, default in plan.row])
 
 
 # What ``insert_many`` is given of each row: ``GIVEN`` but the moment, which it sets.
@@ -230,11 +249,10 @@ def built(columns: dict[str, list[Any]], ids: list[int], created: datetime,
           values: dict[str, list[Any]]) -> list[Task]:
     """The Tasks ``insert_many`` wrote, with ``values`` (``args``, ``kwargs``) in place of
     their JSON text."""
-    db: BaseDatabaseWrapper = connections[DEFAULT_DB_ALIAS]
-    plan = _plan(db.alias)
+    alias = connections[DEFAULT_DB_ALIAS].alias
     names = [*MANY, "created_at", "id"]
     merged = [values.get(name) or columns[name] for name in MANY]
-    return [_built(db, plan, dict(zip(names, (*row, created, task_id), strict=True)))
+    return [Written(alias, dict(zip(names, (*row, created, task_id), strict=True))).task()
             for *row, task_id in zip(*merged, ids, strict=True)]
 
 

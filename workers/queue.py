@@ -66,20 +66,30 @@ TAIL_CHARS = 1000
 
 PROGRESS_CHARS = 500
 
-__all__ = ["ClaimedTask", "claim_next", "enqueue", "enqueue_many", "memory_fields"]
+__all__ = ["ClaimedTask", "claim_next", "enqueue", "enqueue_many", "enqueue_one", "memory_fields"]
 
 
 def enqueue(spec: TaskSpec) -> Task:
     """Validate and store a task, then wake the workers of its queue."""
     texts = validate(spec)
     if not spec.depends_on:
-        return _insert_queued(spec, texts)
+        return _insert_queued(spec, texts).task()
     with transaction.atomic():
         predecessors = dependencies.check_predecessors(spec.depends_on)
         pending = dependencies.unfinished(predecessors)
         task = _create(spec, TaskState.WAITING if pending else TaskState.QUEUED, pending)
         dependencies.link(task, predecessors)
     return task
+
+
+def enqueue_one(spec: TaskSpec) -> tuple[int, datetime]:
+    """``enqueue``, for a caller that needs only the new task's id and the moment it was
+    enqueued (Django's ``.enqueue()``): no Task is built for a task without predecessors."""
+    if spec.depends_on:
+        task = enqueue(spec)
+        return task.pk, task.created_at
+    written = _insert_queued(spec, validate(spec))
+    return written.id, written.created_at
 
 
 def enqueue_many(specs: Sequence[TaskSpec]) -> list[Task]:
@@ -225,7 +235,7 @@ def call_fields(spec: TaskSpec) -> dict[str, Any]:
     }
 
 
-def _insert_queued(spec: TaskSpec, texts: tuple[str, str]) -> Task:
+def _insert_queued(spec: TaskSpec, texts: tuple[str, str]) -> inserting.Written:
     """A task without predecessors: one statement (``inserting``), and the wake-up of its
     queue's workers at commit (on PostgreSQL the statement's own NOTIFY). A call that
     declares no memory, names no scale and takes one CPU (a plain ``@task``'s) is estimated
@@ -234,16 +244,16 @@ def _insert_queued(spec: TaskSpec, texts: tuple[str, str]) -> Task:
               "run_after": spec.run_after, "memory_limit_mb": spec.memory_limit_mb,
               "cpus": spec.cpus, "memory_scale": None}
     wake = f"q:{fields['queue']}"
-    task = None
+    written = None
     if spec.memory_mb is None and spec.cpus == 1 and (
             learning.scale_of(spec.func_path, spec.kwargs) is None):
-        task = inserting.insert_estimated(fields, texts, wake=wake, force=spec.force,
-                                          default_mb=conf.get().memory_per_task_mb)
-    if task is None:
-        task = inserting.insert({**fields, **memory_fields(spec)}, texts, wake=wake)
+        written = inserting.insert_estimated(fields, texts, wake=wake, force=spec.force,
+                                             default_mb=conf.get().memory_per_task_mb)
+    if written is None:
+        written = inserting.insert({**fields, **memory_fields(spec)}, texts, wake=wake)
     if connection.vendor != "postgresql":
         transaction.on_commit(functools.partial(doorbell.ring_local, wake))
-    return task
+    return written
 
 
 def _create(spec: TaskSpec, state: str, pending: int) -> Task:

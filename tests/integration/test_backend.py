@@ -263,6 +263,22 @@ def test_enqueue_many_returns_the_results_get_result_reads(crucible):
     assert many[3].kwargs == {"b": [3, 2]}, "normalised as Django normalises a call"
 
 
+def test_enqueue_returns_the_result_get_result_reads(crucible):
+    """``.enqueue()`` builds its result from what the insert returned, not from a row it
+    reads back: it must be the result a read gives."""
+    fields = ("id", "status", "enqueued_at", "started_at", "finished_at", "last_attempted_at",
+              "args", "kwargs", "backend", "errors", "worker_ids")
+    later = timezone.now() + timedelta(hours=1)
+    plain = backend_tasks.add.enqueue(1, b=(2, 3))
+    later_one = backend_tasks.add.using(priority=7, run_after=later).enqueue(4, 5)
+    for result in (plain, later_one):
+        read = backend_tasks.add.get_result(result.id)
+        assert {f: getattr(result, f) for f in fields} == {f: getattr(read, f) for f in fields}
+    assert plain.task == backend_tasks.add.get_result(plain.id).task
+    assert plain.kwargs == {"b": [2, 3]}, "normalised as Django normalises a call"
+    assert later_one.task.priority == 7 and later_one.task.run_after == later
+
+
 def test_enqueue_many_refuses_a_call_that_does_not_fit_and_writes_nothing(crucible):
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = [((1, 2), {}), ((1,), {}),
                                                            ((3, 4), {})]

@@ -17,6 +17,7 @@ from django.utils import timezone
 from tests.testapp import backend_tasks
 from workers import queue
 from workers.backends import CrucibleBackend, CrucibleTask, errors
+from workers.backends.backend import ADMITTED_MAX
 from workers.models import Task, TaskAttempt
 from workers.spec import TaskSpec
 from workers.states import Outcome, TaskState
@@ -129,8 +130,21 @@ def test_enqueue_refuses_arguments_that_are_not_json() -> None:
 
 @pytest.mark.django_db
 def test_enqueue_refuses_a_task_its_worker_could_not_import() -> None:
-    with pytest.raises(InvalidTask, match="is not this task"):
-        renamed.enqueue()
+    for _ in range(2):  # a refusal is not remembered as an admission
+        with pytest.raises(InvalidTask, match="is not this task"):
+            renamed.enqueue()
+    assert not Task.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_tasks_a_backend_remembers_as_admitted_are_bounded() -> None:
+    later = timezone.now() + timedelta(hours=1)
+    for minute in range(ADMITTED_MAX + 10):  # a script that enqueues each with its own time
+        backend_tasks.add.using(run_after=later + timedelta(minutes=minute)).enqueue(1, 2)
+    backend = backend_tasks.add.get_backend()
+    assert isinstance(backend, CrucibleBackend)
+    assert 0 < len(backend.admitted) <= ADMITTED_MAX
+    assert Task.objects.count() == ADMITTED_MAX + 10
 
 
 @pytest.mark.django_db

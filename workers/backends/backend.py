@@ -26,8 +26,12 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from ..exceptions import InvalidTaskSpec
-    from ..models import Task
     from ..spec import TaskSpec
+
+
+# How many tasks (as configured: priority, queue, run_after...) a backend remembers as
+# admitted; it forgets them all past this, rather than grow with a script's run_after.
+ADMITTED_MAX = 256
 
 
 class CrucibleBackend(BaseTaskBackend):
@@ -41,6 +45,7 @@ class CrucibleBackend(BaseTaskBackend):
         super().__init__(alias, params)
         self.declared_queues: object = params.get("QUEUES")
         self.defaults, self.option_problems = limits.from_options(self.options)
+        self.admitted: dict[DjangoTask[..., Any], limits.Limits] = {}
 
     def validate_task(self, task: DjangoTask[..., Any]) -> None:
         super().validate_task(task)
@@ -55,9 +60,9 @@ class CrucibleBackend(BaseTaskBackend):
                         kwargs: dict[str, Any]) -> TaskResult[P, R]:
         from . import results
 
-        self._admit(task)
-        row = _submit(self._spec(task, args, kwargs))
-        result = results.build(task, row, [], self.alias)
+        spec = self._spec(task, args, kwargs)
+        task_id, enqueued_at = _submit(spec)
+        result = results.queued(task, task_id, enqueued_at, (spec.args, spec.kwargs), self.alias)
         task_enqueued.send(type(self), task_result=result)
         return result
 
@@ -68,29 +73,45 @@ class CrucibleBackend(BaseTaskBackend):
         (``queue.enqueue_many``): all of them, or none with the refused call's index."""
         from . import results
 
-        self._admit(task)
+        template = self._spec(task, [], {})
         normal = [(cast(list[Any], normalize_json(list(args))),
                    cast(dict[str, Any], normalize_json(dict(kwargs)))) for args, kwargs in calls]
-        ids, enqueued_at = _submit_calls(self._spec(task, [], {}), normal)
+        ids, enqueued_at = _submit_calls(template, normal)
         made = [results.queued(task, task_id, enqueued_at, call, self.alias)
                 for task_id, call in zip(ids, normal, strict=True)]
         for result in made:
             task_enqueued.send(type(self), task_result=result)
         return made
 
-    def _admit(self, task: DjangoTask[..., Any]) -> None:
+    def _admit(self, task: DjangoTask[..., Any]) -> limits.Limits:
         """Refuse a task this backend cannot run: invalid, misconfigured, or not importable
-        by its path as this very task."""
+        by its path as this very task. Its limits, over the backend's. A task admitted once
+        is remembered: a script's thousands of calls of one task check it once."""
+        try:
+            known = self.admitted.get(task)
+        except TypeError:  # a task class of one's own with a field that cannot be hashed
+            known, remember = None, False
+        else:
+            remember = True
+        if known is not None:
+            return known
         self.validate_task(task)
         if self.option_problems:
             raise InvalidTaskBackend(f"TASKS[{self.alias!r}]: {self.option_problems[0]}")
         _refuse_unreachable(task)
+        chosen = limits.of(task).over(self.defaults)
+        if remember:
+            if len(self.admitted) >= ADMITTED_MAX:
+                self.admitted.clear()
+            self.admitted[task] = chosen
+        return chosen
 
     def _spec(self, task: DjangoTask[..., Any], args: list[Any],
               kwargs: dict[str, Any]) -> TaskSpec:
+        """What the queue is given of a call: admitted first (``_admit``)."""
         from ..spec import TaskSpec
 
-        chosen = limits.of(task).over(self.defaults)
+        chosen = self._admit(task)
         return TaskSpec(
             func_path=task.module_path,
             args=cast(list[Any], normalize_json(list(args))),
@@ -134,13 +155,14 @@ def _refuse_unreachable(task: DjangoTask[..., Any]) -> None:
         )
 
 
-def _submit(spec: TaskSpec) -> Task:
-    """Enqueue through Crucible's queue; translate its refusals into Django's exceptions."""
+def _submit(spec: TaskSpec) -> tuple[int, datetime]:
+    """Enqueue through Crucible's queue: the task's id and the moment it was enqueued.
+    Translate its refusals into Django's exceptions."""
     from .. import queue
     from ..exceptions import InvalidTaskSpec
 
     try:
-        return queue.enqueue(spec)
+        return queue.enqueue_one(spec)
     except InvalidTaskSpec as exc:
         raise _as_django(exc) from exc
 
