@@ -91,14 +91,15 @@ def _plan(alias: str, *, estimated: bool = False) -> _Plan:
 
 
 def _execute(db: BaseDatabaseWrapper, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    """Run an INSERT, and return the rows it returns: on SQLite on its own cursor,
-    placeholders rewritten once (Django's wrapper rewrites them at every call), inside
-    Django's error mapping and transaction."""
-    if db.vendor != "sqlite":
+    """Run an INSERT, and return the rows it returns. On SQLite, when nothing logs or wraps
+    queries, on its own cursor with placeholders rewritten once (Django's wrapper rewrites
+    them at every call), inside Django's error mapping and transaction."""
+    if db.vendor != "sqlite" or db.queries_logged or db.execute_wrappers:
         with hot_cursor(db) as cursor:
             cursor.execute(sql, params)
             return list(cursor.fetchall())
     db.ensure_connection()
+    db.validate_no_broken_transaction()
     with db.wrap_database_errors:
         rows: list[tuple[Any, ...]] = db.connection.execute(qmark(sql), params).fetchall()
     return rows

@@ -8,7 +8,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
+from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from workers import doorbell, queue
@@ -45,6 +46,30 @@ def test_an_enqueue_is_one_insert_and_writes_the_row_the_orm_would(crucible):
     assert columns_of(Task.objects.get(pk=by_orm.pk)) == columns_of(stored)
     assert (stored.queue, stored.priority, stored.run_after, stored.args) == (
         "big", 3, due, [1, 2])
+
+
+def test_an_execute_wrapper_sees_the_insert_and_a_broken_transaction_refuses_it(crucible):
+    """The insert skips Django's cursor wrapper only when nothing would see the difference:
+    an ``execute_wrapper`` (instrumentation, a test's) is still called with it, and after
+    an error in an atomic block it is refused as Django refuses any query."""
+    spec = TaskSpec(func_path=ADD, args=[1, 2], kwargs={})
+    seen: list[str] = []
+
+    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        made = queue.enqueue(spec)
+    assert any(sql.startswith("INSERT INTO") for sql in seen), seen
+
+    with transaction.atomic():
+        with pytest.raises(DatabaseError), transaction.atomic(savepoint=False):
+            Task.objects.create(id=made.pk, func_path=ADD)  # the same id: an error
+        with pytest.raises(TransactionManagementError):
+            queue.enqueue(spec)
+        transaction.set_rollback(True)
+    assert list(Task.objects.values_list("pk", flat=True)) == [made.pk]
 
 
 def _learned(peak_mb: float, runs: int = 5) -> None:
