@@ -269,7 +269,7 @@ def test_enqueue_returns_the_result_get_result_reads(crucible):
     fields = ("id", "status", "enqueued_at", "started_at", "finished_at", "last_attempted_at",
               "args", "kwargs", "backend", "errors", "worker_ids")
     later = timezone.now() + timedelta(hours=1)
-    plain = backend_tasks.add.enqueue(1, b=(2, 3))
+    plain = backend_tasks.add.enqueue(1, b=(2, 3))  # type: ignore[arg-type]  # normalised below
     later_one = backend_tasks.add.using(priority=7, run_after=later).enqueue(4, 5)
     for result in (plain, later_one):
         read = backend_tasks.add.get_result(result.id)
