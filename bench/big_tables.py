@@ -408,8 +408,8 @@ def time_panel(browser: Any, runs: int, say: Callable[[str], None]) -> dict[str,
     from django.db.models import Count
     from django.utils import timezone
 
-    from workers import status
     from workers.models import Task
+    from workers.web import status
 
     def before() -> list[Any]:  # the figure's query as it was: the node's clock, state index
         since = timezone.now() - timedelta(hours=1)
@@ -443,8 +443,8 @@ def time_pruning(runs: int, say: Callable[[str], None]) -> dict[str, Any]:
 
     from django.utils import timezone
 
-    from workers import retention
     from workers.models import Heartbeat, Task, Worker
+    from workers.queue import retention
 
     long_ago = timezone.now() - timedelta(days=9)
     Worker.objects.bulk_create(

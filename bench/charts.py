@@ -112,8 +112,8 @@ def fill_tasks(n: int, say: Callable[[str], None]) -> None:
 
 def fill_samples(say: Callable[[str], None]) -> None:
     """The week's samples, a day at a time, as the tick would have written and kept them."""
-    from workers import clock
     from workers.charts import sampling
+    from workers.queue import clock
 
     end = sampling.floor(clock.now().timestamp() - sampling.SETTLE, sampling.MINUTE)
     start = sampling.floor(end - WEEK - 3600, sampling.HOUR)
@@ -157,8 +157,8 @@ def urls() -> dict[str, str]:
 
 def time_sampling(runs: int) -> dict[str, Any]:
     """Writing the last minute again (its rows exist: the same reads, inserts skipped)."""
-    from workers import clock
     from workers.charts import sampling
+    from workers.queue import clock
 
     end = sampling.floor(clock.now().timestamp() - sampling.SETTLE, sampling.MINUTE)
     return big.time_call(lambda: sampling._write_minutes(end - sampling.MINUTE, end), runs)
@@ -169,10 +169,10 @@ def pin_clock() -> Any:
     (the heartbeats end where the rows were built; later minutes hold no worker rows)."""
     from django.db.models import Max
 
-    from workers import clock
     from workers.charts import sampling
     from workers.charts.sampling import MINUTE
     from workers.models import WorkerSample
+    from workers.queue import clock
 
     last = WorkerSample.objects.filter(span=MINUTE).aggregate(last=Max("bucket"))["last"]
     assert last is not None, "no samples to time"

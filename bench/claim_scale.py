@@ -70,8 +70,8 @@ def run(kind: str, claims: int) -> dict[str, Any]:
     PLACE.setup_django(kind, Path(tempfile.mkdtemp(prefix="crb-claims-")))
     try:
         call_command("migrate", verbosity=0)
-        from workers import budget
         from workers.models import Worker
+        from workers.pool import budget
 
         budget.register("bench-node")
         worker = Worker.objects.create(node="bench-node", state="RUNNING")

@@ -31,7 +31,8 @@ MB = 1024 * 1024
 
 
 def _submit(mb: int, noise: float, *, limit: bool) -> int:
-    from workers import estimates, queue
+    from workers import queue
+    from workers.pool import estimates
     from workers.spec import TaskSpec
 
     kwargs = {"mb": mb, "seconds": 1.0, "noise": noise}
@@ -52,7 +53,7 @@ def _wait(ids: list[int], timeout: float = 600.0) -> None:
 
 
 def _learned(timeout: float = 60.0) -> None:
-    from workers import estimates
+    from workers.pool import estimates
 
     deadline = time.monotonic() + timeout
     while estimates.estimate(FUNC, {"mb": 500}, None).source != estimates.LEARNED:
@@ -71,8 +72,8 @@ def measure(kind: str, tasks: int, workers: int) -> dict[str, Any]:
     rng = random.Random(10)
     with database(kind) as (url, workdir):
         _django(url, workdir)
-        from workers import learning
         from workers.models import TaskAttempt
+        from workers.pool import learning
 
         learning.scale_by(FUNC, lambda kwargs: float(kwargs["mb"]))
         procs = [_worker(_env(url, workdir)) for _ in range(workers)]

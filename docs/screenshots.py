@@ -111,7 +111,7 @@ def setup_django(env: dict[str, str]) -> None:
     call_command("migrate", "--noinput", verbosity=0)
     call_command("ensure_superuser")
 
-    from workers import admission
+    from workers.pool import admission
 
     admission._physical_cores = lambda: PRESENTED_CORES
 
@@ -214,7 +214,8 @@ def failed_task(now: datetime, worker_id: int) -> int:
 
 
 def start_workers() -> list[int]:
-    from workers import launcher, queue
+    from workers import queue
+    from workers.pool import launcher
     from workers.spec import TaskSpec
 
     for grow in (220, 140, 90):
@@ -225,8 +226,8 @@ def start_workers() -> list[int]:
 
 
 def stop_workers(ids: list[int]) -> None:
-    from workers import launcher, processes
     from workers.models import Worker
+    from workers.pool import launcher, processes
 
     for worker_id in ids:
         launcher.abort(worker_id)
@@ -310,7 +311,7 @@ def main() -> None:
             ids = start_workers()
             wait_running(ids)
             time.sleep(WARM_UP_SECONDS)  # heartbeats for the sparklines, progress
-            from workers import launcher
+            from workers.pool import launcher
 
             launcher.drain(ids[-1])
             shoot(base, args.out, task_id)

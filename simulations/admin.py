@@ -20,8 +20,8 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
-from workers.admin_tasks import LIVE_ROWS, live_context, rows_only
 from workers.exceptions import TaskNotFound
+from workers.web.admin_tasks import LIVE_ROWS, live_context, rows_only
 
 from . import pages, registry, services, workdir
 from .exceptions import FileRefused, InvalidParameters, UnknownKind

@@ -7,7 +7,7 @@ class SimulationsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from workers import owners
+        from workers.web import owners
 
         from . import signals  # noqa: F401 - connects the receivers
         from .tasklinks import SimulationOwner, SweepOwner

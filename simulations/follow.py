@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
-from workers import tasklist
 from workers.models import Task, Worker
 from workers.states import ACTIVE_WORKER_STATES, FINISHED_TASK_STATES, TaskState
+from workers.web import tasklist
 
 from . import terminal
 

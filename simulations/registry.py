@@ -14,7 +14,7 @@ from typing import Any
 
 from django.tasks import Task as DjangoTask
 
-from workers import learning
+from workers.pool import learning
 
 from .exceptions import InvalidParameters, UnknownKind
 from .schema import Params, Schema

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from workers import conf, learning, queue, runs
+from workers import conf, queue, runs
 from workers.exceptions import InvalidTaskSpec
 from workers.models import Run, Task
 from workers.models.run import FailurePolicy
 from workers.models.task import MAX_PRIORITY, MIN_PRIORITY
+from workers.pool import learning
 from workers.runs import InvalidRun, RunSpec, TaskEntry
 from workers.runs.document import MAX_RUN_NAME, MAX_TASK_NAME
 from workers.spec import TaskSpec

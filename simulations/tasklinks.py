@@ -12,7 +12,7 @@ from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Cast
 from django.urls import reverse
 
-from workers.owners import OwnerLink, TaskIds
+from workers.web.owners import OwnerLink, TaskIds
 
 from .models import Simulation, Sweep
 

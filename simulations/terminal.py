@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Sequence
 
-from workers.durations import words
+from workers.web.durations import words
 
 WIDTH = 80
 GAP = "  "

@@ -21,25 +21,18 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.timezone import localtime
 
-from . import (
-    admin_rows,
-    audit,
-    launcher,
-    listing,
-    memory_text,
-    owners,
-    pausing,
-    queue,
-    tasklist,
-)
-from .admin_logs import TaskLogs, WorkerLogs, attempt_links
-from .admin_rows import cell_html
-from .admin_tasks import ChoicesOnDemand, StateFilter, TaskViews
+from . import queue
 from .exceptions import CrucibleError, InvalidQueueName
 from .models import Task, TaskAttempt, Worker
 from .panel.cards import duration
+from .pool import launcher
+from .queue import pausing
 from .spec import TaskSpec
 from .states import ACTIVE_WORKER_STATES, FINISHED_TASK_STATES, TaskState, WorkerState
+from .web import admin_rows, audit, listing, memory_text, owners, tasklist
+from .web.admin_logs import TaskLogs, WorkerLogs, attempt_links
+from .web.admin_rows import cell_html
+from .web.admin_tasks import ChoicesOnDemand, StateFilter, TaskViews
 
 DASH = "\u2013"  # shown for a missing value
 if TYPE_CHECKING:
@@ -694,4 +687,4 @@ def duplicate(task: Task) -> str:
     return f"enqueued as task {queue.enqueue(spec_of(task)).pk}"
 
 
-from . import admin_nodes, admin_runs  # noqa: E402, F401  (register the nodes' and runs' admin)
+from .web import admin_nodes, admin_runs  # noqa: E402, F401  (register the nodes' and runs' admin)

@@ -179,8 +179,8 @@ class Spawned:
             return False
 
     def stop_all(self) -> None:
-        from workers import launcher
         from workers.models import Worker
+        from workers.pool import launcher
 
         rows = list(Worker.objects.exclude(pid=None))
         for row in rows:

@@ -12,8 +12,8 @@ from playwright.sync_api import Locator, Page, expect
 
 from tests.conftest import wait_for
 from tests.integration.helpers import enqueue
-from workers import admission, launcher
 from workers.models import Task, Worker
+from workers.pool import admission, launcher
 from workers.states import Outcome, TaskState
 
 from .conftest import log_in

@@ -14,8 +14,8 @@ from playwright.sync_api import Page, expect
 from tests.conftest import wait_for
 from tests.integration.helpers import enqueue
 from tests.testapp.models import Execution
-from workers import admission, launcher
 from workers.models import Task, Worker
+from workers.pool import admission, launcher
 from workers.states import TaskState, WorkerState
 
 from .conftest import log_in

@@ -9,7 +9,7 @@ from playwright.sync_api import Page, expect
 
 from tests.conftest import wait_for
 from tests.integration.helpers import enqueue
-from workers import pausing
+from workers.queue import pausing
 
 from .conftest import log_in
 

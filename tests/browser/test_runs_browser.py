@@ -10,10 +10,11 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.conftest import wait_for
-from workers import admin_runs, runs
+from workers import runs
 from workers.models import Run, Task, Worker
 from workers.models.run import RunState
 from workers.states import TaskState, WorkerState
+from workers.web import admin_runs
 
 from .conftest import log_in
 

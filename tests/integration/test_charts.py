@@ -9,9 +9,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from workers import monitor
 from workers.charts import sampling, series
 from workers.models import ALL_QUEUES, Heartbeat, QueueSample, Task, Worker, WorkerSample
+from workers.pool import monitor
 from workers.states import TaskState
 
 pytestmark = pytest.mark.django_db
@@ -208,7 +208,7 @@ def test_the_tick_writes_samples(crucible: Any) -> None:
 
 
 def test_retention_prunes_the_samples_with_the_rest(crucible: Any) -> None:
-    from workers import retention
+    from workers.queue import retention
 
     old = int((datetime.now(UTC) - timedelta(days=9)).timestamp()) // 3600 * 3600
     QueueSample.objects.bulk_create(

@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from tests.conftest import wait_for
 from workers import queue
-from workers.claim import ClaimedTask
 from workers.models import MemoryProfile, Node, Task, TaskAttempt, Worker
+from workers.queue.hotpath import ClaimedTask
 from workers.states import Outcome, TaskState, WorkerState
 
 from .helpers import TASKS, enqueue, task

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from workers import claim
+from workers.queue import hotpath as claim
 
 from .helpers import enqueue_many
 

@@ -12,7 +12,7 @@ from django.db import OperationalError, connection, connections
 
 from tests.conftest import wait_for
 from tests.tcp_proxy import TcpProxy
-from workers import doorbell
+from workers.queue import doorbell
 from workers.runtime import wake
 
 pytestmark = [

@@ -16,9 +16,10 @@ from django.core.management import call_command
 
 from tests.conftest import wait_for, worker_env
 from tests.testapp.models import Execution
-from workers import launcher, lifecycle, monitor, processes, queue
+from workers import queue
 from workers.exceptions import LaunchFailed
 from workers.models import Task, Worker
+from workers.pool import launcher, lifecycle, monitor, processes
 from workers.states import Outcome, TaskState, WorkerState
 
 from .helpers import enqueue, running_workers, task
@@ -213,7 +214,7 @@ def test_a_worker_the_os_will_not_start_is_failed_with_the_reason(crucible, monk
     def refuse(*args, **kwargs):
         raise OSError(11, "Resource temporarily unavailable")  # e.g. out of process slots
 
-    monkeypatch.setattr("workers.launcher.subprocess.run", refuse)
+    monkeypatch.setattr("workers.pool.launcher.subprocess.run", refuse)
     with pytest.raises(LaunchFailed, match="Resource temporarily unavailable"):
         launcher.add(1)
     failed = Worker.objects.get()

@@ -12,9 +12,10 @@ from django.db import DatabaseError, connection, transaction
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
-from workers import doorbell, queue
+from workers import queue
 from workers.exceptions import TooLarge
 from workers.models import MemoryProfile, Node, Task
+from workers.queue import doorbell
 from workers.spec import TaskSpec
 
 from .helpers import TASKS, columns_of, statements

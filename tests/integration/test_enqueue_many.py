@@ -10,9 +10,11 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from workers import doorbell, learning, queue
+from workers import queue
 from workers.exceptions import InvalidTaskSpec
 from workers.models import Task
+from workers.pool import learning
+from workers.queue import doorbell
 from workers.spec import TaskSpec
 
 from .helpers import TASKS, columns_of, statements

@@ -11,9 +11,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from workers import admission, launcher
 from workers.exceptions import AdmissionRefused
 from workers.models import Worker
+from workers.pool import admission, launcher
 from workers.states import WorkerState
 
 pytestmark = pytest.mark.django_db

@@ -18,11 +18,14 @@ from django.test import Client
 from django.utils import timezone
 
 from tests.conftest import wait_for
-from workers import launcher, logs, monitor, queue, retention
+from workers import queue
 from workers.models import Task, TaskAttempt, Worker
+from workers.pool import launcher, monitor
+from workers.queue import retention
 from workers.runtime import logs as files
 from workers.spec import TaskSpec
 from workers.states import Outcome, TaskState, WorkerState
+from workers.web import logs
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 

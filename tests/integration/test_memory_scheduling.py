@@ -16,8 +16,9 @@ from django.db import transaction
 
 from tests.conftest import wait_for, worker_env
 from tests.testapp.models import Execution
-from workers import queue, stamps
+from workers import queue
 from workers.models import Task, TaskAttempt
+from workers.pool import stamps
 from workers.spec import TaskSpec
 from workers.states import Outcome, TaskState
 

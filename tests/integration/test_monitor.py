@@ -9,8 +9,8 @@ from logging.handlers import RotatingFileHandler
 import pytest
 from django.utils import timezone
 
-from workers import monitor, stamps
 from workers.models import Heartbeat, TickGuard, Worker
+from workers.pool import monitor, stamps
 from workers.runtime import logs
 from workers.states import WorkerState
 

@@ -10,8 +10,8 @@ from django.db.models import Value
 from django.db.models.functions import Now
 
 from tests.conftest import wait_for, worker_env
-from workers import lifecycle, nodes
 from workers.models import Worker
+from workers.pool import lifecycle, nodes
 from workers.states import WorkerState
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]

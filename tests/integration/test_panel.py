@@ -150,7 +150,7 @@ def test_a_manager_gets_add_drain_and_abort_calling_the_api(manager):
 
 
 def test_the_add_button_stays_enabled_at_zero_capacity(manager, monkeypatch):
-    from workers import admission
+    from workers.pool import admission
 
     tiny = admission.MachineMemory(total=8 * 2**30, available=2**20, percent=99.9)
     monkeypatch.setattr(admission, "_virtual_memory", lambda: tiny)
@@ -244,8 +244,8 @@ def test_a_worker_that_ends_while_the_panel_reads_is_shown_once(crucible):
     from django.db import connection
     from django.utils import timezone
 
-    from workers import status
     from workers.states import WorkerState
+    from workers.web import status
 
     worker = Worker.objects.create(node="n", state=WorkerState.DRAINING)
 

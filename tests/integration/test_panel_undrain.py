@@ -16,9 +16,9 @@ from django.utils import timezone
 
 from tests.conftest import wait_for
 from tests.testapp.models import Execution
-from workers import launcher, lifecycle
 from workers.exceptions import IllegalTransition
 from workers.models import Worker
+from workers.pool import launcher, lifecycle
 from workers.states import TaskState, WorkerState
 
 from .helpers import enqueue, task

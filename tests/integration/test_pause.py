@@ -15,10 +15,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.conftest import wait_for
-from workers import pausing, queue, status
+from workers import queue
 from workers.exceptions import InvalidQueueName
 from workers.models import PausedQueue, Task, Worker
+from workers.queue import pausing
 from workers.states import Outcome, TaskState, WorkerState
+from workers.web import status
 
 from .helpers import enqueue, task
 

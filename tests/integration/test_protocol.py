@@ -14,9 +14,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from workers import clock, lifecycle, monitor, queue
-from workers.claim import ClaimedTask
+from workers import queue
 from workers.models import Task, Worker
+from workers.pool import lifecycle, monitor
+from workers.queue import clock
+from workers.queue.hotpath import ClaimedTask
 from workers.states import Outcome, TaskState, WorkerState
 
 from .helpers import enqueue, task

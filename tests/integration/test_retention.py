@@ -14,8 +14,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from simulations.models import Simulation, Sweep
-from workers import retention
 from workers.models import Heartbeat, Task, TaskAttempt, TaskDependency, Worker
+from workers.queue import retention
 from workers.states import Outcome, TaskState, WorkerState
 
 pytestmark = pytest.mark.django_db

@@ -6,8 +6,8 @@ import pytest
 
 from simulations import services
 from simulations.kinds import slab
-from workers import estimates
 from workers.models import MemoryProfile
+from workers.pool import estimates
 
 pytestmark = pytest.mark.django_db
 

@@ -16,9 +16,10 @@ from django.core.management.base import CommandError
 from simulations import comparison, display, external, follow, services, workdir
 from simulations.models import Simulation, Sweep
 from tests.conftest import wait_for
-from workers import launcher, queue
+from workers import queue
 from workers.models import Run, Task, Worker
 from workers.models.run import RunState
+from workers.pool import launcher
 from workers.states import Outcome, TaskState, WorkerState
 
 from .helpers import running_workers

@@ -13,9 +13,9 @@ from django.db.models import Count
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from workers import listing, status
 from workers.models import Task, Worker
 from workers.states import TaskState, WorkerState
+from workers.web import listing, status
 
 pytestmark = pytest.mark.django_db
 
@@ -116,7 +116,7 @@ def test_failed_in_the_last_hour_is_read_through_the_finished_index():
 
 
 def test_only_names_and_numbers_are_written_into_the_sql():
-    from workers.literals import Literal
+    from workers.queue.literals import Literal
 
     for value in ("a'b", "x; DROP", 1.5, True):
         with pytest.raises((TypeError, ValueError)):

@@ -16,9 +16,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from simulations.models import Simulation, Sweep
-from workers import listing, tasklist
 from workers.models import Task, Worker
 from workers.states import TaskState, WorkerState
+from workers.web import listing, tasklist
 
 pytestmark = pytest.mark.django_db
 

@@ -11,8 +11,9 @@ import pytest
 
 from tests.conftest import wait_for, worker_env
 from tests.testapp.models import Execution
-from workers import estimates, learning, queue
+from workers import queue
 from workers.models import Node, Task, TaskAttempt, Worker
+from workers.pool import estimates, learning
 from workers.runtime import memory
 from workers.spec import TaskSpec
 from workers.states import Outcome, TaskState

@@ -16,9 +16,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from simulations.models import Simulation
-from workers import admin_rows, pausing
 from workers.models import Task, Worker
+from workers.queue import pausing
 from workers.states import TaskState, WorkerState
+from workers.web import admin_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -117,7 +118,7 @@ def plan(tasks: Any) -> str:
 def test_queued_and_scheduled_tasks_are_read_through_their_indexes():
     """SQLite plans without statistics (nothing runs ANALYZE there); PostgreSQL plans by
     them, so its plans are the benchmark's to show (bench/task_views.py, 1,000,000 tasks)."""
-    from workers import tasklist
+    from workers.web import tasklist
 
     if connection.vendor != "sqlite":
         pytest.skip("PostgreSQL plans an empty table by its statistics")
@@ -220,7 +221,7 @@ def test_the_queue_overview_reads_counts_not_running_tasks():
 
 
 def test_a_filter_that_matches_more_than_the_cap_is_counted_once(admin_client):
-    from workers import listing
+    from workers.web import listing
 
     for _ in range(5):
         make(queue="gpu")

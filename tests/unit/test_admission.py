@@ -7,8 +7,12 @@ import pytest
 from django.utils import timezone
 from pytest_django import Settings
 
-from workers import admission, conf
-from workers.admission import (
+from workers import conf
+from workers.conf import WorkerSettings
+from workers.exceptions import AdmissionRefused
+from workers.models import Node, PausedQueue, Task, Worker
+from workers.pool import admission
+from workers.pool.admission import (
     Admission,
     Machine,
     MachineMemory,
@@ -17,9 +21,6 @@ from workers.admission import (
     admit,
     compute,
 )
-from workers.conf import WorkerSettings
-from workers.exceptions import AdmissionRefused
-from workers.models import Node, PausedQueue, Task, Worker
 from workers.states import TaskState, WorkerState
 
 MB = 1024 * 1024

@@ -11,9 +11,9 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from workers import tokens
 from workers.models import ApiToken
-from workers.tokens import AmbiguousToken, TokenNotFound
+from workers.web import tokens
+from workers.web.tokens import AmbiguousToken, TokenNotFound
 
 pytestmark = pytest.mark.django_db
 

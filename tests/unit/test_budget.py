@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from workers import budget
 from workers.conf import WorkerSettings
 from workers.models import Node
+from workers.pool import budget
 
 MB = 1024 * 1024
 GB = 1024 * MB

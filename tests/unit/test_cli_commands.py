@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command, get_commands, load_command_class
 
-from workers import admission, launcher
 from workers.models import Worker
+from workers.pool import admission, launcher
 from workers.states import WorkerState
 
 CRUCIBLE_APPS = {"workers", "simulations"}

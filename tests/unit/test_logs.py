@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from workers import logs
 from workers.admin import exit_text
 from workers.models import Task, Worker
 from workers.runtime import logs as files
+from workers.web import logs
 
 
 def test_clip_keeps_the_last_whole_lines():

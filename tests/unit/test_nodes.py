@@ -9,9 +9,9 @@ from django.db.models import Value
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from workers import nodes
 from workers.exceptions import LaunchRefused
 from workers.models import Worker
+from workers.pool import nodes
 from workers.states import WorkerState
 
 pytestmark = pytest.mark.django_db

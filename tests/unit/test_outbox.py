@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from django.db import DataError
 
 from workers import queue
-from workers.claim import ClaimedTask
+from workers.queue.hotpath import ClaimedTask
 from workers.runtime.outbox import Failure, Progress, Success, instead
 from workers.states import Outcome
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from workers.admission import Admission, MachineMemory
 from workers.panel import cards
-from workers.status import Snapshot, TaskView, WorkerView
+from workers.pool.admission import Admission, MachineMemory
+from workers.web.status import Snapshot, TaskView, WorkerView
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 GB = 1024**3

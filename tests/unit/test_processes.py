@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from tests.conftest import wait_for
-from workers import processes
+from workers.pool import processes
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"),

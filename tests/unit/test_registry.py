@@ -12,10 +12,10 @@ from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from workers import registry
 from workers.exceptions import InvalidTaskSpec
 from workers.models import Task
 from workers.spec import TaskSpec
+from workers.web import registry
 
 APP = "regapp"
 SOURCE = {

@@ -88,7 +88,9 @@ def test_raw_statements_declare_their_moves_and_illegal_ones_are_refused():
 
 
 def test_tasks_and_workers_move_through_one_transition_function():
-    from workers import dependencies, lifecycle, queue, states
+    from workers import queue, states
+    from workers.pool import lifecycle
+    from workers.queue import dependencies
 
     modules = (queue, lifecycle, dependencies)
     assert all(vars(module)["move"] is states.move for module in modules)

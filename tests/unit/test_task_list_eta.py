@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from workers import tasklist
 from workers.models import Task
 from workers.states import TaskState
-from workers.status import TaskView
 from workers.templatetags.crucible_tasks import eta as eta_filter
+from workers.web import tasklist
+from workers.web.status import TaskView
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

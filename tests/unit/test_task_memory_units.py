@@ -9,7 +9,8 @@ import environ
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from workers import conf, learning, memory_retry
+from workers import conf
+from workers.pool import learning, memory_retry
 from workers.runtime import memory
 
 MB = 1024 * 1024

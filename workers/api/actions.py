@@ -7,11 +7,14 @@ import logging
 
 from django.contrib.auth.models import AnonymousUser, User
 
-from .. import admission, audit, launcher, pausing, queue, registry
+from .. import queue
 from ..exceptions import AdmissionRefused, InvalidQueueName
 from ..models import PausedQueue, Task, Worker
+from ..pool import admission, launcher
+from ..queue import pausing
 from ..spec import TaskSpec
 from ..states import TASK_TRANSITIONS, TaskState, sources
+from ..web import audit, registry
 from .errors import BadRequest, Conflict
 
 logger = logging.getLogger(__name__)

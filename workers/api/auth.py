@@ -18,7 +18,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.middleware.csrf import CsrfViewMiddleware
 
-from .. import tokens
+from ..web import tokens
 from .errors import Forbidden, NotAuthenticated
 
 logger = logging.getLogger(__name__)

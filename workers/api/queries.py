@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from .. import listing
 from ..models import Task, TaskAttempt, TaskDependency
 from ..queue import get as get_task
+from ..web import listing
 from .forms import TaskQuery
 
 # Large JSON columns the list does not show.

@@ -10,11 +10,11 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from .. import status
 from ..models import Task, TaskAttempt, Worker
-from ..monitor import TickReport
-from ..pausing import QueueState
-from ..status import iso
+from ..pool.monitor import TickReport
+from ..queue.pausing import QueueState
+from ..web import status
+from ..web.status import iso
 from .errors import NotFound
 from .queries import Cursor, TaskHistory, TaskPage
 

@@ -8,11 +8,12 @@ from typing import Any
 from django.contrib.auth.models import AnonymousUser, User
 from django.http import HttpRequest, JsonResponse
 
-from .. import audit, runs
+from .. import runs
 from ..models import Run
 from ..models.run import RunState
 from ..runs.reading import RunReport, TaskLine
-from ..status import iso
+from ..web import audit
+from ..web.status import iso
 from .errors import BadRequest
 from .parsing import Fields, body, object_id
 from .routing import operation

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import registry, spec
+from .. import spec
 from ..models.task import MAX_PRIORITY, MIN_PRIORITY
 from ..states import Outcome, TaskState, WorkerState
+from ..web import registry
 from .forms import (
     FUNC_PATH_LENGTH,
     MAX_ADD_COUNT,

@@ -6,7 +6,9 @@ from collections.abc import Collection
 
 from django.http import HttpRequest, JsonResponse
 
-from .. import monitor, pausing, status
+from ..pool import monitor
+from ..queue import pausing
+from ..web import status
 from . import actions, forms, queries, render, schema
 from .parsing import MAX_ID, Fields, body, object_id
 from .routing import operation

@@ -32,10 +32,11 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, Greatest
 
-from .. import clock, status
-from ..literals import literals
 from ..models import ALL_QUEUES, Heartbeat, QueueSample, Task, WorkerSample
+from ..queue import clock
+from ..queue.literals import literals
 from ..states import FINISHED_TASK_STATES, TaskState
+from ..web import status
 from .epoch import EpochSeconds, MinuteStart
 
 logger = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .. import clock
 from ..models import ALL_QUEUES, QueueSample, WorkerSample
+from ..queue import clock
 from .sampling import (
     DEPTHS,
     HOUR,

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 def keep_estimates(apps, schema_editor):
     """Every existing profile gets the estimate its samples give (as its save computes)."""
-    from workers.learning import learned_from
+    from workers.pool.learning import learned_from
 
     profiles = apps.get_model("workers", "MemoryProfile")
     for profile in profiles.objects.all():

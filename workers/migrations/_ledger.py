@@ -1,7 +1,7 @@
 """Migration 0010's triggers, which kept each node's committed share in its row.
 
 Migration 0014 drops them: the claim now sums its node's running tasks instead, so that
-the workers of one node no longer take turns at one row (see ``workers.claim``).
+the workers of one node no longer take turns at one row (see ``workers.queue.hotpath``).
 
 The triggers kept each node's committed share equal to its running tasks' needs.
 

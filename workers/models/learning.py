@@ -8,7 +8,7 @@ from django.db import models
 class MemoryProfile(models.Model):
     """What the attempts of one task function measured: the "learned" memory estimate.
 
-    Folded from finished attempts by the monitor tick (``workers.learning``). The estimate
+    Folded from finished attempts by the monitor tick (``workers.pool.learning``). The estimate
     of a call that names no scale is kept beside the samples it comes from (computed at
     every save), so that an enqueue reads it inside its own ``INSERT``; a call that names
     a scale is estimated from ``samples`` when it is submitted.
@@ -34,7 +34,7 @@ class MemoryProfile(models.Model):
         return f"memory of {self.func_path} ({self.runs} runs)"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        from ..learning import learned_from  # the arithmetic lives with the learning
+        from ..pool.learning import learned_from  # the arithmetic lives with the learning
 
         found = learned_from([(scale, peak) for scale, peak in self.samples], None)
         self.estimate_mb, self.estimate_runs = (found.mb, found.runs) if found else (None, 0)

@@ -20,7 +20,7 @@ class Node(models.Model):
 
     A worker claims a task only if the task's estimate fits in ``memory_mb`` minus the
     estimates of the tasks running on the node now (and its ``cpus`` in ``cpus`` likewise),
-    summed in the claim's own statement (``workers.claim``).
+    summed in the claim's own statement (``workers.queue.hotpath``).
     """
 
     name = models.CharField(max_length=255, unique=True, help_text="WORKER_NODE_ADDRESS.")

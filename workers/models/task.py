@@ -47,7 +47,7 @@ class Task(models.Model):
     timeout = models.FloatField(help_text="Seconds one attempt may run.")
     memory_mb = models.IntegerField(null=True, blank=True, validators=NOT_NEGATIVE)
     # What the scheduler reserves on a node while the task runs, fixed at enqueue (and at
-    # an operator's retry) by workers.estimates; 0 for a row made outside enqueue().
+    # an operator's retry) by workers.pool.estimates; 0 for a row made outside enqueue().
     memory_estimate_mb = models.IntegerField(db_default=0, validators=NOT_NEGATIVE)
     memory_source = models.CharField(max_length=8, blank=True, db_default="",
                                      help_text="declared, learned or default.")

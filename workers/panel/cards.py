@@ -9,10 +9,10 @@ from datetime import datetime
 from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 
-from ..admission import Admission
-from ..durations import words
+from ..pool.admission import Admission
 from ..states import WorkerState
-from ..status import Readable, Snapshot, TaskView, WorkerView
+from ..web.durations import words
+from ..web.status import Readable, Snapshot, TaskView, WorkerView
 
 DASH = "\u2013"  # shown for a missing value
 SPARK_WIDTH = 160

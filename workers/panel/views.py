@@ -19,7 +19,8 @@ from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET
 from django_htmx.middleware import HtmxDetails
 
-from .. import conf, status
+from .. import conf
+from ..web import status
 from . import cards
 
 if TYPE_CHECKING:

@@ -13,9 +13,10 @@ from pathlib import Path
 
 from django.db import transaction
 
-from .. import clock, owners
 from ..models import Run
 from ..models.run import FINISHED_RUN_STATES
+from ..queue import clock
+from ..web import owners
 from . import workdir
 
 logger = logging.getLogger(__name__)

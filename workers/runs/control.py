@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 from django.db import transaction
 
-from .. import clock
 from ..models import Run
 from ..models.run import ACTIVE_RUN_STATES, RunState
+from ..queue import clock
 from ..states import TaskState, move
 from . import follow, gate, locks
 from .errors import RunConflict

@@ -11,10 +11,10 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from .. import status
 from ..models import Run, Task
 from ..models.run import ACTIVE_RUN_STATES
 from ..states import TaskState
+from ..web import status
 from . import reading, text
 
 RECENT_RUNS = 8

@@ -1,6 +1,6 @@
 """What the end of a run's task does to its run: dependants, failure policy, cap, the end.
 
-Called by :mod:`workers.dependencies` inside the transaction that recorded the task's end,
+Called by :mod:`workers.queue.dependencies` inside the transaction that recorded the task's end,
 after the task's own row (locked first), with the run's row locked next: every path takes
 the locks in that order. Running tasks a halt cancels are asked to stop after the commit
 (each in its own short transaction), so no transaction holds a run while waiting for a
@@ -14,9 +14,9 @@ import logging
 
 from django.db import transaction
 
-from .. import dependencies
 from ..models import Run, Task
 from ..models.run import FailurePolicy, HaltRunning, RunState
+from ..queue import dependencies
 from ..states import TaskState
 from . import gate
 

@@ -12,9 +12,9 @@ import functools
 from django.db import transaction
 from django.db.models import Count, Exists, OuterRef
 
-from .. import clock, doorbell
 from ..models import LockKey, Run, Task, TaskQuerySet
 from ..models.run import ACTIVE_RUN_STATES, RunState
+from ..queue import clock, doorbell
 from ..states import TaskState, move
 from . import locks, workdir
 from .errors import RunNotFound

@@ -9,9 +9,10 @@ from datetime import datetime
 
 from django.db.models import Count, Exists, OuterRef, Q
 
-from .. import clock, conf
+from .. import conf
 from ..models import Run, Task, TaskDependency, Worker
 from ..models.run import ACTIVE_RUN_STATES
+from ..queue import clock
 from ..states import ACTIVE_WORKER_STATES, TaskState
 from . import locks
 from .errors import RunNotFound

@@ -11,10 +11,11 @@ from typing import Any
 
 from django.db import transaction
 
-from .. import queue, registry
+from .. import queue
 from ..exceptions import InvalidTaskSpec
 from ..models import LockKey, Run, Task, TaskDependency
 from ..models.run import RunMode
+from ..web import registry
 from . import control, locks
 from .document import Check, RunSpec, TaskEntry, parse
 from .errors import InvalidRun

@@ -27,8 +27,9 @@ from typing import Any
 
 from django.db import close_old_connections, connections
 
-from .. import conf, context, processes, storable
+from .. import conf, context, storable
 from ..backends import execution
+from ..pool import processes
 from ..spec import resolve
 from . import djangolog, memory
 

@@ -6,8 +6,8 @@ import contextlib
 
 import psutil
 
-from .. import processes
-from ..lifecycle import Sample
+from ..pool import processes
+from ..pool.lifecycle import Sample
 
 
 class Meter:

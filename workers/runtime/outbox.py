@@ -15,7 +15,7 @@ from typing import Any
 from django.db import DatabaseError
 
 from .. import queue
-from ..claim import ClaimedTask
+from ..queue.hotpath import ClaimedTask
 from ..states import Outcome, TaskState
 
 logger = logging.getLogger(__name__)

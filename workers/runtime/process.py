@@ -7,7 +7,8 @@ import os
 import traceback
 from dataclasses import dataclass
 
-from .. import budget, conf, lifecycle, processes
+from .. import conf
+from ..pool import budget, lifecycle, processes
 from ..states import WorkerState
 from . import logs
 from .supervisor import Options, Supervisor
@@ -31,7 +32,7 @@ def identify(launch: Launch) -> int:
 
     Either way, refuse to start if another machine is running workers under our node address.
     """
-    from .. import nodes
+    from ..pool import nodes
 
     pid, created = processes.identity()
     identity = lifecycle.Identity(

@@ -28,11 +28,13 @@ from typing import Any, TypeVar
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
-from .. import conf, doorbell, lifecycle, monitor, processes, queue, stamps
-from ..claim import ClaimedTask, Empty
-from ..doorbell import Doorbell
+from .. import conf, queue
 from ..exceptions import LostAttempt
-from ..lifecycle import Control
+from ..pool import lifecycle, monitor, processes, stamps
+from ..pool.lifecycle import Control
+from ..queue import doorbell
+from ..queue.doorbell import Doorbell
+from ..queue.hotpath import ClaimedTask, Empty
 from ..states import Outcome, WorkerState
 from . import djangolog, logs, memory
 from . import executor as executor_mod

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db import connection
 
-from .. import doorbell
+from ..queue import doorbell
 
 if TYPE_CHECKING:
     import psycopg

@@ -6,7 +6,7 @@ from typing import Any
 
 from django import template
 
-from .. import memory_text, tasklist
+from ..web import memory_text, tasklist
 
 register = template.Library()
 

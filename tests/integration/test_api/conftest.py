@@ -18,10 +18,11 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 
 from tests.conftest import wait_for, worker_env
-from workers import admission, tokens
 from workers.api.schema import document
 from workers.models import Task, Worker
+from workers.pool import admission
 from workers.states import TaskState, WorkerState
+from workers.web import tokens
 
 from ..helpers import TASKS
 from .openapi import Checker, Mismatch, response_schema

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from workers import tokens
 from workers.models import ApiToken, Task, Worker
 from workers.states import TaskState, WorkerState
+from workers.web import tokens
 
 from ..helpers import TASKS
 from .conftest import NO_STATIC_ROOT, Api, make_user, session_api, task_row, token_api, worker_row

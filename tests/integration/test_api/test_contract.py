@@ -13,12 +13,12 @@ from django.test import Client
 from django.urls import URLPattern
 from django.utils import timezone
 
-from workers import pausing
 from workers.api import urls
 from workers.api.routing import Route
 from workers.api.schema import document
 from workers.models import Run
 from workers.models.run import RunState
+from workers.queue import pausing
 from workers.states import TaskState, WorkerState
 
 from ..helpers import TASKS

@@ -17,9 +17,9 @@ from django.core.management import call_command
 from django.test import Client
 
 from tests.conftest import ROOT, wait_for
-from workers import tokens
 from workers.models import Task
 from workers.states import FINISHED_TASK_STATES, TaskState
+from workers.web import tokens
 
 from .conftest import NO_STATIC_ROOT
 

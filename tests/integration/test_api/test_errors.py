@@ -89,7 +89,7 @@ def test_malformed_multipart_is_a_json_400_naming_the_body(crucible, capacity, a
 
 
 def token_headers() -> dict[str, str]:
-    from workers import tokens
+    from workers.web import tokens
 
     return {"Authorization": f"Bearer {tokens.create(make_user(superuser=True)).key}"}
 

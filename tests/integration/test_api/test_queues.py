@@ -9,8 +9,8 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from workers import pausing
 from workers.models import PausedQueue
+from workers.queue import pausing
 from workers.states import TaskState
 
 from .conftest import NO_STATIC_ROOT, task_row, token_api

@@ -8,8 +8,8 @@ import pytest
 from django.contrib.admin.models import LogEntry
 
 from tests.conftest import wait_for
-from workers import admission
 from workers.models import Worker
+from workers.pool import admission
 from workers.states import WorkerState
 
 from .conftest import NO_STATIC_ROOT, Api, alive, stop_processes, token_api

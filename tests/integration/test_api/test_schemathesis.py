@@ -23,9 +23,10 @@ from django.test import override_settings
 from hypothesis import HealthCheck, reject, settings
 from werkzeug.test import EnvironBuilder
 
-from workers import launcher, tokens
 from workers.models import Worker
+from workers.pool import launcher
 from workers.spec import signature
+from workers.web import tokens
 
 from ..helpers import TASKS
 from .conftest import NO_STATIC_ROOT, task_row

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from simulations import registry as kinds
-from workers import registry
 from workers.models import Task
+from workers.web import registry
 
 from ..helpers import TASKS
 from .conftest import NO_STATIC_ROOT, token_api

@@ -12,9 +12,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from workers import listing
 from workers.models import Task, TaskAttempt, TaskDependency
 from workers.states import Outcome, TaskState
+from workers.web import listing
 
 from ..helpers import TASKS
 from .conftest import NO_STATIC_ROOT, task_row, worker_row

@@ -13,8 +13,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from workers import admission, launcher
 from workers.models import Heartbeat, Task, Worker
+from workers.pool import admission, launcher
 from workers.states import TaskState, WorkerState
 
 from .conftest import NO_STATIC_ROOT, Api, session_api, task_row, token_api, worker_row

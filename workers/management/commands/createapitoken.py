@@ -7,9 +7,9 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from workers import tokens
 from workers.exceptions import CrucibleError
 from workers.models import ApiToken
+from workers.web import tokens
 
 
 def _when(token: ApiToken) -> str:

@@ -10,9 +10,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from workers import pausing, queue
+from workers import queue
 from workers.cli import json_value, moment, positive_int, seconds, whole_number
 from workers.exceptions import InvalidTaskSpec
+from workers.queue import pausing
 from workers.spec import TaskSpec
 
 

@@ -11,10 +11,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from workers import launcher, monitor, pausing
 from workers.cli import positive_int, quiet_console
 from workers.exceptions import AdmissionRefused, CrucibleError
 from workers.models import Task, Worker
+from workers.pool import launcher, monitor
+from workers.queue import pausing
 from workers.states import TaskState
 
 WIDTH = 80

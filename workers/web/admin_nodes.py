@@ -9,9 +9,9 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from .budget import megabytes
-from .models import Node
-from .models.node import running_sum
+from ..models import Node
+from ..models.node import running_sum
+from ..pool.budget import megabytes
 
 if TYPE_CHECKING:
     NodeAdminBase = admin.ModelAdmin[Node]

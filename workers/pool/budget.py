@@ -21,12 +21,12 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Sum
 from django.db.models.functions import Now
 
-from . import conf
-from .claim import hot_cursor
-from .conf import WorkerSettings
-from .exceptions import TooLarge
-from .models import Node, Task, TaskQuerySet, Worker
-from .states import ACTIVE_WORKER_STATES
+from .. import conf
+from ..conf import WorkerSettings
+from ..exceptions import TooLarge
+from ..models import Node, Task, TaskQuerySet, Worker
+from ..queue.hotpath import hot_cursor
+from ..states import ACTIVE_WORKER_STATES
 
 logger = logging.getLogger(__name__)
 

@@ -25,12 +25,13 @@ from typing import Any
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef, QuerySet
 
-from . import conf, logs, owners
-from .charts import sampling
+from .. import conf
+from ..charts import sampling
+from ..models import Heartbeat, Task, TaskAttempt, TaskDependency, TaskQuerySet, Worker
+from ..states import FINISHED_TASK_STATES, TaskState, WorkerState
+from ..web import logs, owners
 from .clock import ago
 from .literals import Literal, literals
-from .models import Heartbeat, Task, TaskAttempt, TaskDependency, TaskQuerySet, Worker
-from .states import FINISHED_TASK_STATES, TaskState, WorkerState
 
 logger = logging.getLogger(__name__)
 

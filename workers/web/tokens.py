@@ -11,8 +11,8 @@ from datetime import timedelta
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from .exceptions import CrucibleError
-from .models import ApiToken
+from ..exceptions import CrucibleError
+from ..models import ApiToken
 
 logger = logging.getLogger(__name__)
 

@@ -27,12 +27,13 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_http_methods
 
-from . import listing, owners, pausing, tasklist
+from ..exceptions import InvalidQueueName
+from ..models import PausedQueue, Task
+from ..panel import views as panel_views
+from ..queue import pausing
+from ..states import TaskState
+from . import listing, owners, tasklist
 from .admin_rows import cached_url, cell_html
-from .exceptions import InvalidQueueName
-from .models import PausedQueue, Task
-from .panel import views as panel_views
-from .states import TaskState
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin

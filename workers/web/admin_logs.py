@@ -26,9 +26,9 @@ from django.urls import URLPattern, path, reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
+from ..models import Task, Worker
 from . import logs
 from .logs import Chunk, LogNotFound, LogView
-from .models import Task, Worker
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin

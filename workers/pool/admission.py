@@ -34,12 +34,13 @@ import psutil
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import Now
 
-from . import budget, conf
+from .. import conf
+from ..conf import WorkerSettings
+from ..exceptions import AdmissionRefused
+from ..models import Node, PausedQueue, Task, Worker
+from ..models.node import running_sum
+from . import budget
 from .budget import megabytes
-from .conf import WorkerSettings
-from .exceptions import AdmissionRefused
-from .models import Node, PausedQueue, Task, Worker
-from .models.node import running_sum
 
 logger = logging.getLogger(__name__)
 

@@ -13,11 +13,12 @@ from pathlib import Path
 from django.conf import settings as django_settings
 from django.db import connection, transaction
 
-from . import admission, conf, lifecycle, processes, queue
-from .clock import Now
-from .exceptions import IllegalTransition, LaunchFailed, WorkerNotFound
-from .models import Task, Worker
-from .states import ACTIVE_WORKER_STATES, TaskState, WorkerState
+from .. import conf, queue
+from ..exceptions import IllegalTransition, LaunchFailed, WorkerNotFound
+from ..models import Task, Worker
+from ..queue.clock import Now
+from ..states import ACTIVE_WORKER_STATES, TaskState, WorkerState
+from . import admission, lifecycle, processes
 
 logger = logging.getLogger(__name__)
 

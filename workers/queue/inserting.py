@@ -21,11 +21,11 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Field
 from django.utils import timezone
 
-from .budget import LIVE_STATES, largest_sql
-from .claim import hot_cursor, qmark
+from ..models import MemoryProfile, Task
+from ..pool.budget import LIVE_STATES, largest_sql
+from ..pool.estimates import DEFAULT, LEARNED
 from .doorbell import channel
-from .estimates import DEFAULT, LEARNED
-from .models import MemoryProfile, Task
+from .hotpath import hot_cursor, qmark
 
 # What an enqueue sets; every other column gets its field's default.
 GIVEN = (

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
+from ..exceptions import InvalidQueueName
+from ..models import PausedQueue, Task
+from ..states import TaskState
 from . import doorbell
-from .exceptions import InvalidQueueName
-from .models import PausedQueue, Task
-from .states import TaskState
 
 MAX_NAME = Task._meta.get_field("queue").max_length or 100
 
@@ -72,7 +72,7 @@ def known() -> list[str]:
 
 def state_of(name: str, row: PausedQueue | None = None, *, look: bool = True) -> QueueState:
     """One queue's pause and bounded counts (``look``: read its pause from the database)."""
-    from .tasklist import queue_summary
+    from ..web.tasklist import queue_summary
 
     if look:
         row = PausedQueue.objects.filter(name=name).first()

@@ -13,13 +13,15 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Now
 
-from . import audit, clock, queue
-from .exceptions import CrucibleError
+from .. import queue
+from ..exceptions import CrucibleError
+from ..models import PausedQueue, Task
+from ..panel.cards import duration
+from ..queue import clock
+from ..queue.literals import Literal
+from ..states import FINISHED_TASK_STATES, TaskState
+from . import audit
 from .listing import COUNT_CAP
-from .literals import Literal
-from .models import PausedQueue, Task
-from .panel.cards import duration
-from .states import FINISHED_TASK_STATES, TaskState
 
 logger = logging.getLogger(__name__)
 

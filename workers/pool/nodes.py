@@ -14,10 +14,11 @@ from pathlib import Path
 from django.db.models import Value
 from django.db.models.functions import Now
 
-from . import conf, lifecycle
-from .exceptions import LaunchRefused
-from .models import Worker
-from .states import WorkerState
+from .. import conf
+from ..exceptions import LaunchRefused
+from ..models import Worker
+from ..states import WorkerState
+from . import lifecycle
 
 logger = logging.getLogger(__name__)
 MACHINE_ID_FILES = (Path("/etc/machine-id"), Path("/var/lib/dbus/machine-id"))

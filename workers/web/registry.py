@@ -26,10 +26,10 @@ from django.dispatch import receiver
 from django.tasks import Task as DjangoTask
 from django.utils.module_loading import module_has_submodule
 
-from . import queue
-from .exceptions import InvalidTaskSpec
-from .models import Task
-from .spec import TaskSpec
+from .. import queue
+from ..exceptions import InvalidTaskSpec
+from ..models import Task
+from ..spec import TaskSpec
 
 logger = logging.getLogger(__name__)
 

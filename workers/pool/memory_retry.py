@@ -6,10 +6,10 @@ import math
 
 from django.db.models import Max
 
-from . import conf
-from .models import Task
-from .models.node import Node
-from .states import Outcome
+from .. import conf
+from ..models import Task
+from ..models.node import Node
+from ..states import Outcome
 
 MEMORY_OUTCOMES = frozenset({Outcome.MEMORY_LIMIT, Outcome.OOM_KILLED})
 

@@ -39,10 +39,10 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 
-from . import conf
+from .. import conf
+from ..models import Node, PausedQueue, Task, TaskAttempt
+from ..states import TASK_TRANSITIONS, TaskState, moves
 from .clock import parse, sql_later, sql_now
-from .models import Node, PausedQueue, Task, TaskAttempt
-from .states import TASK_TRANSITIONS, TaskState, moves
 
 QUEUED, RUNNING, SUCCEEDED = (
     TaskState.QUEUED.value, TaskState.RUNNING.value, TaskState.SUCCEEDED.value

@@ -22,11 +22,11 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.db.models import BigIntegerField, BooleanField, ExpressionWrapper, Q, Subquery
 from django.db.models.functions import Coalesce
 
-from .claim import hot_cursor
-from .clock import ago
-from .models import TaskAttempt
-from .models.learning import LearningMark, MemoryProfile
-from .states import Outcome
+from ..models import TaskAttempt
+from ..models.learning import LearningMark, MemoryProfile
+from ..queue.clock import ago
+from ..queue.hotpath import hot_cursor
+from ..states import Outcome
 
 logger = logging.getLogger(__name__)
 MB = 1024 * 1024

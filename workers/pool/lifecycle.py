@@ -12,12 +12,13 @@ from typing import Any
 
 from django.db import connection, transaction
 
-from . import budget, queue, storable
-from .claim import ClaimedTask
-from .clock import Now, sql_now
-from .exceptions import LaunchRefused, WorkerNotFound
-from .models import Heartbeat, Worker
-from .states import WorkerState, move
+from .. import queue, storable
+from ..exceptions import LaunchRefused, WorkerNotFound
+from ..models import Heartbeat, Worker
+from ..queue.clock import Now, sql_now
+from ..queue.hotpath import ClaimedTask
+from ..states import WorkerState, move
+from . import budget
 
 
 def hash_token(token: str) -> str:

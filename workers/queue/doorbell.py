@@ -19,7 +19,7 @@ from pathlib import Path
 
 from django.db import connection
 
-from . import conf
+from .. import conf
 
 logger = logging.getLogger(__name__)
 CHANNEL = "crucible"  # prefix of every channel

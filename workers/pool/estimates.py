@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import conf, learning
+from .. import conf
+from . import learning
 
 DECLARED = "declared"
 LEARNED = "learned"

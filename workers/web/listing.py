@@ -16,10 +16,10 @@ from django.core.paginator import Page, Paginator
 from django.db import connection
 from django.db.models import Field, Model, Q, QuerySet
 
+from ..models import Task, TaskQuerySet, Worker
+from ..queue.literals import Literal
+from ..states import TaskState
 from . import owners
-from .literals import Literal
-from .models import Task, TaskQuerySet, Worker
-from .states import TaskState
 
 COUNT_CAP = 10_000
 MAX_DISTINCT = 200  # values a filter lists

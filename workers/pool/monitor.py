@@ -16,12 +16,13 @@ import psutil
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
 
-from . import conf, learning, lifecycle, processes, queue, stamps
-from .clock import Now, ago
-from .logs import sweep_orphans
-from .models import TickGuard, Worker
-from .runtime import logs
-from .states import ACTIVE_WORKER_STATES, Outcome, WorkerState
+from .. import conf, queue
+from ..models import TickGuard, Worker
+from ..queue.clock import Now, ago
+from ..runtime import logs
+from ..states import ACTIVE_WORKER_STATES, Outcome, WorkerState
+from ..web.logs import sweep_orphans
+from . import learning, lifecycle, processes, stamps
 
 logger = logging.getLogger(__name__)
 # What only some ticks need (runs, pruning, the charts' samples, killing a worker) is
@@ -178,7 +179,7 @@ def _stopped(pid: int) -> bool:
 def _settle_runs() -> None:
     """End the runs whose last tasks ended without a follow-up; retry lock waiters."""
     try:
-        from . import runs
+        from .. import runs
 
         runs.sweep()
     except DatabaseError:
@@ -188,7 +189,7 @@ def _settle_runs() -> None:
 def _sample() -> None:
     """The charts' samples of the minutes that have ended (see ``charts.sampling``)."""
     try:
-        from .charts import sampling
+        from ..charts import sampling
 
         sampling.sample()
     except DatabaseError:
@@ -213,7 +214,7 @@ def _sweep_logs(report: TickReport) -> None:
 
 def _prune(report: TickReport) -> None:
     """Finished tasks past WORKER_RESULT_RETENTION, ended workers, old samples: in batches."""
-    from . import retention
+    from ..queue import retention
 
     pruned = retention.prune()
     report.pruned_tasks = pruned.tasks

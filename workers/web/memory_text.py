@@ -3,7 +3,7 @@ and what its processes use while it runs."""
 
 from __future__ import annotations
 
-from .estimates import Estimate
+from ..pool.estimates import Estimate
 
 MB = 1024 * 1024
 DASH = "\u2013"  # shown for a missing value

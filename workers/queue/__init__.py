@@ -29,20 +29,16 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, Greatest
 
-from . import (
-    budget,
-    clock,
-    conf,
-    dependencies,
-    doorbell,
-    estimates,
-    inserting,
-    learning,
-    memory_retry,
-    storable,
-)
-from . import claim as claim_module
-from .claim import (
+from .. import conf, storable
+from ..exceptions import InvalidTaskSpec, LostAttempt, TaskNotFound
+from ..models import PausedQueue, Task, TaskAttempt, TaskQuerySet, Worker
+from ..pool import budget, estimates, learning, memory_retry
+from ..spec import TaskSpec, check_arguments, resolve, validate, validate_options
+from ..states import TASK_TRANSITIONS, Outcome, TaskState, WorkerState, move, moves
+from . import clock, dependencies, doorbell, inserting
+from . import hotpath as claim_module
+from .clock import Now, later
+from .hotpath import (
     ClaimedTask,
     Empty,
     Handover,
@@ -52,11 +48,6 @@ from .claim import (
     succeed_and_claim_pg,
     succeed_and_claim_sqlite,
 )
-from .clock import Now, later
-from .exceptions import InvalidTaskSpec, LostAttempt, TaskNotFound
-from .models import PausedQueue, Task, TaskAttempt, TaskQuerySet, Worker
-from .spec import TaskSpec, check_arguments, resolve, validate, validate_options
-from .states import TASK_TRANSITIONS, Outcome, TaskState, WorkerState, move, moves
 
 logger = logging.getLogger(__name__)
 

@@ -13,11 +13,12 @@ from django.urls import URLPattern, path
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
-from . import audit, owners, runs
-from .exceptions import CrucibleError
-from .models import Run
-from .runs import graph
-from .runs.reading import counts
+from .. import runs
+from ..exceptions import CrucibleError
+from ..models import Run
+from ..runs import graph
+from ..runs.reading import counts
+from . import audit, owners
 
 PAGE = "admin/workers/run/page.html"
 BODY = f"{PAGE}#run-body"

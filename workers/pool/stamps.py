@@ -15,7 +15,8 @@ import os
 import time
 from pathlib import Path
 
-from . import conf, doorbell
+from .. import conf
+from ..queue import doorbell
 
 WIDTH = 24  # a stamp is written whole at this width, so a reader never sees half of one
 

@@ -15,11 +15,11 @@ import functools
 from django.db import transaction
 from django.db.models import F
 
+from ..exceptions import InvalidTaskSpec
+from ..models import Task, TaskDependency
+from ..states import TaskState, move
 from . import doorbell
 from .clock import Now
-from .exceptions import InvalidTaskSpec
-from .models import Task, TaskDependency
-from .states import TaskState, move
 
 BROKEN = (TaskState.FAILED, TaskState.CANCELLED)
 
@@ -76,7 +76,7 @@ def release(task_id: int) -> int:
     """
     run_id = _run_of(task_id)
     if run_id is not None:
-        from .runs import follow  # runs build on this module
+        from ..runs import follow  # runs build on this module
 
         return follow.succeeded(task_id, run_id)
     edges = TaskDependency.objects.filter(depends_on_id=task_id, satisfied=False)
@@ -98,7 +98,7 @@ def requeued(task_id: int) -> None:
     """A run's task was queued again for another attempt: its run may hold it back."""
     run_id = _run_of(task_id)
     if run_id is not None:
-        from .runs import follow
+        from ..runs import follow
 
         follow.requeued(task_id, run_id)
 
@@ -110,7 +110,7 @@ def halt(task_id: int) -> int:
     """
     run_id = _run_of(task_id)
     if run_id is not None:
-        from .runs import follow
+        from ..runs import follow
 
         return follow.ended(task_id, run_id)
     failed, frontier = 0, [task_id]

@@ -11,11 +11,12 @@ from typing import Any
 from django.db.models import Count
 from django.utils import timezone
 
-from . import admission, conf, processes
-from .clock import ago
-from .literals import literals
-from .models import Heartbeat, PausedQueue, Task, TaskQuerySet, Worker
-from .states import ACTIVE_WORKER_STATES, FINISHED_TASK_STATES, TaskState, WorkerState
+from .. import conf
+from ..models import Heartbeat, PausedQueue, Task, TaskQuerySet, Worker
+from ..pool import admission, processes
+from ..queue.clock import ago
+from ..queue.literals import literals
+from ..states import ACTIVE_WORKER_STATES, FINISHED_TASK_STATES, TaskState, WorkerState
 
 RECENT = timedelta(hours=1)
 

@@ -15,11 +15,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import conf
-from .exceptions import CrucibleError
-from .models import Task, TaskAttempt, Worker
-from .runtime import logs as files
-from .states import ACTIVE_WORKER_STATES, TaskState
+from .. import conf
+from ..exceptions import CrucibleError
+from ..models import Task, TaskAttempt, Worker
+from ..runtime import logs as files
+from ..states import ACTIVE_WORKER_STATES, TaskState
 
 PAGE_BYTES = 64 * 1024  # what a page shows at first, and at most per poll
 READ_BYTES = 256 * 1024  # a download's chunk
