@@ -23,6 +23,10 @@ from tests.testapp.models import Execution
 from workers.backends import CrucibleBackend, enqueue_many
 from workers.models import Task
 
+# What a TaskResult says of its task, compared between one built and one read back.
+RESULT_FIELDS = ("id", "status", "enqueued_at", "started_at", "finished_at",
+                 "last_attempted_at", "args", "kwargs", "backend", "errors", "worker_ids")
+
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 
 DEFAULT_ONLY = ("--batch", "--queue", "default")
@@ -232,8 +236,7 @@ def test_a_first_attempts_task_result_is_built_from_the_claim_without_a_read(cru
         context.activate(None)
 
     assert len(queries.captured_queries) == 0, "nothing read back"
-    fields = ("id", "status", "enqueued_at", "started_at", "finished_at", "last_attempted_at",
-              "args", "kwargs", "backend", "errors", "worker_ids")
+    fields = RESULT_FIELDS
     assert {f: getattr(built, f) for f in fields} == {f: getattr(read, f) for f in fields}
     assert (built.task.priority, built.task.queue_name) == (50, read.task.queue_name)
 
@@ -254,8 +257,7 @@ def test_enqueue_many_runs_every_call_and_sends_each_enqueued_signal(workers, en
 def test_enqueue_many_returns_the_results_get_result_reads(crucible):
     many = enqueue_many(backend_tasks.add, [((n,), {"b": (n, 2)}) for n in range(5)])
 
-    fields = ("id", "status", "enqueued_at", "started_at", "finished_at", "last_attempted_at",
-              "args", "kwargs", "backend", "errors", "worker_ids")
+    fields = RESULT_FIELDS
     for result in many:
         read = backend_tasks.add.get_result(result.id)
         assert {f: getattr(result, f) for f in fields} == {f: getattr(read, f) for f in fields}
@@ -266,8 +268,7 @@ def test_enqueue_many_returns_the_results_get_result_reads(crucible):
 def test_enqueue_returns_the_result_get_result_reads(crucible):
     """``.enqueue()`` builds its result from what the insert returned, not from a row it
     reads back: it must be the result a read gives."""
-    fields = ("id", "status", "enqueued_at", "started_at", "finished_at", "last_attempted_at",
-              "args", "kwargs", "backend", "errors", "worker_ids")
+    fields = RESULT_FIELDS
     later = timezone.now() + timedelta(hours=1)
     plain = backend_tasks.add.enqueue(1, b=(2, 3))  # type: ignore[arg-type]  # normalised below
     later_one = backend_tasks.add.using(priority=7, run_after=later).enqueue(4, 5)
