@@ -88,13 +88,11 @@ class CrucibleBackend(BaseTaskBackend):
         by its path as this very task. Its limits, over the backend's. A task admitted once
         is remembered: a script's thousands of calls of one task check it once."""
         try:
-            known = self.admitted.get(task)
-        except TypeError:  # a task class of one's own with a field that cannot be hashed
-            known, remember = None, False
-        else:
+            return self.admitted[task]
+        except KeyError:
             remember = True
-        if known is not None:
-            return known
+        except TypeError:  # a task class of one's own with a field that cannot be hashed
+            remember = False
         self.validate_task(task)
         if self.option_problems:
             raise InvalidTaskBackend(f"TASKS[{self.alias!r}]: {self.option_problems[0]}")

@@ -263,14 +263,14 @@ def _create(spec: TaskSpec, state: str, pending: int) -> Task:
 def claim_next(worker_id: int, queues: list[str], *,
                look_first: bool = True) -> ClaimedTask | None:
     """Claim the best due task that fits this node, leased until the database's now +
-    WORKER_LEASE_TTL. ``look_first``: see ``claim.claim`` (False when woken by an enqueue)."""
+    WORKER_LEASE_TTL. ``look_first``: see ``hotpath.claim`` (False when woken by an enqueue)."""
     return claim(worker_id, queues, conf.get().lease_ttl, budget.local_node(),
                  look_first=look_first)
 
 
 def look_and_claim(worker_id: int, queues: list[str], *,
                    look_first: bool = True) -> ClaimedTask | Empty:
-    """``claim_next``, saying why it found nothing (``claim.Empty``)."""
+    """``claim_next``, saying why it found nothing (``hotpath.Empty``)."""
     return claim_module.look_and_claim(worker_id, queues, conf.get().lease_ttl,
                                        budget.local_node(), look_first=look_first)
 
