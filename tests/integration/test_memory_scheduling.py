@@ -7,8 +7,11 @@ from before the first to after the second, so overlaps read from these never und
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,7 @@ from tests.testapp.models import Execution
 from workers import queue
 from workers.models import Task, TaskAttempt
 from workers.pool import stamps
+from workers.queue.doorbell import FREED
 from workers.spec import TaskSpec
 from workers.states import Outcome, TaskState
 
@@ -29,6 +33,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 NODE = "sched-node"
 HOLD = "tests.testapp.sched_tasks.hold"
 HOLD_UNTIL = "tests.testapp.sched_tasks.hold_until"
+NOOP = "tests.testapp.tasks.noop"
 
 
 def env(runtime_dir: Path, **extra: str) -> dict[str, str]:
@@ -105,6 +110,46 @@ def test_a_small_task_overtakes_a_blocked_one_until_it_has_waited_too_long(worke
     assert not late, f"smaller tasks still overtook {late} s after it was due"
     assert any(at > began for at in small_starts), "the rest waited behind it"
     assert began - due < starvation + 4.0 + 1.0 + 5.0, "it started within the bound"
+
+
+def test_an_ending_wakes_the_nodes_waiting_workers_only_when_it_frees_a_share(
+        workers, runtime_dir):
+    """A busy worker ends a task and claims the next in one commit: when the next holds
+    as much, nothing was freed and a waiting worker woken would only claim in vain (on a
+    full node, once per task ended: a third worker on two cores drained 7 times slower).
+    Here a waiting worker's doorbell counts the wake-ups: the large task's end, followed
+    by a smaller one, frees a CPU; the last end frees everything; the eight between free
+    nothing."""
+    bell = runtime_dir / "bell"
+    bell.mkdir(parents=True)
+    waiting = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    waiting.bind(str(bell / "999999.sock"))
+    waiting.setblocking(False)
+    blocked_stamp = stamps._path_in(bell, NODE, "blocked")
+    fd = os.open(blocked_stamp, os.O_RDWR | os.O_CREAT, 0o600)
+    stamps._write(fd, time.monotonic())  # a worker of the node found nothing that fit
+    os.close(fd)
+    with transaction.atomic():
+        queue.enqueue(TaskSpec(func_path=NOOP, cpus=2, priority=10))
+        small = [queue.enqueue(TaskSpec(func_path=NOOP)) for _ in range(9)]
+    read_all(waiting)  # the enqueues' own wake-ups (SQLite rings every local worker)
+
+    workers.start("--batch", env=env(runtime_dir, WORKER_POLL_INTERVAL="60"))
+    assert workers.wait_all(timeout=60) == [0]
+
+    assert Task.objects.filter(pk__in=[t.pk for t in small],
+                               state=TaskState.SUCCEEDED).count() == 9
+    freed = [message for message in read_all(waiting) if message == FREED]
+    waiting.close()
+    assert len(freed) == 2, f"woken {len(freed)} times"
+
+
+def read_all(sock: socket.socket) -> list[str]:
+    received: list[str] = []
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            received.append(sock.recv(256).decode())
+    return received
 
 
 def test_a_worker_killed_with_sigkill_gives_its_share_back(workers, runtime_dir):

@@ -51,7 +51,7 @@ QUEUED, RUNNING, SUCCEEDED = (
 moves(TASK_TRANSITIONS, (QUEUED, RUNNING), (RUNNING, SUCCEEDED))
 
 COLUMNS = ("id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb,"
-           " memory_limit_mb, priority, queue, created_at, started_at")
+           " memory_limit_mb, priority, queue, created_at, started_at, memory_estimate_mb, cpus")
 PG_COLUMNS = f"{COLUMNS}, last_attempted_at"
 
 
@@ -75,6 +75,14 @@ class ClaimedTask:
     queue: str = ""
     created_at: datetime | None = None
     first_started_at: datetime | None = None  # of its first attempt
+    # Its share of the node while it runs: what its ending frees.
+    memory_estimate_mb: int = 0
+    cpus: int = 1
+
+    def holds_at_least(self, other: ClaimedTask) -> bool:
+        """Whether this task's share covers ``other``'s: taken on in the commit that ended
+        ``other``, it leaves nothing of that share free."""
+        return self.memory_estimate_mb >= other.memory_estimate_mb and self.cpus >= other.cpus
 
     def row_facts(self) -> dict[str, Any]:
         """What a Django @task's TaskResult shows of the row, as the claim read it: given to
@@ -290,7 +298,7 @@ def _loads(value: Any) -> Any:
 
 def _claimed(row: tuple[Any, ...], worker_id: int, now: datetime) -> ClaimedTask:
     (task_id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb, limit,
-     priority, queue, created, first_started, *rest) = row
+     priority, queue, created, first_started, estimate, cpus, *rest) = row
     started = rest[0] if rest else now
     return ClaimedTask(
         id=task_id,
@@ -308,6 +316,8 @@ def _claimed(row: tuple[Any, ...], worker_id: int, now: datetime) -> ClaimedTask
         queue=queue,
         created_at=parse(created),
         first_started_at=parse(first_started),
+        memory_estimate_mb=estimate or 0,
+        cpus=cpus,
     )
 
 

@@ -333,8 +333,9 @@ class Supervisor:
         if isinstance(claimed, _DatabaseDown):
             self.claim_uncertain = True  # the claim may have landed without our hearing
             return False
-        if done is not None:
-            self._ended()
+        if done is not None and not (isinstance(claimed, ClaimedTask)
+                                     and claimed.holds_at_least(done.token)):
+            self._ended()  # else the share it freed was taken again in the same commit
         if isinstance(claimed, ClaimedTask):
             self.batch_look = BATCH_FIRST_LOOK
             self.blocked = False
