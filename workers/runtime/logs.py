@@ -63,7 +63,7 @@ def to_file(log_dir: Path, worker_id: int, *, keep_console: bool) -> Path:
         for old in list(root.handlers):
             root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    root.setLevel(min(root.getEffectiveLevel(), logging.INFO))  # LOG_LEVEL=DEBUG is kept
     return path
 
 
