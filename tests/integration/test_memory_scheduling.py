@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 from django.db import transaction
 
-from tests.conftest import wait_for, worker_env
+from tests.conftest import FAST, wait_for, worker_env
 from tests.testapp.models import Execution
 from workers import queue
 from workers.models import Task, TaskAttempt
 from workers.pool import stamps
 from workers.queue.doorbell import FREED
+from workers.runtime.supervisor import BLOCKED_ENQUEUE_LOOK
 from workers.spec import TaskSpec
 from workers.states import Outcome, TaskState
 
@@ -34,11 +35,12 @@ NODE = "sched-node"
 HOLD = "tests.testapp.sched_tasks.hold"
 HOLD_UNTIL = "tests.testapp.sched_tasks.hold_until"
 NOOP = "tests.testapp.tasks.noop"
+NONE_FITS = "a due task waits, but none fits this node now"
 
 
 def env(runtime_dir: Path, **extra: str) -> dict[str, str]:
-    return worker_env(runtime_dir, WORKER_NODE_ADDRESS=NODE, WORKER_NODE_MEMORY_MB="1000",
-                      WORKER_NODE_CPUS="8", **extra)
+    return worker_env(runtime_dir, **{"WORKER_NODE_ADDRESS": NODE, "WORKER_NODE_MEMORY_MB": "1000",
+                                      "WORKER_NODE_CPUS": "8", **extra})
 
 
 def submit(func_path: str, mb: int, *args: object) -> Task:
@@ -142,6 +144,32 @@ def test_an_ending_wakes_the_nodes_waiting_workers_only_when_it_frees_a_share(
     freed = [message for message in read_all(waiting) if message == FREED]
     waiting.close()
     assert len(freed) == 2, f"woken {len(freed)} times"
+
+
+def test_a_waiting_worker_looks_again_after_enqueues_not_once_for_each(workers, runtime_dir):
+    """The node's one CPU is taken: the second worker's claims find due tasks that do not
+    fit. Each enqueue wakes it; it looks again at most every BLOCKED_ENQUEUE_LOOK seconds
+    (and at its polls), not once per enqueue, which took the database's write lock as fast
+    as tasks arrived. Its DEBUG log says each time it looked and nothing fitted."""
+    go = runtime_dir / "go"
+    one_cpu = env(runtime_dir, WORKER_NODE_CPUS="1", LOG_LEVEL="DEBUG")
+    held = submit(HOLD_UNTIL, 10, str(go))
+    workers.start(env=one_cpu)
+    wait_for(lambda: Task.objects.get(pk=held.pk).state == TaskState.RUNNING, timeout=30)
+    queue.enqueue(TaskSpec(func_path=NOOP))
+    workers.start(env=one_cpu)
+    wait_for(lambda: NONE_FITS in workers.output(1), timeout=30)
+
+    began = time.monotonic()
+    arrived = [queue.enqueue(TaskSpec(func_path=NOOP)) for _ in range(100)]  # a commit each
+    took = time.monotonic() - began
+    looks = workers.output(1).count(NONE_FITS)
+    go.touch()
+
+    wait_for(lambda: Task.objects.filter(pk__in=[t.pk for t in arrived],
+                                         state=TaskState.SUCCEEDED).count() == 100, timeout=60)
+    allowed = 1 + (took + 1.0) / BLOCKED_ENQUEUE_LOOK + (took + 1.0) / FAST["poll_interval"]
+    assert looks <= allowed, f"{looks} looks while 100 tasks arrived in {took:.2f} s"
 
 
 def read_all(sock: socket.socket) -> list[str]:

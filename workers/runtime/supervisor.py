@@ -57,6 +57,7 @@ TAIL_KEEP = 4 * TAIL_CHARS  # room to cut the stored tail at a line boundary
 OPERATOR_DRAIN = "drained by operator"
 BLOCKED_JOB = "blocked"  # the node's stamp: a worker of it found a due task that did not fit
 BLOCKED_LOOK_EVERY = 0.05  # seconds: how often a busy worker reads that stamp
+BLOCKED_ENQUEUE_LOOK = 0.05  # seconds: a blocked worker's look after an enqueue, at most so often
 LOOK_SHARED_FOR = 0.9  # of WORKER_POLL_INTERVAL: a peer's empty look at the queue stands
 BATCH_FIRST_LOOK = 0.02  # seconds: a batch worker that found nothing, with tasks left
 
@@ -171,6 +172,7 @@ class Supervisor:
         self.blocked = False  # a due task did not fit: woken when a task of the node ends
         self.node_blocked = False  # a worker of this node was, when last looked at
         self.blocked_look_at = 0.0
+        self.enqueue_look_at = math.inf  # a blocked worker's next look, after an enqueue
 
     # -- setup and teardown ---------------------------------------------------------------
 
@@ -329,6 +331,7 @@ class Supervisor:
         done = self._pending_success()
         sent = time.monotonic()
         self.empty = Empty.UNKNOWN
+        self.enqueue_look_at = math.inf  # this claim is that look
         claimed = self._claim_after(done) if done is not None else self._look_and_claim()
         if isinstance(claimed, _DatabaseDown):
             self.claim_uncertain = True  # the claim may have landed without our hearing
@@ -386,6 +389,8 @@ class Supervisor:
         than at the next poll (an ending frees memory and CPUs). After a success-and-claim
         that found nothing (UNKNOWN) the next look tells; no statement is spent on it."""
         if self.empty is Empty.NOT_FITTING:
+            logger.debug("worker %s: a due task waits, but none fits this node now",
+                         self.worker_id)
             self._blocked()
         elif self.empty is Empty.NOTHING_DUE:
             self.blocked = False
@@ -421,7 +426,7 @@ class Supervisor:
         running = self.running
         if running is None:
             if not self.want_claim:  # else: a claim, or its retry after db_retry_at, is due
-                deadlines.append(self.timers.poll)
+                deadlines += [self.timers.poll, self.enqueue_look_at]
         else:
             deadlines += [running.deadline, self.timers.sample, self.timers.control,
                           running.lease.stop_at, max(running.lease.renew_at,
@@ -462,6 +467,9 @@ class Supervisor:
             self._tick()
         if self.running is None and not self.want_claim and now >= self.timers.poll:
             self._poll(now)
+        if now >= self.enqueue_look_at:
+            self.enqueue_look_at = math.inf
+            self.want_claim = self.enqueued = True
 
     def _poll(self, now: float) -> None:
         """Look at the queue, unless an idle worker of this node serving the same queues
@@ -610,8 +618,18 @@ class Supervisor:
             self._check_control()
         enqueued = any(f"q:{name}" in messages for name in self.options.queues)
         freed = doorbell.FREED in messages and self.blocked and self.running is None
-        if enqueued or freed:
+        if enqueued and self.blocked and not freed:
+            self._look_after_enqueue()
+        elif enqueued or freed:
             self.want_claim = self.enqueued = True
+
+    def _look_after_enqueue(self) -> None:
+        """A task arrived while the last due task did not fit this node: a new one fits
+        only if it is smaller, and a claim per enqueue made a waiting worker take the
+        database's write lock as fast as tasks arrived (a quarter of the enqueue rate on
+        SQLite). Look once the enqueues of the next BLOCKED_ENQUEUE_LOOK seconds are in."""
+        if self.enqueue_look_at == math.inf:
+            self.enqueue_look_at = time.monotonic() + BLOCKED_ENQUEUE_LOOK
 
     # -- the executor ---------------------------------------------------------------------
 
