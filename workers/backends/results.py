@@ -115,6 +115,20 @@ def queued[**P, R](task: DjangoTask[P, R], task_id: int, enqueued_at: datetime,
                       errors=[], worker_ids=[])
 
 
+def first_running[**P, R](task: DjangoTask[P, R], task_id: int, worker_id: int,
+                          call: tuple[list[Any], dict[str, Any]],
+                          moments: dict[str, datetime | None], *, alias: str
+                          ) -> TaskResult[P, R]:
+    """The TaskResult of a task's first attempt, now running (``build`` of its row with no
+    earlier attempts, without the row): ``moments`` are the row's created_at, started_at
+    and last_attempted_at, as the claim read them."""
+    return TaskResult(task=task, id=str(task_id), status=TaskResultStatus.RUNNING,
+                      enqueued_at=moments["created_at"], started_at=moments["started_at"],
+                      finished_at=None, last_attempted_at=moments["last_attempted_at"],
+                      args=call[0], kwargs=call[1], backend=alias, errors=[],
+                      worker_ids=[_worker_id(worker_id, "")])
+
+
 def _worker_id(worker_id: int | None, label: str) -> str:
     return label if worker_id is None else str(worker_id)
 
