@@ -118,7 +118,8 @@ def test_an_ending_wakes_the_nodes_waiting_workers_only_when_it_frees_a_share(
         workers, runtime_dir):
     """A busy worker ends a task and claims the next in one commit: when the next holds
     as much, nothing was freed and a waiting worker woken would only claim in vain (on a
-    full node, once per task ended: a third worker on two cores drained 7 times slower).
+    full node, once per task ended: a third worker on two cores drained 3 to 7 times
+    slower).
     Here a waiting worker's doorbell counts the wake-ups: the large task's end, followed
     by a smaller one, frees a CPU; the last end frees everything; the eight between free
     nothing."""

@@ -84,7 +84,7 @@ def _attempt_result(task: DjangoTask[..., Any], alias: str, args: list[Any],
 def _as_enqueued(task: DjangoTask[..., Any], priority: int, queue: str,
                  alias: str) -> DjangoTask[..., Any]:
     """``task`` as it was enqueued. Made once per executor for each way a task is enqueued
-    (``using`` copies and validates the task: a fifth of a no-op task's executor time)."""
+    (``using`` copies and validates the task: a fifth of what building the result cost)."""
     try:
         return _as_enqueued_cached(task, priority, queue, alias)
     except TypeError:  # a task that cannot be hashed: made each time
