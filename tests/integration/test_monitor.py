@@ -60,6 +60,25 @@ def test_worker_logs_rotate_at_10_mb_keeping_3_backups(tmp_path):
             handler.close()
 
 
+@pytest.mark.parametrize(("configured", "kept"), [(logging.DEBUG, logging.DEBUG),
+                                                  (logging.INFO, logging.INFO),
+                                                  (logging.WARNING, logging.INFO)])
+def test_a_worker_keeps_debug_and_logs_info_at_least(tmp_path, configured, kept):
+    """LOG_LEVEL=DEBUG reaches the worker's log; a quieter level is raised to INFO, since
+    the worker's log file is the panel's record of it (README's LOG_LEVEL)."""
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    root.setLevel(configured)
+    try:
+        logs.to_file(tmp_path, 8, keep_console=True)
+        assert root.level == kept
+    finally:
+        for handler in root.handlers[len(before):]:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(level)
+
+
 def test_one_process_per_node_runs_the_tick_per_interval_without_sql(crucible, settings):
     import dataclasses
 
