@@ -11,6 +11,7 @@ is a lower bound.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -20,8 +21,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import psutil
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 SAMPLE_SECONDS = 0.5
+CPU_SAMPLE_SECONDS = 0.1  # a drain of 5,000 tasks lasts seconds
 EXCLUDED_COMMANDS = frozenset({"postgres"})
 
 
@@ -149,3 +153,74 @@ def wait_until_quiet(timeout: float, max_pct: float = 10.0, window: float = 2.0)
             return True
         if time.monotonic() >= deadline:
             return False
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of a process and every process under it, including
+    the children it has already reaped; 0 once it is gone."""
+    try:
+        root = psutil.Process(pid)
+        family = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for process in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            t = process.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+@dataclass
+class CpuTrail:
+    """CPU seconds, sampled every CPU_SAMPLE_SECONDS while open, of some process trees
+    (a product's workers) and of the database server's processes (``postgres``): the CPU
+    a window inside it took is read afterwards (``between``).
+
+    A database process that ends between two samples loses what it used since the last
+    one, so the server's figure is a lower bound.
+    """
+
+    roots: list[int]
+    _samples: list[tuple[float, float, float]] = field(default_factory=list)
+    _server: dict[int, int] = field(default_factory=dict)
+    _server_ticks: int = 0
+    _started_ticks: float = 0.0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> CpuTrail:
+        self._started_ticks = uptime_ticks()
+        self._sample()
+        self._thread = threading.Thread(target=self._run, name="cpu-trail", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(CPU_SAMPLE_SECONDS):
+            self._sample()
+
+    def _sample(self) -> None:
+        for pid, stat in read_proc_stats().items():
+            if stat.comm not in EXCLUDED_COMMANDS:
+                continue
+            if pid not in self._server:  # one started while we watch counts from zero
+                started_before = stat.start_ticks < self._started_ticks
+                self._server[pid] = stat.ticks if started_before else 0
+            self._server_ticks += stat.ticks - self._server[pid]
+            self._server[pid] = stat.ticks
+        workers = sum(tree_cpu_seconds(pid) for pid in self.roots)
+        self._samples.append((time.time(), workers, self._server_ticks / CLK_TCK))
+
+    def between(self, start: float, end: float) -> tuple[float, float]:
+        """Workers' and database server's CPU seconds from the last sample at or before
+        ``start`` to the first at or after ``end`` (epoch seconds)."""
+        before = [s for s in self._samples if s[0] <= start] or self._samples[:1]
+        after = [s for s in self._samples if s[0] >= end] or self._samples[-1:]
+        first, last = before[-1], after[0]
+        return last[1] - first[1], last[2] - first[2]

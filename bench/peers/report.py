@@ -39,7 +39,7 @@ def row_cells(payload: dict[str, Any], r: dict[str, Any]) -> list[str]:
     cells = [r["label"]]
     if not drain:
         error = (r["error"] or "not measured").splitlines()[0]
-        return [*cells, f"ERROR: {error}", "", "", "", "", "", "", ""]
+        return [*cells, f"ERROR: {error}", "", "", "", "", "", "", "", ""]
     rate = drain["drain_rate"]
     bulk = r.get("bulk")
     cells += [
@@ -54,6 +54,7 @@ def row_cells(payload: dict[str, Any], r: dict[str, Any]) -> list[str]:
         f"{num(memory['rss_mb'])} ({num(memory['pss_mb'])}), {memory['processes']}"
         if memory else "-"
     )
+    cells.append(cpu_cell(drain, r["database"]))
     limit = commit_limit(payload, r["database"]) if r["crucible"] else None
     cells.append("-" if limit is None else f"{rate['median'] / limit:.1%} of {num(limit)}/s")
     loads = [run["foreign_load"]["pct_of_one_core"] for run in drain["runs"]]
@@ -63,12 +64,25 @@ def row_cells(payload: dict[str, Any], r: dict[str, Any]) -> list[str]:
     return cells
 
 
+def cpu_cell(drain: dict[str, Any], database: str) -> str:
+    """CPU ms a task while the drain ran (median of the runs): the workers', and on
+    PostgreSQL the server's beside it. "-" for a payload from before it was measured."""
+    if "cpu_ms_per_task" not in drain:
+        return "-"
+    workers = f"{drain['cpu_ms_per_task']['median']:.2f}"
+    if database != "pg":
+        return workers
+    return f"{workers} + {drain['db_cpu_ms_per_task']['median']:.2f}"
+
+
 def render_markdown(payload: dict[str, Any]) -> str:
     opts = payload["options"]
     header = ["", "enqueue/s", "bulk enqueue/s",
               f"drain tasks/s, median (range of {opts['drain_runs']})",
               "pickup p50 / p99 ms", "start to first task done, ms",
-              "idle worker RSS (PSS) MB, processes", "drain / commit limit", "foreign CPU"]
+              "idle worker RSS (PSS) MB, processes",
+              "CPU ms a task while draining: workers (+ PostgreSQL server)",
+              "drain / commit limit", "foreign CPU"]
     lines = [
         f"## Crucible and its peers, {payload['generated_at']}",
         "",
@@ -112,8 +126,13 @@ def notes(payload: dict[str, Any]) -> list[str]:
         "to task body start; idle memory of one worker command and all its processes, summed "
         "(RSS counts shared pages in each process). 2 worker processes per row: 2 worker "
         "commands, except huey (one `run_huey -k process -w 2`) and django-q2 (one "
-        "`qcluster`, workers=2). Foreign CPU: other processes' CPU, the highest of the "
-        "row's phases, as % of one core (a lower bound).",
+        "`qcluster`, workers=2). CPU ms a task: user and system CPU of every process of "
+        "the row's worker commands (on PostgreSQL, + the `postgres` processes', a lower "
+        "bound), sampled every 0.1 s, from the first task's start to the last one's end "
+        "where the product records them, else from the first task seen finished to the "
+        "drain's end, over all the drain's tasks; median of the runs. On SQLite the "
+        "database's work is inside the workers' figure. Foreign CPU: other processes' "
+        "CPU, the highest of the row's phases, as % of one core (a lower bound).",
         "",
         "Settings: every row runs with its defaults, except:",
         "- Crucible: none. Logging is the default INFO (LOG_LEVEL is not set, unlike "

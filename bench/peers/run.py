@@ -61,7 +61,7 @@ try:
 except ImportError:  # pragma: no cover - wrong interpreter
     sys.exit("run.py needs bench/.venv-peers/bin/python (create it with bench/peers/setup.sh)")
 
-from machine import ForeignLoad, wait_until_quiet
+from machine import CpuTrail, ForeignLoad, wait_until_quiet
 from report import render_chart, render_markdown
 
 HERE = Path(__file__).resolve().parent
@@ -447,10 +447,11 @@ def worker_settings(scenario: Scenario, opts: Options) -> dict[str, Any]:
     }
 
 
-def spread(values: list[float]) -> dict[str, Any]:
+def spread(values: list[float], digits: int = 1) -> dict[str, Any]:
     """Median, lowest and highest of a few runs' figures, and the figures themselves."""
-    return {"median": round(statistics.median(values), 1), "min": round(min(values), 1),
-            "max": round(max(values), 1), "all": [round(v, 1) for v in values]}
+    return {"median": round(statistics.median(values), digits),
+            "min": round(min(values), digits), "max": round(max(values), digits),
+            "all": [round(v, digits) for v in values]}
 
 
 def measure_drain(scenario: Scenario, opts: Options, procs: Processes) -> dict[str, Any]:
@@ -470,6 +471,8 @@ def measure_drain(scenario: Scenario, opts: Options, procs: Processes) -> dict[s
         "drain_rate": spread([r["rate_wall"] for r in runs]),
         "rate_active": spread(active) if active else None,
         "first_done_ms": spread([r["first_done_ms"] for r in runs]),
+        "cpu_ms_per_task": spread([r["cpu_ms_per_task"] for r in runs], 3),
+        "db_cpu_ms_per_task": spread([r["db_cpu_ms_per_task"] for r in runs], 3),
         "failed": sum(r["failed"] for r in runs),
         "runs": runs,
     }
@@ -516,16 +519,31 @@ def drain_once(scenario: Scenario, opts: Options, procs: Processes) -> dict[str,
         for name, cmd in zip(names, commands, strict=True):
             procs.start(name, cmd)
         try:
-            wait_while_workers_run(procs, waiter, names, timeout=opts.drain_timeout + 30)
+            with CpuTrail([procs.pid(name) for name in names]) as trail:
+                wait_while_workers_run(procs, waiter, names, timeout=opts.drain_timeout + 30)
         finally:
             for name in names:
                 procs.stop(name)
             procs.stop("waiter")
     if waiter.returncode != 0:
         raise BenchError(f"drain waiter exited {waiter.returncode}:\n{procs.log_tail('waiter')}")
-    summary = drain_summary(json.loads(out.read_text()), started_at, opts)
-    return {**summary, "enqueue_rate": round(enq["rate"], 1), "machine_was_quiet": quiet,
-            "foreign_load": load.report()}
+    result = json.loads(out.read_text())
+    summary = drain_summary(result, started_at, opts)
+    return {**summary, **drain_cpu(result, trail, opts), "enqueue_rate": round(enq["rate"], 1),
+            "machine_was_quiet": quiet, "foreign_load": load.report()}
+
+
+def drain_cpu(result: dict[str, Any], trail: CpuTrail, opts: Options) -> dict[str, Any]:
+    """CPU milliseconds a task while the tasks ran: the workers' (every process of the
+    worker commands) and the database server's. The window is the first task's start to
+    the last one's end where the product records them, else from the moment the first
+    task was seen finished to the drain's end (which leaves out the workers' start)."""
+    start = result["first_started"] or result["first_done_at"]
+    end = result["last_finished"] or result["done_at"]
+    workers, server = trail.between(start, end)
+    return {"cpu_ms_per_task": round(1000 * workers / opts.tasks, 3),
+            "db_cpu_ms_per_task": round(1000 * server / opts.tasks, 3),
+            "cpu_window": "rows" if result["first_started"] else "seen"}
 
 
 def drain_summary(result: dict[str, Any], started_at: float, opts: Options) -> dict[str, Any]:
