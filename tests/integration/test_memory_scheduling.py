@@ -7,10 +7,8 @@ from before the first to after the second, so overlaps read from these never und
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import socket
 import time
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from tests.testapp.models import Execution
 from workers import queue
 from workers.models import Task, TaskAttempt
 from workers.pool import stamps
-from workers.queue.doorbell import FREED
+from workers.queue.doorbell import FREED, Doorbell
 from workers.runtime.supervisor import BLOCKED_ENQUEUE_LOOK
 from workers.spec import TaskSpec
 from workers.states import Outcome, TaskState
@@ -123,26 +121,22 @@ def test_an_ending_wakes_the_nodes_waiting_workers_only_when_it_frees_a_share(
     Here a waiting worker's doorbell counts the wake-ups: the large task's end, followed
     by a smaller one, frees a CPU; the last end frees everything; the eight between free
     nothing."""
-    bell = runtime_dir / "bell"
-    bell.mkdir(parents=True)
-    waiting = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    waiting.bind(str(bell / "999999.sock"))
-    waiting.setblocking(False)
-    blocked_stamp = stamps._path_in(bell, NODE, "blocked")
+    waiting = Doorbell(999999)  # in the bell folder the test's settings share with workers
+    blocked_stamp = stamps._path_in(runtime_dir / "bell", NODE, "blocked")
     fd = os.open(blocked_stamp, os.O_RDWR | os.O_CREAT, 0o600)
     stamps._write(fd, time.monotonic())  # a worker of the node found nothing that fit
     os.close(fd)
     with transaction.atomic():
         queue.enqueue(TaskSpec(func_path=NOOP, cpus=2, priority=10))
         small = [queue.enqueue(TaskSpec(func_path=NOOP)) for _ in range(9)]
-    read_all(waiting)  # the enqueues' own wake-ups (SQLite rings every local worker)
+    waiting.read()  # the enqueues' own wake-ups (SQLite rings every local worker)
 
     workers.start("--batch", env=env(runtime_dir, WORKER_POLL_INTERVAL="60"))
     assert workers.wait_all(timeout=60) == [0]
 
     assert Task.objects.filter(pk__in=[t.pk for t in small],
                                state=TaskState.SUCCEEDED).count() == 9
-    freed = [message for message in read_all(waiting) if message == FREED]
+    freed = [message for message in waiting.read() if message == FREED]
     waiting.close()
     assert len(freed) == 2, f"woken {len(freed)} times"
 
@@ -171,14 +165,6 @@ def test_a_waiting_worker_looks_again_after_enqueues_not_once_for_each(workers, 
                                          state=TaskState.SUCCEEDED).count() == 100, timeout=60)
     allowed = 1 + (took + 1.0) / BLOCKED_ENQUEUE_LOOK + (took + 1.0) / FAST["poll_interval"]
     assert looks <= allowed, f"{looks} looks while 100 tasks arrived in {took:.2f} s"
-
-
-def read_all(sock: socket.socket) -> list[str]:
-    received: list[str] = []
-    with contextlib.suppress(BlockingIOError):
-        while True:
-            received.append(sock.recv(256).decode())
-    return received
 
 
 def test_a_worker_killed_with_sigkill_gives_its_share_back(workers, runtime_dir):
