@@ -72,24 +72,47 @@ def descendants(stats: dict[int, ProcStat], root: int) -> set[int]:
 
 
 @dataclass
-class ForeignLoad:
+class Sampling:
+    """A context manager that samples (``_sample``) when opened, then every ``every``
+    seconds on a thread of its own until it is closed."""
+
+    every: float = SAMPLE_SECONDS
+    _started_ticks: float = 0.0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def _open(self) -> None:
+        self._started_ticks = uptime_ticks()
+        self._sample()
+        self._thread = threading.Thread(target=self._run, name=type(self).__name__, daemon=True)
+        self._thread.start()
+
+    def _close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self._sample()
+
+    def _sample(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class ForeignLoad(Sampling):
     """Context manager: CPU seconds used by foreign processes while it is open."""
 
     root: int = field(default_factory=os.getpid)
     _baseline: dict[int, int] = field(default_factory=dict)
     _last: dict[int, ProcStat] = field(default_factory=dict)
-    _started_ticks: float = 0.0
     _started: float = 0.0
     _elapsed: float = 0.0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
 
     def __enter__(self) -> ForeignLoad:
-        self._started_ticks = uptime_ticks()
         self._started = time.monotonic()
-        self._sample()
-        self._thread = threading.Thread(target=self._run, name="foreign-load", daemon=True)
-        self._thread.start()
+        self._open()
         return self
 
     def __exit__(
@@ -98,15 +121,9 @@ class ForeignLoad:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
+        self._close()
         self._sample()
         self._elapsed = time.monotonic() - self._started
-
-    def _run(self) -> None:
-        while not self._stop.wait(SAMPLE_SECONDS):
-            self._sample()
 
     def _sample(self) -> None:
         stats = read_proc_stats()
@@ -172,7 +189,7 @@ def tree_cpu_seconds(pid: int) -> float:
 
 
 @dataclass
-class CpuTrail:
+class CpuTrail(Sampling):
     """CPU seconds, sampled every CPU_SAMPLE_SECONDS while open, of some process trees
     (a product's workers) and of the database server's processes (``postgres``): the CPU
     a window inside it took is read afterwards (``between``).
@@ -181,29 +198,18 @@ class CpuTrail:
     one, so the server's figure is a lower bound.
     """
 
-    roots: list[int]
+    roots: list[int] = field(default_factory=list)
+    every: float = CPU_SAMPLE_SECONDS
     _samples: list[tuple[float, float, float]] = field(default_factory=list)
     _server: dict[int, int] = field(default_factory=dict)
     _server_ticks: int = 0
-    _started_ticks: float = 0.0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
 
     def __enter__(self) -> CpuTrail:
-        self._started_ticks = uptime_ticks()
-        self._sample()
-        self._thread = threading.Thread(target=self._run, name="cpu-trail", daemon=True)
-        self._thread.start()
+        self._open()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(CPU_SAMPLE_SECONDS):
-            self._sample()
+        self._close()
 
     def _sample(self) -> None:
         for pid, stat in read_proc_stats().items():

@@ -128,8 +128,9 @@ def notes(payload: dict[str, Any]) -> list[str]:
         "commands, except huey (one `run_huey -k process -w 2`) and django-q2 (one "
         "`qcluster`, workers=2). CPU ms a task: user and system CPU of every process of "
         "the row's worker commands (on PostgreSQL, + every `postgres` process's, which "
-        "includes the harness's count of finished tasks every 50 ms; a lower bound), sampled every 0.1 s, from the first task's start to the last one's end "
-        "where the product records them, else from the first task seen finished to the "
+        "includes the harness's count of finished tasks every 50 ms; a lower bound), "
+        "sampled every 0.1 s, from the first task's start to the last one's end where the "
+        "product records them, else from the first task seen finished to the "
         "drain's end, over all the drain's tasks; median of the runs. On SQLite the "
         "database's work is inside the workers' figure. Foreign CPU: other processes' "
         "CPU, the highest of the row's phases, as % of one core (a lower bound).",

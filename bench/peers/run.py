@@ -519,7 +519,7 @@ def drain_once(scenario: Scenario, opts: Options, procs: Processes) -> dict[str,
         for name, cmd in zip(names, commands, strict=True):
             procs.start(name, cmd)
         try:
-            with CpuTrail([procs.pid(name) for name in names]) as trail:
+            with CpuTrail(roots=[procs.pid(name) for name in names]) as trail:
                 wait_while_workers_run(procs, waiter, names, timeout=opts.drain_timeout + 30)
         finally:
             for name in names:
