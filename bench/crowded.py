@@ -12,7 +12,11 @@ machine's). Two measurements, each the median of ``--runs`` runs taken in turn:
   them; the rate, and the CPU time of every worker process per task;
 - enqueue: as many workers as the node has CPUs run long tasks (the node is full), and 0
   or 1 more waits; ``--tasks`` no-ops are enqueued one `.enqueue()` call at a time: the
-  calls' rate, and the CPU time the workers spent meanwhile.
+  calls' rate, and the CPU time the workers spent meanwhile;
+- enqueue beside idle workers (``--idle``): the same calls while 0, 2 or 6 workers have
+  nothing to do and run what arrives. Not at defaults: the node's CPUs are raised to
+  IDLE_NODE_CPUS (WORKER_NODE_CPUS), so that on a small machine the extra workers are
+  idle rather than waiting for a CPU. Every enqueue wakes every idle worker of the node.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from bench.core import POLL, _count, database, emit  # noqa: E402 - after the path is set
 
 DEFAULT_ENV = ("LOG_LEVEL", "WORKER_HEARTBEAT_INTERVAL")  # bench.core's: not users' defaults
+IDLE_NODE_CPUS = 16  # not the default (this machine's CPUs): so that idle workers are idle
 
 
 def _default_env(url: str, workdir: Path) -> dict[str, str]:
@@ -112,40 +117,73 @@ def enqueue_beside(env: dict[str, str], tasks: int, waiting: int) -> dict[str, f
         while (Task.objects.filter(state="RUNNING").count() < cores
                or Worker.objects.filter(state="RUNNING").count() < len(procs)):
             time.sleep(POLL)
-        before: dict[int, float] = {}
-        for proc in procs:
-            _cpu_seconds(before, proc)
-        started = time.perf_counter()
-        _enqueue(tasks)
-        wall = time.perf_counter() - started
-        after: dict[int, float] = {}
-        for proc in procs:
-            _cpu_seconds(after, proc)
+        return _enqueue_beside(procs, tasks)
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGINT)  # abort: the long tasks are stopped
-        for proc in procs:
-            proc.wait(timeout=120)
+        _abort(procs)  # the long tasks are stopped
+
+
+def enqueue_idle(env: dict[str, str], tasks: int, idle: int) -> dict[str, float]:
+    """``idle`` workers with nothing to do, on a node whose CPUs are raised to
+    IDLE_NODE_CPUS so that none waits for a CPU: time the enqueues, which the idle workers
+    run meanwhile."""
+    from workers.models import Task, Worker
+
+    Task.objects.all().delete()
+    procs = [_start({**env, "WORKER_NODE_CPUS": str(IDLE_NODE_CPUS)}) for _ in range(idle)]
+    try:
+        while Worker.objects.filter(state="RUNNING").count() < idle:
+            time.sleep(POLL)
+        time.sleep(1.0)  # past their start's first look
+        return _enqueue_beside(procs, tasks)
+    finally:
+        _abort(procs)
+
+
+def _enqueue_beside(procs: list[subprocess.Popen[bytes]], tasks: int) -> dict[str, float]:
+    """Enqueue ``tasks`` no-ops one call at a time: the calls' rate, and the CPU seconds
+    the workers ``procs`` spent meanwhile."""
+    before: dict[int, float] = {}
+    for proc in procs:
+        _cpu_seconds(before, proc)
+    started = time.perf_counter()
+    _enqueue(tasks)
+    wall = time.perf_counter() - started
+    after: dict[int, float] = {}
+    for proc in procs:
+        _cpu_seconds(after, proc)
     spent = sum(after[pid] - before.get(pid, 0.0) for pid in after)
     return {"rate": tasks / wall, "workers_cpu_s": spent}
 
 
-def run(kind: str, tasks: int, runs: int, counts: list[int]) -> dict[str, Any]:
+def _abort(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.send_signal(signal.SIGINT)
+    for proc in procs:
+        proc.wait(timeout=120)
+
+
+def run(kind: str, tasks: int, runs: int, counts: list[int], idle: list[int]
+        ) -> dict[str, Any]:
     with database(kind, name="bench_crowded", prefix="crc-") as (url, workdir):
         env = _default_env(url, workdir)
         _setup(env)
         drains: dict[int, list[dict[str, float]]] = {count: [] for count in counts}
         enqueues: dict[int, list[dict[str, float]]] = {0: [], 1: []}
+        idles: dict[int, list[dict[str, float]]] = {count: [] for count in idle}
         for _ in range(runs):
             for count in counts:
                 drains[count].append(drain(env, tasks, count))
             for waiting, results in enqueues.items():
                 results.append(enqueue_beside(env, tasks, waiting))
+            for count, results in idles.items():
+                results.append(enqueue_idle(env, tasks, count))
     return {"database": kind, "tasks": tasks, "cores": psutil.cpu_count(),
             "drain_by_workers": {count: _summary(found, "cpu_ms_per_task")
                                  for count, found in drains.items()},
             "enqueue_by_waiting_workers": {waiting: _summary(found, "workers_cpu_s")
-                                           for waiting, found in enqueues.items()}}
+                                           for waiting, found in enqueues.items()},
+            f"enqueue_by_idle_workers (WORKER_NODE_CPUS={IDLE_NODE_CPUS})": {
+                count: _summary(found, "workers_cpu_s") for count, found in idles.items()}}
 
 
 def _summary(results: list[dict[str, float]], cost: str) -> dict[str, Any]:
@@ -159,10 +197,13 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--workers", type=int, nargs="+", default=[2, 3, 4])
+    parser.add_argument("--workers", type=int, nargs="*", default=[2, 3, 4],
+                        help="drain with these many workers (none: no drain)")
+    parser.add_argument("--idle", type=int, nargs="*", default=[0, 2, 6],
+                        help="enqueue beside these many idle workers (none: not measured)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    emit(run(args.db, args.tasks, args.runs, args.workers), args.json)
+    emit(run(args.db, args.tasks, args.runs, args.workers, args.idle), args.json)
 
 
 if __name__ == "__main__":
