@@ -1,11 +1,13 @@
-"""Wake idle workers at once: a datagram per local worker, LISTEN/NOTIFY across machines.
+"""Wake idle workers at once: datagrams to local workers, LISTEN/NOTIFY across machines.
 
 Messages are ``q:<queue>`` (work arrived), ``w:<worker id>`` (look at your control flags)
 and ``freed`` (a task of this machine ended: a worker that found a due task too large for
 what was free claims again; by datagram only, never across machines).
+By datagram, work arriving wakes one idle worker of its queue (marked by a file beside the
+doorbells), which passes it on once it has taken a task, and every worker not idle.
 On PostgreSQL each queue and each worker has its own channel, so an enqueue wakes only the
-workers of that queue. Polling at WORKER_POLL_INTERVAL stays the fallback when a wake-up is
-lost.
+workers of that queue, every one of them. Polling at WORKER_POLL_INTERVAL stays the
+fallback when a wake-up is lost.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
+import random
 import socket
 import tempfile
 from pathlib import Path
@@ -62,18 +66,68 @@ def ring_all(message: str) -> None:
 
 
 def ring_local(message: str) -> None:
-    """Tell every worker on this machine (by datagram), whatever the database."""
+    """Tell the workers on this machine (by datagram), whatever the database.
+
+    Work arriving (``q:<queue>``) wakes one idle worker of that queue, not every one:
+    each woken worker claims, and all but one found nothing, at a cost to each of them
+    (bench/README.md, "a wake-up herd"). The one woken passes the wake-up on when its
+    claim took a task (``pass_on``), so that a burst reaches as many idle workers as it
+    needs. Every worker not marked idle is rung too: it may be going idle just now, after
+    a claim that came too early to see this task, and to one at work it costs a datagram.
+    Every other message reaches every worker.
+    """
     directory = bell_dir()
-    with contextlib.suppress(FileNotFoundError):
-        for path in directory.iterdir():
-            if path.suffix == ".sock":
-                ring(str(path), message)
-
-
-def ring(path: str, message: str) -> None:
-    """Send one datagram; forget a doorbell whose worker has gone."""
-    if not path:
+    try:
+        names = {entry.name for entry in os.scandir(directory)}
+    except FileNotFoundError:
         return
+    kind, _, queue = message.partition(":")
+    idle = _idle_ids(names, queue) if kind == "q" else set()
+    for name in names:
+        worker_id, dot, suffix = name.partition(".")
+        if dot and suffix == "sock" and worker_id not in idle:
+            ring(str(directory / name), message)
+    _ring_one(directory, names, idle, message)
+
+
+def pass_on(queue: str, worker_id: int) -> None:
+    """From a worker an enqueue woke that took a task: wake one more idle worker of
+    ``queue`` on this machine, if there is one (SQLite's doorbells; on PostgreSQL every
+    worker of the queue was woken by the NOTIFY)."""
+    if connection.vendor == "postgresql":
+        return
+    directory = bell_dir()
+    try:
+        names = {entry.name for entry in os.scandir(directory)}
+    except FileNotFoundError:
+        return
+    idle = _idle_ids(names, queue) - {str(worker_id)}
+    _ring_one(directory, names, idle, f"q:{queue}")
+
+
+def _idle_prefix(queue: str) -> str:
+    digest = hashlib.sha1(queue.encode(), usedforsecurity=False).hexdigest()[:16]
+    return f"idle-{digest}-"
+
+
+def _idle_ids(names: set[str], queue: str) -> set[str]:
+    prefix = _idle_prefix(queue)
+    return {name[len(prefix):] for name in names if name.startswith(prefix)}
+
+
+def _ring_one(directory: Path, names: set[str], idle: set[str], message: str) -> None:
+    """Ring one of the ``idle`` workers, chosen at random: the next if its worker is gone."""
+    for worker_id in random.sample(sorted(idle), len(idle)):
+        if f"{worker_id}.sock" in names and ring(str(directory / f"{worker_id}.sock"), message):
+            return
+        with contextlib.suppress(OSError):
+            (directory / f"{_idle_prefix(message.partition(':')[2])}{worker_id}").unlink()
+
+
+def ring(path: str, message: str) -> bool:
+    """Send one datagram; forget a doorbell whose worker has gone. Whether it was had."""
+    if not path:
+        return False
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
         try:
@@ -81,8 +135,10 @@ def ring(path: str, message: str) -> None:
         except (ConnectionRefusedError, FileNotFoundError):
             with contextlib.suppress(OSError):
                 Path(path).unlink()
+            return False
         except BlockingIOError:
             pass  # its buffer is full of wake-ups already
+    return True
 
 
 def notify(message: str) -> None:
@@ -97,6 +153,8 @@ class Doorbell:
     def __init__(self, worker_id: int) -> None:
         directory = bell_dir()
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.worker_id = worker_id
+        self.marked: list[str] = []  # the queues it is marked idle for
         self.path = str(directory / f"{worker_id}.sock")
         with contextlib.suppress(FileNotFoundError):
             Path(self.path).unlink()
@@ -115,7 +173,27 @@ class Doorbell:
             except BlockingIOError:
                 return messages
 
+    def idle(self, queues: list[str]) -> None:
+        """Mark this worker idle for ``queues``: work arriving there may ring it alone."""
+        if self.marked:
+            return
+        directory = Path(self.path).parent
+        for queue in queues:
+            with contextlib.suppress(OSError):
+                os.close(os.open(directory / f"{_idle_prefix(queue)}{self.worker_id}",
+                                 os.O_WRONLY | os.O_CREAT, 0o600))
+        self.marked = list(queues)
+
+    def busy(self) -> None:
+        """No longer idle: rung like every worker at work."""
+        directory = Path(self.path).parent
+        for queue in self.marked:
+            with contextlib.suppress(OSError):
+                (directory / f"{_idle_prefix(queue)}{self.worker_id}").unlink()
+        self.marked = []
+
     def close(self) -> None:
+        self.busy()
         self.sock.close()
         with contextlib.suppress(FileNotFoundError):
             Path(self.path).unlink()

@@ -349,17 +349,26 @@ class Supervisor:
         return False
 
     def _look_and_claim(self) -> ClaimedTask | _DatabaseDown | None:
-        look_first, self.enqueued = not self.enqueued, False
+        woken, self.enqueued = self.enqueued, False
+        if self.doorbell is not None:
+            self.doorbell.busy()  # while it claims, work arriving rings another idle worker
         found = self._db(lambda: queue.look_and_claim(self.worker_id, self.options.queues,
-                                                      look_first=look_first))
+                                                      look_first=not woken))
         if isinstance(found, Empty):
             self.empty = found
+            if woken:
+                logger.debug("worker %s: woken by an enqueue, its claim took nothing",
+                             self.worker_id)
             return None
+        if isinstance(found, ClaimedTask):
+            doorbell.pass_on(found.queue, self.worker_id)  # an idle worker took work: more may wait
         return found
 
     def _idle(self, now: float) -> None:
         """Nothing to claim: wait for a wake-up or the next poll."""
         self.want_claim = False
+        if self.doorbell is not None:
+            self.doorbell.idle(self.options.queues)
         stamps.stamp(self.look_job)
         if not self.options.batch:
             self._note_blocked()
@@ -474,7 +483,7 @@ class Supervisor:
     def _poll(self, now: float) -> None:
         """Look at the queue, unless an idle worker of this node serving the same queues
         found nothing within the poll interval: a claim depends on the node and the queues
-        only, so it would find nothing either (an enqueue rings every worker anyway). The
+        only, so it would find nothing either (an enqueue wakes an idle worker anyway). The
         node still looks at least once an interval; a retry of this worker's comes due."""
         shared = stamps.age(self.look_job) < self.settings.poll_interval * LOOK_SHARED_FOR
         if shared and self.retry_due > now and not self.options.batch:
@@ -722,6 +731,8 @@ class Supervisor:
     def _hand_over(self, token: ClaimedTask, sent: float) -> None:
         """Give the executor its task, once the sentinel guards the lease taken at ``sent``."""
         assert self.executor is not None
+        if self.doorbell is not None:
+            self.doorbell.busy()
         settings = self.settings
         timeout = min(token.timeout, settings.task_timeout)
         lease = Lease(sent, settings.lease_ttl, settings.lease_margin, settings.renew_every)
