@@ -91,9 +91,9 @@ def ring_local(message: str) -> None:
 
 
 def pass_on(queue: str, worker_id: int) -> None:
-    """From a worker an enqueue woke that took a task: wake one more idle worker of
-    ``queue`` on this machine, if there is one (SQLite's doorbells; on PostgreSQL every
-    worker of the queue was woken by the NOTIFY)."""
+    """From an idle worker whose claim took a task: wake one more idle worker of ``queue``
+    on this machine, if there is one, as more may wait (SQLite's doorbells; on PostgreSQL
+    every worker of the queue was woken by the NOTIFY)."""
     if connection.vendor == "postgresql":
         return
     directory = bell_dir()
