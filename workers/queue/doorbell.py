@@ -77,17 +77,15 @@ def ring_local(message: str) -> None:
     Every other message reaches every worker.
     """
     directory = bell_dir()
-    try:
-        names = {entry.name for entry in os.scandir(directory)}
-    except FileNotFoundError:
-        return
+    names = _names(directory)
     kind, _, queue = message.partition(":")
     idle = _idle_ids(names, queue) if kind == "q" else set()
     for name in names:
         worker_id, dot, suffix = name.partition(".")
         if dot and suffix == "sock" and worker_id not in idle:
             ring(str(directory / name), message)
-    _ring_one(directory, names, idle, message)
+    if idle:
+        _ring_one(directory, names, idle, queue)
 
 
 def pass_on(queue: str, worker_id: int) -> None:
@@ -97,12 +95,16 @@ def pass_on(queue: str, worker_id: int) -> None:
     if connection.vendor == "postgresql":
         return
     directory = bell_dir()
+    names = _names(directory)
+    _ring_one(directory, names, _idle_ids(names, queue) - {str(worker_id)}, queue)
+
+
+def _names(directory: Path) -> set[str]:
+    """What the doorbells' folder holds: sockets, idle marks, stamps (none if it is gone)."""
     try:
-        names = {entry.name for entry in os.scandir(directory)}
+        return {entry.name for entry in os.scandir(directory)}
     except FileNotFoundError:
-        return
-    idle = _idle_ids(names, queue) - {str(worker_id)}
-    _ring_one(directory, names, idle, f"q:{queue}")
+        return set()
 
 
 def _idle_prefix(queue: str) -> str:
@@ -110,18 +112,25 @@ def _idle_prefix(queue: str) -> str:
     return f"idle-{digest}-"
 
 
+def idle_mark(directory: Path, queue: str, worker_id: int | str) -> Path:
+    """The file that says worker ``worker_id`` waits idle for work in ``queue``."""
+    return directory / f"{_idle_prefix(queue)}{worker_id}"
+
+
 def _idle_ids(names: set[str], queue: str) -> set[str]:
     prefix = _idle_prefix(queue)
     return {name[len(prefix):] for name in names if name.startswith(prefix)}
 
 
-def _ring_one(directory: Path, names: set[str], idle: set[str], message: str) -> None:
-    """Ring one of the ``idle`` workers, chosen at random: the next if its worker is gone."""
+def _ring_one(directory: Path, names: set[str], idle: set[str], queue: str) -> None:
+    """Ring one of the ``idle`` workers of ``queue``, chosen at random: the next if its
+    worker is gone (its mark is cleared)."""
     for worker_id in random.sample(sorted(idle), len(idle)):
-        if f"{worker_id}.sock" in names and ring(str(directory / f"{worker_id}.sock"), message):
+        if f"{worker_id}.sock" in names and ring(str(directory / f"{worker_id}.sock"),
+                                                 f"q:{queue}"):
             return
         with contextlib.suppress(OSError):
-            (directory / f"{_idle_prefix(message.partition(':')[2])}{worker_id}").unlink()
+            idle_mark(directory, queue, worker_id).unlink()
 
 
 def ring(path: str, message: str) -> bool:
@@ -153,6 +162,7 @@ class Doorbell:
     def __init__(self, worker_id: int) -> None:
         directory = bell_dir()
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory = directory
         self.worker_id = worker_id
         self.marked: list[str] = []  # the queues it is marked idle for
         self.path = str(directory / f"{worker_id}.sock")
@@ -177,19 +187,17 @@ class Doorbell:
         """Mark this worker idle for ``queues``: work arriving there may ring it alone."""
         if self.marked:
             return
-        directory = Path(self.path).parent
         for queue in queues:
             with contextlib.suppress(OSError):
-                os.close(os.open(directory / f"{_idle_prefix(queue)}{self.worker_id}",
+                os.close(os.open(idle_mark(self.directory, queue, self.worker_id),
                                  os.O_WRONLY | os.O_CREAT, 0o600))
         self.marked = list(queues)
 
     def busy(self) -> None:
         """No longer idle: rung like every worker at work."""
-        directory = Path(self.path).parent
         for queue in self.marked:
             with contextlib.suppress(OSError):
-                (directory / f"{_idle_prefix(queue)}{self.worker_id}").unlink()
+                idle_mark(self.directory, queue, self.worker_id).unlink()
         self.marked = []
 
     def close(self) -> None:

@@ -731,8 +731,6 @@ class Supervisor:
     def _hand_over(self, token: ClaimedTask, sent: float) -> None:
         """Give the executor its task, once the sentinel guards the lease taken at ``sent``."""
         assert self.executor is not None
-        if self.doorbell is not None:
-            self.doorbell.busy()
         settings = self.settings
         timeout = min(token.timeout, settings.task_timeout)
         lease = Lease(sent, settings.lease_ttl, settings.lease_margin, settings.renew_every)
