@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import connections, transaction
@@ -129,28 +130,25 @@ def test_a_success_does_not_hand_over_to_a_larger_task_that_does_not_fit(pool):
 
 
 @pytest.fixture
-def hold_node_row(node):
-    """PostgreSQL: let another transaction hold the node's row, as a claim that may grow
-    what the node holds does until it commits; set the returned event to let it go."""
+def hold_row(node):
+    """PostgreSQL: let another transaction lock a row (``hold_row(statement, params)``)
+    until the returned event is set, as a concurrent claim does until it commits."""
     if connections["default"].vendor != "postgresql":
-        pytest.skip("SQLite serialises every write: the node's row is PostgreSQL's turn")
-    release = threading.Event()
+        pytest.skip("SQLite serialises every write: row locks are PostgreSQL's")
+    release, held = threading.Event(), threading.Event()
     holders: list[threading.Thread] = []
 
-    def hold() -> None:
+    def hold(statement: str, params: list[Any]) -> None:
         try:
             with transaction.atomic(), connections["default"].cursor() as cursor:
-                cursor.execute("SELECT id FROM workers_node WHERE name = %s FOR NO KEY UPDATE",
-                               [NODE])
+                cursor.execute(statement, params)
                 held.set()
                 release.wait(10)
         finally:
             connections.close_all()
 
-    held = threading.Event()
-
-    def start() -> threading.Event:
-        holders.append(threading.Thread(target=hold))
+    def start(statement: str, params: list[Any]) -> threading.Event:
+        holders.append(threading.Thread(target=hold, args=(statement, params)))
         holders[0].start()
         assert held.wait(10)
         return release
@@ -159,6 +157,22 @@ def hold_node_row(node):
     release.set()
     for holder in holders:
         holder.join(10)
+
+
+@pytest.fixture
+def hold_node_row(hold_row):
+    """PostgreSQL: another transaction holds the node's row, as a claim that may grow what
+    the node holds does until it commits; set the returned event to let it go."""
+    return lambda: hold_row("SELECT id FROM workers_node WHERE name = %s FOR NO KEY UPDATE",
+                            [NODE])
+
+
+@pytest.fixture
+def hold_task_row(hold_row):
+    """PostgreSQL: another claim is looking at a queued task: its candidate row is locked
+    (FOR UPDATE, which every other claim's SKIP LOCKED passes over) until it commits."""
+    return lambda task_id: hold_row("SELECT id FROM workers_task WHERE id = %s FOR UPDATE",
+                                    [task_id])
 
 
 def hand_over_in_thread(token: ClaimedTask) -> tuple[threading.Thread, dict[str, object]]:
@@ -276,6 +290,12 @@ def test_an_idle_node_takes_a_task_larger_than_its_whole_budget_alone(pool):
     assert claimed(pool[1]).id == small.pk
 
 
+def starve(settings: Any, blocked: Task) -> None:
+    """It has waited past the starvation bound."""
+    settings.CRUCIBLE = dataclasses.replace(settings.CRUCIBLE, memory_starvation_s=60.0)
+    Task.objects.filter(pk=blocked.pk).update(created_at=timezone.now() - timedelta(seconds=61))
+
+
 def test_a_task_waiting_past_the_starvation_bound_is_no_longer_overtaken(settings, pool):
     running = sized(600)
     claim(pool[0])
@@ -284,13 +304,44 @@ def test_a_task_waiting_past_the_starvation_bound_is_no_longer_overtaken(setting
     queue.succeed(claim_of(small.pk), 3, ok())
 
     later = sized(300)
-    settings.CRUCIBLE = dataclasses.replace(settings.CRUCIBLE, memory_starvation_s=60.0)
-    Task.objects.filter(pk=blocked.pk).update(created_at=timezone.now() - timedelta(seconds=61))
+    starve(settings, blocked)
 
     assert claim(pool[1]) is None, "the smaller task behind it waits now"
     queue.succeed(claim_of(running.pk), 3, ok())
     assert claimed(pool[1]).id == blocked.pk
     assert task(later.pk).state == TaskState.QUEUED
+
+
+def test_a_starved_task_another_claim_is_looking_at_still_stops_the_tasks_behind_it(
+        settings, pool, hold_task_row):
+    """A claim locks the row it looks at and the others pass over locked rows: a claim
+    made meanwhile must not take what waits behind the starved task."""
+    sized(600)
+    claim(pool[0])
+    blocked, small = sized(800), sized(300)
+    starve(settings, blocked)
+    release = hold_task_row(blocked.pk)
+
+    assert claim(pool[1]) is None, "the smaller task behind it waits"
+    release.set()
+    assert task(small.pk).state == TaskState.QUEUED
+
+
+def test_a_hand_over_does_not_pass_a_starved_task_another_claim_is_looking_at(
+        settings, pool, hold_task_row):
+    sized(600)
+    claim(pool[0])
+    sized(300)
+    token = claimed(pool[1])  # taken before the larger task had waited long
+    blocked, small = sized(800), sized(300)
+    starve(settings, blocked)
+    release = hold_task_row(blocked.pk)
+
+    following = queue.succeed_and_claim(token, 3, ok(), ["default"])
+
+    assert following is None, "the smaller task behind it waits"
+    release.set()
+    assert task(small.pk).state == TaskState.QUEUED
 
 
 def test_an_idle_node_short_of_memory_for_now_waits_for_it(pool):

@@ -9,6 +9,7 @@ analysed the table again (after a tenth of its rows had changed).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -21,9 +22,10 @@ from .helpers import enqueue_many
 pytestmark = pytest.mark.django_db(transaction=True)
 
 # the parameters' types, as the worker binds them; their values do not change a generic plan
-CLAIM_ARGS = "('node', 1, 60, 'default', 600, 'default')"
+CLAIM_ARGS = "('node', 1, 60, 'default', 600, 'default', 'default', 600, 'default', 600)"
 SUCCEED_AND_CLAIM_ARGS = ("('null', 0, 0, 1, 1, 1, 1, 1, 1, 'worker 1', now(), 0, '', NULL,"
-                          " 'node', 'default', 600, 'default', 1, 60)")
+                          " 'node', 'default', 600, 'default', 'default', 600, 'default', 600,"
+                          " 1, 60)")
 
 
 @pytest.fixture
@@ -53,16 +55,25 @@ def generic_plan(sql: str, args: str) -> str:
     return "\n".join(row[0] for row in rows)
 
 
-def candidate_scans(plan: str) -> list[str]:
-    return [line.strip() for line in plan.splitlines() if "on workers_task t " in line]
+def task_scans(plan: str) -> list[tuple[str, str]]:
+    """Each scan of the claim's queued rows (aliases t, t_1, ...), and the line below it."""
+    lines = [line.strip() for line in plan.splitlines()]
+    return [(line, below) for line, below in zip(lines, [*lines[1:], ""], strict=True)
+            if re.search(r" on workers_task t(_\d+)? ", line)]
 
 
 @pytest.mark.parametrize("statement", ["claim", "success and claim"])
 def test_the_claim_walks_its_index_when_the_statistics_saw_no_queued_task(stale_statistics,
                                                                           statement):
+    """The candidate walks the claim index; the look for a starved task ahead of it (past
+    which the candidate's SKIP LOCKED may have gone) reads index ranges bounded by it."""
     sql, args = ((claim._sql("postgresql", 1), CLAIM_ARGS) if statement == "claim" else
                  (claim._succeed_and_claim_sql(1), SUCCEED_AND_CLAIM_ARGS))
 
-    scans = candidate_scans(generic_plan(sql, args))
+    scans = task_scans(generic_plan(sql, args))
 
-    assert scans and all("using task_claim_idx" in scan for scan in scans), scans
+    candidate = [scan for scan, below in scans if "c." not in below]
+    ahead = [(scan, below) for scan, below in scans if "c." in below]
+    assert len(candidate) == 1 and "using task_claim_idx" in candidate[0], scans
+    assert len(ahead) == 2 and all(scan.startswith("->  Index Scan")
+                                   and below.startswith("Index Cond:") for scan, below in ahead)

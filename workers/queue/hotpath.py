@@ -204,10 +204,38 @@ def _candidate(vendor: str, queue_count: int, *, handing_over: bool = False) -> 
         small = ", t.memory_estimate_mb <= n.done_mb AND t.cpus <= n.done_cpus AS small"
         join = "CROSS JOIN n"
     return (
-        f"SELECT t.id, {FITS} AS fits{small} FROM {table} AS t {join}"
+        f"SELECT t.id, t.priority, {FITS} AS fits{small} FROM {table} AS t {join}"
         f" WHERE {due} AND ({FITS} OR ({starved} AND {CAN_FIT}))"
         f" ORDER BY t.priority DESC, t.id ASC LIMIT {limit}{lock}"
     )
+
+
+def _starved_ahead(queue_count: int) -> str:
+    """PostgreSQL: whether a task that has waited too long, and could fit the node, is
+    due ahead of candidate ``c`` (its ``%s``, twice: the worker's queues and the
+    starvation bound; ``_starved_ahead_params``).
+
+    The candidate's SKIP LOCKED passes over the rows other claims are looking at, a
+    starved task among them: the claim then stops at it all the same. Read without a
+    lock, this sees it still queued. Only the rows ahead of the candidate are read, in
+    two ranges of the claim index (higher priorities; the same one, earlier): the locked
+    rows, and those that neither fit nor waited long, which the candidate read too.
+    """
+    table = connection.ops.quote_name(Task._meta.db_table)
+    open_queues, _ = _open_queues(queue_count)  # a paused queue's candidate is none
+    now, _ = _clock("postgresql")
+    waited = (f"t.state = '{QUEUED}' AND {open_queues}"
+              f" AND (t.run_after IS NULL OR t.run_after <= {now})"
+              f" AND COALESCE(t.run_after, t.created_at) <= {_starved_before('postgresql')}"
+              f" AND {CAN_FIT}")
+    return " OR ".join(
+        f"(SELECT TRUE FROM {table} AS t LEFT JOIN n ON TRUE WHERE {ahead} AND {waited}"
+        " ORDER BY t.priority DESC, t.id ASC LIMIT 1) IS NOT NULL"
+        for ahead in ("t.priority > c.priority", "t.priority = c.priority AND t.id < c.id"))
+
+
+def _starved_ahead_params(queues: list[str], starvation: float) -> list[Any]:
+    return [*queues, starvation] * 2
 
 
 def _claim_update(vendor: str, chosen: str) -> str:
@@ -230,7 +258,8 @@ def _claim_update(vendor: str, chosen: str) -> str:
 
 @functools.cache
 def _sql(vendor: str, queue_count: int) -> str:
-    chosen = f"SELECT c.id FROM ({_candidate(vendor, queue_count)}) AS c WHERE c.fits"
+    clear = f" AND NOT ({_starved_ahead(queue_count)})" if vendor == "postgresql" else ""
+    chosen = f"SELECT c.id FROM ({_candidate(vendor, queue_count)}) AS c WHERE c.fits{clear}"
     return f"WITH {_node_cte()} {_claim_update(vendor, chosen)}"
 
 
@@ -265,7 +294,8 @@ def _claim_params(db: BaseDatabaseWrapper, worker_id: int, queues: list[str],
                   lease_ttl: float, now: datetime, *, node: str) -> list[Any]:
     starvation = conf.get().memory_starvation_s
     if db.vendor == "postgresql":
-        return [node, worker_id, lease_ttl, *queues, starvation, *_limit_params(queues)]
+        return [node, worker_id, lease_ttl, *queues, starvation, *_limit_params(queues),
+                *_starved_ahead_params(queues, starvation)]
     adapt = db.ops.adapt_datetimefield_value
     at = adapt(now)
     return [node, worker_id, adapt(now + timedelta(seconds=lease_ttl)), at, at, *queues, at,
@@ -482,7 +512,7 @@ def _attempt_params(token: ClaimedTask, finished: Any, peak: int | None,
 @functools.cache
 def _succeed_and_claim_sql(queue_count: int) -> str:
     attempt_table = connection.ops.quote_name(TaskAttempt._meta.db_table)
-    chosen = "SELECT id FROM candidate WHERE fits AND small"
+    chosen = "SELECT id FROM checked WHERE fits AND small AND clear"
     return (
         f"WITH done AS ({_success_sql('postgresql', without_dependents=True)}),"
         f" logged AS (INSERT INTO {attempt_table} ({ATTEMPT_COLUMNS})"
@@ -491,9 +521,11 @@ def _succeed_and_claim_sql(queue_count: int) -> str:
         " RETURNING task_id),"
         f" {_node_cte(after_done=True)},"
         f" candidate AS ({_candidate('postgresql', queue_count, handing_over=True)}),"
+        " checked AS (SELECT c.id, c.fits, c.small,"
+        f" NOT ({_starved_ahead(queue_count)}) AS clear FROM candidate AS c),"
         f" next AS ({_claim_update('postgresql', chosen)})"
         " SELECT (SELECT count(*) FROM logged),"
-        " (SELECT count(*) FROM candidate WHERE fits AND NOT small),"
+        " (SELECT count(*) FROM checked WHERE fits AND NOT (small AND clear)),"
         f" {PG_COLUMNS} FROM (SELECT 1) AS one LEFT JOIN next ON true"
     )
 
@@ -580,12 +612,13 @@ def succeed_and_claim_pg(done: Handover) -> tuple[bool, ClaimedTask | None]:
     db = _db()
     adapt = db.ops.adapt_datetimefield_value
     token, queues = done.token, done.queues
+    starvation = conf.get().memory_starvation_s
     params = [
         *_success_params(token, done.payload, done.peak),
         token.id, token.attempt, token.worker_id, f"worker {token.worker_id}",
         adapt(token.started_at), done.peak, done.log_tail, conf.get().memory_limit_mb or None,
-        done.node, *queues, conf.get().memory_starvation_s, *_limit_params(queues),
-        token.worker_id, done.lease_ttl,
+        done.node, *queues, starvation, *_limit_params(queues),
+        *_starved_ahead_params(queues, starvation), token.worker_id, done.lease_ttl,
     ]
     with hot_cursor(db) as cursor:
         cursor.execute(_succeed_and_claim_sql(len(queues)), params)
