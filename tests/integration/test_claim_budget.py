@@ -344,6 +344,18 @@ def test_a_hand_over_does_not_pass_a_starved_task_another_claim_is_looking_at(
     assert task(small.pk).state == TaskState.QUEUED
 
 
+def test_a_long_waiting_task_that_fits_and_another_claim_holds_stops_no_one(settings, pool,
+                                                                           hold_task_row):
+    """A backlog older than the starvation bound is all starved: the head another claim
+    holds fits, so that claim takes it, and this one the next."""
+    held, following = sized(300), sized(300)
+    starve(settings, held)
+    release = hold_task_row(held.pk)
+
+    assert claimed(pool[0]).id == following.pk
+    release.set()
+
+
 def test_an_idle_node_short_of_memory_for_now_waits_for_it(pool):
     Node.objects.filter(name=NODE).update(memory_mb=500, ceiling_mb=1000)  # others use memory
     job = sized(800)

@@ -210,28 +210,37 @@ def _candidate(vendor: str, queue_count: int, *, handing_over: bool = False) -> 
     )
 
 
-def _starved_ahead(queue_count: int) -> str:
-    """PostgreSQL: whether a task that has waited too long, and could fit the node, is
-    due ahead of candidate ``c`` (its ``%s``, twice: the worker's queues and the
-    starvation bound; ``_starved_ahead_params``).
+# How many rows at the head of the queue a claim reads, without locks, when its candidate
+# is not the first: more than the claims that can hold a row there at one moment.
+PASSED_LOOK = 32
 
-    The candidate's SKIP LOCKED passes over the rows other claims are looking at, a
-    starved task among them: the claim then stops at it all the same. Read without a
-    lock, this sees it still queued. Only the rows ahead of the candidate are read, in
-    two ranges of the claim index (higher priorities; the same one, earlier): the locked
-    rows, and those that neither fit nor waited long, which the candidate read too.
+
+def _starved_ahead(queue_count: int) -> str:
+    """PostgreSQL: whether a task that has waited too long, and does not fit now, is due
+    ahead of candidate ``c`` (its ``%s``, twice: the worker's queues and the starvation
+    bound; ``_starved_ahead_params``).
+
+    The candidate's SKIP LOCKED passes over the rows other claims are looking at, and a
+    claim that stopped at a starved task holds it locked until it commits: a claim made
+    meanwhile would take a smaller task behind it. So the head of the queue is read
+    again without locks (the candidate's walk of the claim index): when the candidate is
+    not its first row, the first PASSED_LOOK rows are looked at for a starved one ahead.
+    A starved task that fits now is not waited for: the claim holding it takes it (or,
+    handing over to it from a smaller task, claims it next under the node's lock).
     """
     table = connection.ops.quote_name(Task._meta.db_table)
-    open_queues, _ = _open_queues(queue_count)  # a paused queue's candidate is none
-    now, _ = _clock("postgresql")
-    waited = (f"t.state = '{QUEUED}' AND {open_queues}"
-              f" AND (t.run_after IS NULL OR t.run_after <= {now})"
-              f" AND COALESCE(t.run_after, t.created_at) <= {_starved_before('postgresql')}"
-              f" AND {CAN_FIT}")
-    return " OR ".join(
-        f"(SELECT TRUE FROM {table} AS t LEFT JOIN n ON TRUE WHERE {ahead} AND {waited}"
-        " ORDER BY t.priority DESC, t.id ASC LIMIT 1) IS NOT NULL"
-        for ahead in ("t.priority > c.priority", "t.priority = c.priority AND t.id < c.id"))
+    due, _ = _due("postgresql", queue_count)  # a paused queue's candidate is none
+    starved = f"COALESCE(t.run_after, t.created_at) <= {_starved_before('postgresql')}"
+    head = (f"FROM {table} AS t LEFT JOIN n ON TRUE"
+            f" WHERE {due} AND ({FITS} OR ({starved} AND {CAN_FIT}))"
+            " ORDER BY t.priority DESC, t.id ASC")
+    first = f"SELECT t.id {head} LIMIT 1"
+    looked = f"SELECT t.id, t.priority, NOT {FITS} AS waits {head} LIMIT {PASSED_LOOK}"
+    return (
+        f"CASE WHEN c.id = ({first}) THEN FALSE ELSE EXISTS (SELECT 1 FROM ({looked}) AS a"
+        " WHERE a.waits AND (a.priority > c.priority OR a.priority = c.priority AND a.id < c.id))"
+        " END"
+    )
 
 
 def _starved_ahead_params(queues: list[str], starvation: float) -> list[Any]:
