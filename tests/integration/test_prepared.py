@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from workers import queue
 from workers.models import Task, Worker
@@ -86,3 +86,51 @@ def test_turned_off_nothing_is_prepared(crucible, settings):
 
     assert Task.objects.get(pk=done[0]).result == "plain"
     assert _prepared_claims() == 0
+
+
+def _claim_plans() -> tuple[int, int]:
+    """(generic, custom) plans the claims prepared on this session have run with."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COALESCE(sum(generic_plans), 0), COALESCE(sum(custom_plans), 0)"
+                       " FROM pg_prepared_statements WHERE statement LIKE %s", ["%SKIP LOCKED%"])
+        row = cursor.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def _plan_cache_mode() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW plan_cache_mode")
+        row = cursor.fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_each_claim_runs_the_plan_made_once_not_a_new_one(crucible):
+    """PostgreSQL made a custom plan at every call (it estimated the generic one dearer),
+    and planning cost more than running the claim."""
+    connection.close()  # a fresh session
+    for n in range(8):
+        enqueue("add", n, 1)
+    worker = Worker.objects.create(node="a")
+
+    _drain(worker, list(range(8)))
+
+    generic, custom = _claim_plans()
+    assert custom == 0 and generic >= 8, (generic, custom)
+
+
+def test_the_plan_setting_waits_for_a_call_outside_a_transaction(crucible):
+    """Set inside a transaction, a rollback would undo it while the worker believed it set."""
+    enqueue("add", 1, 1)
+    enqueue("add", 2, 2)
+    worker = Worker.objects.create(node="a")
+    connection.close()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        assert queue.claim_next(worker.pk, ["default"]) is not None
+        raise RuntimeError("rolled back")
+    assert _plan_cache_mode() == "auto"
+
+    assert queue.claim_next(worker.pk, ["default"]) is not None
+
+    assert _plan_cache_mode() == "force_generic_plan"
