@@ -18,7 +18,8 @@ needs more, that statement records the success only, and the locked claim follow
 
 A task that does not fit is passed over, and a smaller one behind it may run; once a
 passed-over task has waited WORKER_MEMORY_STARVATION_S (since it was due) and could fit
-this node when emptier, the claim stops at it: nothing behind it starts here until it does.
+this node when emptier, the claim stops at it: nothing behind it starts here until it does
+(on PostgreSQL also when another claim holds it locked: ``_starved_ahead``).
 A task larger than the most a node can ever budget (a forced submission, or a default
 estimate above a small machine) runs there only when nothing else does.
 """
