@@ -44,6 +44,7 @@ from .. import conf
 from ..models import Node, PausedQueue, Task, TaskAttempt
 from ..states import TASK_TRANSITIONS, TaskState, moves
 from .clock import parse, sql_later, sql_now
+from .turn import write_turn
 
 QUEUED, RUNNING, SUCCEEDED = (
     TaskState.QUEUED.value, TaskState.RUNNING.value, TaskState.SUCCEEDED.value
@@ -590,7 +591,7 @@ def succeed_and_claim_sqlite(done: Handover) -> tuple[bool, ClaimedTask | None]:
     attempt_sql, claim_sql = qmark(_attempt_sql()), qmark(_sql("sqlite", len(done.queues)))
     raw = db.connection
     row = None
-    with db.wrap_database_errors:
+    with db.wrap_database_errors, write_turn():
         cursor = raw.cursor()
         try:
             cursor.execute("BEGIN IMMEDIATE")
