@@ -174,6 +174,24 @@ def test_a_range_ends_with_its_bucket_in_progress_from_its_minutes(tasks: None) 
     assert data.depth["running"][-1] == 1.0
 
 
+def test_the_bucket_that_just_ended_shows_before_the_sampler_rolls_it_up() -> None:
+    """Just after 12:00 the sampler has written the minutes up to 11:58 only (a minute is
+    counted SETTLE seconds after it ends), so the 11:45 quarter and 11:00 hour are not
+    rolled up yet: they are added up from their minutes, as the bucket in progress is."""
+    just_after = at("12:00:03")
+    worker = Worker.objects.create(node="n")
+    Heartbeat.objects.create(worker=worker, at=at("11:58:10"), rss_bytes=5, cpu_percent=50.0)
+    finished(at("11:58:03"), TaskState.FAILED)
+    sampling.sample(just_after)
+    assert not QueueSample.objects.filter(span=900, bucket=epoch("11:45:00")).exists()
+
+    for name, bucket in (("day", "11:45:00"), ("week", "11:00:00")):
+        data = series.chart_data(name, now=just_after)
+        i = data.buckets.index(epoch(bucket))
+        assert data.failed[i] == 1, name
+        assert [w.rss_peak_bytes[i] for w in data.workers] == [5], name
+
+
 def test_the_week_reads_a_bounded_number_of_rows_in_five_queries(tasks: None) -> None:
     sampling.sample(NOW)
     with CaptureQueriesContext(connection) as queries:

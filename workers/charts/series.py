@@ -2,7 +2,8 @@
 
 The last hour is read in minutes, the last day in quarter hours, the last week in hours:
 at most 168 rows per series. A range ends with the bucket in progress, added up from its
-minutes (at most 60 rows per series); the last hour ends with the last minute sampled.
+minutes, as is the bucket before it until the sampler has rolled it up (at most 120 rows
+per series); the last hour ends with the last minute sampled.
 """
 
 from __future__ import annotations
@@ -105,12 +106,21 @@ def chart_data(
     return data
 
 
+def _unrolled(span: int, first: int, end: int) -> int:
+    """The first bucket a range adds up from its minutes: the one in progress, and the one
+    before it, which the sampler rolls up only once its last minute is written (SETTLE
+    seconds after it ends), and on its next run. A rolled-up row, once there, wins."""
+    return max(first, end - span)
+
+
 def _queue_rows(span: int, first: int, end: int, queue: str | None) -> dict[tuple[str, int], Any]:
     names = [ALL_QUEUES] if queue is None else [ALL_QUEUES, queue]
-    rows = list(QueueSample.objects.filter(span=span, queue__in=names, bucket__gte=first))
-    if span > MINUTE:  # the bucket in progress, from its minutes
-        minutes = QueueSample.objects.filter(span=MINUTE, queue__in=names, bucket__gte=end)
+    rows: list[QueueSample] = []
+    if span > MINUTE:
+        minutes = QueueSample.objects.filter(span=MINUTE, queue__in=names,
+                                             bucket__gte=_unrolled(span, first, end))
         rows += combine_queues(minutes, span)
+    rows += QueueSample.objects.filter(span=span, queue__in=names, bucket__gte=first)
     return {(row.queue, row.bucket): row for row in rows}
 
 
@@ -152,13 +162,12 @@ WorkerRow = tuple[int, int, Number, Number]  # worker, bucket, peak memory, mean
 
 def _worker_series(span: int, first: int, end: int, buckets: list[int]) -> list[WorkerSeries]:
     """Plain tuples, not model instances: a week of 64 workers is 10,752 rows."""
-    rows: list[WorkerRow] = list(
-        WorkerSample.objects.filter(span=span, bucket__gte=first).values_list(
-            "worker_id", "bucket", "rss_peak_bytes", "cpu_percent"
-        )
+    rows: list[WorkerRow] = []
+    if span > MINUTE:  # first: a rolled-up row of the same bucket is written over them
+        rows += _workers_unrolled(_unrolled(span, first, end), span)
+    rows += WorkerSample.objects.filter(span=span, bucket__gte=first).values_list(
+        "worker_id", "bucket", "rss_peak_bytes", "cpu_percent"
     )
-    if span > MINUTE:
-        rows += _workers_in_progress(end, span)
     workers: dict[int, WorkerSeries] = {}
     for worker_id, bucket, peak, cpu in rows:
         series = workers.get(worker_id)
@@ -172,10 +181,11 @@ def _worker_series(span: int, first: int, end: int, buckets: list[int]) -> list[
     return [workers[key] for key in sorted(workers)]
 
 
-def _workers_in_progress(bucket: int, span: int) -> list[WorkerRow]:
-    """The bucket in progress from its minutes, added up by the database: a row per worker."""
-    minutes = WorkerSample.objects.filter(span=MINUTE, bucket__gte=bucket)
-    return [(row["worker_id"], bucket, row["peak"], round(row["cpu"] / row["beats"], 1))
+def _workers_unrolled(since: int, span: int) -> list[WorkerRow]:
+    """The buckets from ``since`` from their minutes, added up by the database: a row per
+    worker and bucket."""
+    minutes = WorkerSample.objects.filter(span=MINUTE, bucket__gte=since)
+    return [(row["worker_id"], row["start"], row["peak"], round(row["cpu"] / row["beats"], 1))
             for row in worker_totals(minutes, span)]
 
 
