@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psutil
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q
 
 from .. import conf, queue
@@ -31,6 +31,9 @@ ABORT_GRACE = 3.0
 PRUNE_EVERY = 60.0
 SAMPLE_EVERY = 20.0  # a minute's chart sample is written within this long of its end
 LEARN_EVERY = 5.0  # finished attempts' peaks reach their functions' estimates within this
+# SQLite: a commit reaches the disk within this long (synchronous=NORMAL syncs the log at
+# checkpoints, and the log is checkpointed on its own only once it is large: settings.py)
+CHECKPOINT_EVERY = 5.0
 
 
 @dataclass
@@ -66,8 +69,9 @@ def maybe_tick() -> TickReport | None:
 
     Every interval: this node's workers (startup timeouts, vanished processes, overdue
     aborts). Every tenth of a lease, at least once an interval: tasks whose lease ended or
-    whose worker ended without them. Once a minute, across nodes: pruning. An idle pool
-    costs the database about one statement per node and interval.
+    whose worker ended without them. Once a minute, across nodes: pruning. Every
+    CHECKPOINT_EVERY on SQLite: a checkpoint. An idle pool costs the database about one
+    statement per node and interval.
     """
     settings = conf.get()
     if not stamps.take_turn("tick", settings.tick_interval * 0.9):
@@ -78,12 +82,23 @@ def maybe_tick() -> TickReport | None:
         prune=stamps.take_turn("prune", PRUNE_EVERY),
         sample=stamps.take_turn("sample", SAMPLE_EVERY),
         learn=stamps.take_turn("learn", max(settings.tick_interval, LEARN_EVERY) * 0.9),
+        checkpoint=connection.vendor == "sqlite" and stamps.take_turn("checkpoint",
+                                                                      CHECKPOINT_EVERY),
     )
 
 
+def _checkpoint() -> None:
+    """SQLite: copy the log's commits into the database and sync both, without waiting
+    for readers or writers (what a reader still needs stays in the log for the next)."""
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
 def tick(*, leases: bool = True, prune: bool = True, sample: bool = True,
-         learn: bool = True) -> TickReport:
+         learn: bool = True, checkpoint: bool = False) -> TickReport:
     report = TickReport()
+    if checkpoint:
+        _checkpoint()
     live_here = _local_workers(report)
     if leases or report.gone or report.killed or report.timed_out:
         report.reclaimed += queue.reclaim_expired_leases(live_here)
