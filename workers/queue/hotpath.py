@@ -183,6 +183,11 @@ def _starved_before(vendor: str) -> str:
     return "%s"
 
 
+def _waited_too_long(vendor: str) -> str:
+    """Whether task ``t`` became due before ``_starved_before``."""
+    return f"COALESCE(t.run_after, t.created_at) <= {_starved_before(vendor)}"
+
+
 def _due(vendor: str, queue_count: int) -> tuple[str, str]:
     """Whether task ``t`` is due in one of the worker's open queues, and the LIMIT that
     leaves a paused queue out (``_open_queues``)."""
@@ -200,7 +205,7 @@ def _candidate(vendor: str, queue_count: int, *, handing_over: bool = False) -> 
     table = connection.ops.quote_name(Task._meta.db_table)
     due, limit = _due(vendor, queue_count)
     lock = " FOR UPDATE OF t SKIP LOCKED" if vendor == "postgresql" else ""
-    starved = f"COALESCE(t.run_after, t.created_at) <= {_starved_before(vendor)}"
+    starved = _waited_too_long(vendor)
     small, join = "", "LEFT JOIN n ON TRUE"  # no node row: nothing is accounted
     if handing_over:  # n has a row only once the success is recorded
         small = ", t.memory_estimate_mb <= n.done_mb AND t.cpus <= n.done_cpus AS small"
@@ -232,7 +237,7 @@ def _starved_ahead(queue_count: int) -> str:
     """
     table = connection.ops.quote_name(Task._meta.db_table)
     due, _ = _due("postgresql", queue_count)  # a paused queue's candidate is none
-    starved = f"COALESCE(t.run_after, t.created_at) <= {_starved_before('postgresql')}"
+    starved = _waited_too_long("postgresql")
     head = (f"FROM {table} AS t LEFT JOIN n ON TRUE"
             f" WHERE {due} AND ({FITS} OR ({starved} AND {CAN_FIT}))"
             " ORDER BY t.priority DESC, t.id ASC")
