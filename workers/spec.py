@@ -126,15 +126,29 @@ def validate(spec: TaskSpec) -> tuple[str, str]:
     return check_arguments(spec.func_path, spec.args, spec.kwargs)
 
 
-def check_arguments(func_path: str, args: object, kwargs: object) -> tuple[str, str]:
+type Shape = tuple[int, tuple[str, ...]]  # how many arguments, which keywords
+
+
+def check_arguments(func_path: str, args: object, kwargs: object,
+                    fitting: set[Shape] | None = None) -> tuple[str, str]:
     """Refuse arguments that are not JSON or that the function cannot take; their JSON
-    texts (as stored) otherwise."""
+    texts (as stored) otherwise.
+
+    ``fitting``, for many calls of one function (``enqueue_many``): the shapes of call
+    found to fit it so far. Whether a call binds depends on its shape only, and binding
+    each of 5,000 calls was a third of their bulk enqueue."""
     if not isinstance(args, list):
         raise InvalidTaskSpec("args", "must be a JSON array")
     if not isinstance(kwargs, dict):
         raise InvalidTaskSpec("kwargs", "must be a JSON object")
     texts = _json("args", args), _json("kwargs", kwargs)
-    _check_call(func_path, args, kwargs)
+    if fitting is None:
+        _check_call(func_path, args, kwargs)
+        return texts
+    shape = (len(args), tuple(kwargs))
+    if shape not in fitting:
+        _check_call(func_path, args, kwargs)
+        fitting.add(shape)
     return texts
 
 

@@ -73,6 +73,9 @@ def test_many_calls_of_one_function_are_checked_each_and_estimated_by_their_scal
         ("sweep", 4, 900, enqueued_at)}
     with pytest.raises(InvalidTaskSpec, match=r"^tasks\[1\]\.args: do not match add\(a, b\)"):
         queue.enqueue_calls(template, [([1], {"b": 2}), ([1], {"c": 2})])
+    with pytest.raises(InvalidTaskSpec, match=r"^tasks\[2\]\.kwargs: do not match add"):
+        # a shape that fitted is bound once; one more keyword is another shape
+        queue.enqueue_calls(template, [([1], {"b": 2}), ([7], {"b": 3}), ([1], {"b": 2, "c": 1})])
     with pytest.raises(InvalidTaskSpec, match=r"^tasks\[0\]\.args: must be JSON"):
         queue.enqueue_calls(template, [([float("nan")], {"b": 2})])
     assert Task.objects.count() == 3, "a refused call writes nothing"

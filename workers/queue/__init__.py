@@ -33,7 +33,7 @@ from .. import conf, storable
 from ..exceptions import InvalidTaskSpec, LostAttempt, TaskNotFound
 from ..models import PausedQueue, Task, TaskAttempt, TaskQuerySet, Worker
 from ..pool import budget, estimates, learning, memory_retry
-from ..spec import TaskSpec, check_arguments, resolve, validate, validate_options
+from ..spec import Shape, TaskSpec, check_arguments, resolve, validate, validate_options
 from ..states import TASK_TRANSITIONS, Outcome, TaskState, WorkerState, move, moves
 from . import clock, dependencies, doorbell, inserting
 from . import hotpath as claim_module
@@ -106,10 +106,11 @@ def enqueue_calls(template: TaskSpec, calls: Sequence[tuple[list[Any], dict[str,
     the moment they were enqueued."""
     _validate_options(template)
     known: MemoryByCall = {}  # a call's estimate depends on its scale
+    fitting: set[Shape] = set()  # whether a call binds depends on its shape only
     texts, memory = [], []
     for index, (args, kwargs) in enumerate(calls):
         try:
-            texts.append(check_arguments(template.func_path, args, kwargs))
+            texts.append(check_arguments(template.func_path, args, kwargs, fitting))
             memory.append(memory_fields_once(template, known, kwargs))
         except InvalidTaskSpec as exc:
             raise type(exc)(f"tasks[{index}].{exc.field}", exc.message) from exc
