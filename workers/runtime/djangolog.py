@@ -4,8 +4,9 @@ SUCCESSFUL or FAILED), logged by its ``django.tasks`` logger in the executor.
 They belong in the worker's log, not in the attempt's output, which holds what the task
 itself wrote: the executor hands them to the supervisor as messages, which logs them under
 the same logger. A no-op ``@task`` then writes no attempt log at all, and the supervisor
-reads no output pipe for it. The line that starts an attempt is sent at once; the ones
-after the task's body has ended ride in the attempt's reply.
+reads no output pipe for it. The line that starts an attempt is sent at once, unless the
+function's last run in this executor was short (``executor.SHORT_TASK``): then it rides
+in the attempt's reply with the ones after the task's body has ended.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, Pipe
 from typing import Any
 
@@ -131,10 +131,18 @@ def _log_to_stderr() -> None:
 @dataclass(slots=True)
 class _Between:
     """What the executor keeps between tasks: its size at start (what it may grow from),
-    and whether the last task raised its high-water mark."""
+    whether the last task raised its high-water mark, and the functions whose last run
+    here was short."""
 
     base_rss: int
     raised: bool = True
+    short: set[str] = field(default_factory=set)
+
+
+# A task of a function whose last run in this executor took less than this: Django's line
+# that starts its attempt rides in the reply with the others, instead of a message of its
+# own, which woke the supervisor once more for every short @task.
+SHORT_TASK = 0.05
 
 
 def _serve(conn: Connection) -> None:
@@ -222,8 +230,11 @@ def _run(conn: Connection, message: dict[str, Any], state: _Between) -> dict[str
     before = _reset_peak(state)
     children_before = _children_peak()
     reply: dict[str, Any]
+    func_path = task["func_path"]
+    djangolog.relay.holding = func_path in state.short
+    began = time.monotonic()
     try:
-        value = _call(task["func_path"], task["args"], task["kwargs"], task.get("row"))
+        value = _call(func_path, task["args"], task["kwargs"], task.get("row"))
         reply = {"ok": True, "value": value}
     except BaseException as exc:  # noqa: BLE001 - any failure of task code is recorded
         reply = _failure(exc)
@@ -232,6 +243,10 @@ def _run(conn: Connection, message: dict[str, Any], state: _Between) -> dict[str
         context.activate(None)
         sys.stdout.flush()
         sys.stderr.flush()
+    if time.monotonic() - began < SHORT_TASK:
+        state.short.add(func_path)
+    else:
+        state.short.discard(func_path)
     children_after = _children_peak()
     peak = _own_peak()
     state.raised = peak > before + PEAK_SLACK
