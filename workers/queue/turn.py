@@ -84,7 +84,8 @@ def _wait(fd: int) -> bool:
     finally:
         _ARMED[0] = False
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        # None: a handler not set from Python, which cannot be set again from it
+        signal.signal(signal.SIGALRM, signal.SIG_DFL if previous is None else previous)
         if pending:
             left = max(pending - (time.monotonic() - began), 0.001)
             signal.setitimer(signal.ITIMER_REAL, left, interval)
