@@ -19,6 +19,7 @@ from tests.tcp_proxy import TcpProxy
 from tests.testapp.models import Execution
 from workers import queue
 from workers.models import Task
+from workers.queue.doorbell import Doorbell
 from workers.spec import TaskSpec
 from workers.states import TaskState
 
@@ -111,6 +112,19 @@ def _succeeded(task_id: int) -> bool:
 
 def _idle_marks(runtime_dir: Path) -> int:
     return sum(1 for path in (runtime_dir / "bell").glob("idle-*"))
+
+
+def test_a_worker_marks_itself_idle_only_where_the_marks_are_read(crucible, runtime_dir):
+    """SQLite rings one idle worker, found by its mark; PostgreSQL's NOTIFY wakes every
+    worker of the queue, so a mark there would be file writes on the way to each pickup."""
+    bell = Doorbell(999998)
+    bell.idle(["default"])
+    marks = _idle_marks(runtime_dir)
+    bell.busy()
+    bell.close()
+
+    assert marks == (0 if connection.vendor == "postgresql" else 1)
+    assert _idle_marks(runtime_dir) == 0
 
 
 def test_an_enqueue_wakes_one_idle_worker_not_every_one(workers, runtime_dir):

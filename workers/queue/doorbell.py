@@ -165,6 +165,10 @@ class Doorbell:
         self.directory = directory
         self.worker_id = worker_id
         self.marked: list[str] = []  # the queues it is marked idle for
+        # Marks are read where work arriving rings one idle worker: on SQLite. PostgreSQL's
+        # NOTIFY wakes every worker of a queue, and a mark was two file writes on the
+        # way to each pickup.
+        self.marks = connection.vendor != "postgresql"
         self.path = str(directory / f"{worker_id}.sock")
         with contextlib.suppress(FileNotFoundError):
             Path(self.path).unlink()
@@ -185,7 +189,7 @@ class Doorbell:
 
     def idle(self, queues: list[str]) -> None:
         """Mark this worker idle for ``queues``: work arriving there may ring it alone."""
-        if self.marked:
+        if self.marked or not self.marks:
             return
         for queue in queues:
             with contextlib.suppress(OSError):
