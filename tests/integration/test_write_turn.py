@@ -171,3 +171,13 @@ def test_a_child_forked_while_the_turn_was_held_does_not_keep_it(crucible: objec
             os.close(fd)
     finally:
         os.kill(child, signal.SIGKILL)
+
+
+def test_a_turn_whose_file_cannot_be_had_is_gone_without(token, monkeypatch):
+    """The doorbell folder unwritable (here: under a file): the write goes on without."""
+    monkeypatch.setattr(turn, "bell_dir", lambda: Path("/dev/null/bell"))
+
+    following = hand_over(token)
+
+    assert task(token.id).state == TaskState.SUCCEEDED
+    assert following is not None

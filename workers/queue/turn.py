@@ -102,11 +102,15 @@ def _take(fd: int) -> bool:
 
 @contextmanager
 def write_turn() -> Iterator[None]:
-    """Hold this database's write turn (or, after TURN_WAIT, go on without it)."""
-    fd = _turn_fd(str(bell_dir() / "write-turn"))
-    taken = _take(fd)
+    """Hold this database's write turn (or, after TURN_WAIT, go on without it; and without
+    it where its file cannot be had: SQLite's lock alone is enough to be right)."""
+    try:
+        fd: int | None = _turn_fd(str(bell_dir() / "write-turn"))
+    except OSError:
+        fd = None
+    taken = fd is not None and _take(fd)
     try:
         yield
     finally:
-        if taken:
+        if taken and fd is not None:
             fcntl.flock(fd, fcntl.LOCK_UN)
