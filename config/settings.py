@@ -105,7 +105,7 @@ POSTGRES_FAIL_FAST = {
 # SQLite copies its write-ahead log back into the database (a checkpoint, with an fsync)
 # once the log holds this many pages; SQLite's default, 1,000, made a draining worker
 # checkpoint every few hundred tasks, and each wrote the same hot pages again: 20,000 (up
-# to 80 MB of log) drained 27 % faster (bench/README). A commit is synced to disk at a
+# to 80 MB of log) drained 15-27 % faster (bench/README). A commit is synced to disk at a
 # checkpoint (synchronous=NORMAL: a process's crash loses nothing, a power cut what came
 # after the last one), so the workers' tick also checkpoints every few seconds.
 SQLITE_WAL_PAGES = 20_000
