@@ -59,7 +59,8 @@ def run(pipe: tuple[Connection, Connection], state: Any, task_id: int, func_path
     return sent, [text for _, text in reply["log"]]
 
 
-def test_a_short_tasks_start_line_rides_in_its_reply_after_its_first_run(pipe):
+def test_a_short_tasks_start_line_rides_in_its_reply_after_its_first_run(pipe, monkeypatch):
+    monkeypatch.setattr(executor, "SHORT_TASK", 10.0)  # short even on a busy machine
     state = executor._Between(base_rss=0)
 
     first_sent, first_reply = run(pipe, state, 1, SHORT, 1, 2)
@@ -74,7 +75,7 @@ def test_a_short_tasks_start_line_rides_in_its_reply_after_its_first_run(pipe):
 def test_a_function_whose_last_run_was_long_sends_its_start_line_at_once(pipe, monkeypatch):
     monkeypatch.setattr(executor, "SHORT_TASK", 0.05)
     state = executor._Between(base_rss=0)
-    run(pipe, state, 1, LONG, 0.0)  # short: its next start line would ride in the reply
+    state.short.add(LONG)  # its last run was short: its next start line would ride along
     run(pipe, state, 2, LONG, 0.1)  # long
 
     sent, reply = run(pipe, state, 3, LONG, 0.0)
