@@ -86,6 +86,7 @@ def test_turned_off_nothing_is_prepared(crucible, settings):
 
     assert Task.objects.get(pk=done[0]).result == "plain"
     assert _prepared_claims() == 0
+    assert _plan_cache_mode() == "auto", "nor is the plan setting sent (docs/operations.md)"
 
 
 def _claim_plans() -> tuple[int, int]:
