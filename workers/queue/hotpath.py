@@ -197,24 +197,31 @@ def _due(vendor: str, queue_count: int) -> tuple[str, str]:
             f" AND (t.run_after IS NULL OR t.run_after <= {now})", limit)
 
 
+def _head(vendor: str, queue_count: int, join: str = "LEFT JOIN n ON TRUE") -> str:
+    """The due tasks of the worker's queues, in claim order, that fit node ``n`` or have
+    waited so long that a claim stops at them (``FROM`` to ``ORDER BY``; no node row:
+    nothing is accounted, everything fits)."""
+    table = connection.ops.quote_name(Task._meta.db_table)
+    due, _ = _due(vendor, queue_count)
+    return (f"FROM {table} AS t {join}"
+            f" WHERE {due} AND ({FITS} OR ({_waited_too_long(vendor)} AND {CAN_FIT}))"
+            " ORDER BY t.priority DESC, t.id ASC")
+
+
 def _candidate(vendor: str, queue_count: int, *, handing_over: bool = False) -> str:
     """The first due task of the worker's queues, in claim order, that fits the node or
     has waited so long that the claim stops at it; ``fits`` tells which. ``handing_over``
     (PostgreSQL's success-and-claim): only once the success is recorded, and ``small``
     tells whether it needs no more than the task just succeeded (``done``)."""
-    table = connection.ops.quote_name(Task._meta.db_table)
-    due, limit = _due(vendor, queue_count)
+    _, limit = _due(vendor, queue_count)
     lock = " FOR UPDATE OF t SKIP LOCKED" if vendor == "postgresql" else ""
-    starved = _waited_too_long(vendor)
-    small, join = "", "LEFT JOIN n ON TRUE"  # no node row: nothing is accounted
-    if handing_over:  # n has a row only once the success is recorded
-        small = ", t.memory_estimate_mb <= n.done_mb AND t.cpus <= n.done_cpus AS small"
-        join = "CROSS JOIN n"
-    return (
-        f"SELECT t.id, t.priority, {FITS} AS fits{small} FROM {table} AS t {join}"
-        f" WHERE {due} AND ({FITS} OR ({starved} AND {CAN_FIT}))"
-        f" ORDER BY t.priority DESC, t.id ASC LIMIT {limit}{lock}"
-    )
+    if not handing_over:
+        return f"SELECT t.id, t.priority, {FITS} AS fits {_head(vendor, queue_count)}" + (
+            f" LIMIT {limit}{lock}")
+    # n has a row only once the success is recorded
+    small = "t.memory_estimate_mb <= n.done_mb AND t.cpus <= n.done_cpus AS small"
+    return (f"SELECT t.id, t.priority, {FITS} AS fits, {small}"
+            f" {_head(vendor, queue_count, 'CROSS JOIN n')} LIMIT {limit}{lock}")
 
 
 # How many rows at the head of the queue a claim reads, without locks, when its candidate
@@ -235,12 +242,7 @@ def _starved_ahead(queue_count: int) -> str:
     A starved task that fits now is not waited for: the claim holding it takes it (or,
     handing over to it from a smaller task, claims it next under the node's lock).
     """
-    table = connection.ops.quote_name(Task._meta.db_table)
-    due, _ = _due("postgresql", queue_count)  # a paused queue's candidate is none
-    starved = _waited_too_long("postgresql")
-    head = (f"FROM {table} AS t LEFT JOIN n ON TRUE"
-            f" WHERE {due} AND ({FITS} OR ({starved} AND {CAN_FIT}))"
-            " ORDER BY t.priority DESC, t.id ASC")
+    head = _head("postgresql", queue_count)  # a paused queue's candidate is none
     first = f"SELECT t.id {head} LIMIT 1"
     looked = f"SELECT t.id, t.priority, NOT {FITS} AS waits {head} LIMIT {PASSED_LOOK}"
     return (
