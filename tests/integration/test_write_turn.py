@@ -176,6 +176,7 @@ def test_a_child_forked_while_the_turn_was_held_does_not_keep_it(crucible: objec
 def test_a_turn_whose_file_cannot_be_had_is_gone_without(token, monkeypatch):
     """The doorbell folder unwritable (here: under a file): the write goes on without."""
     monkeypatch.setattr(turn, "bell_dir", lambda: Path("/dev/null/bell"))
+    monkeypatch.setattr(turn, "_BY_DATABASE", {})  # found afresh, not from an earlier test
 
     following = hand_over(token)
 

@@ -43,8 +43,8 @@ from django.db.backends.utils import CursorWrapper
 from .. import conf
 from ..models import Node, PausedQueue, Task, TaskAttempt
 from ..states import TASK_TRANSITIONS, TaskState, moves
+from . import turn
 from .clock import parse, sql_later, sql_now
-from .turn import write_turn
 
 QUEUED, RUNNING, SUCCEEDED = (
     TaskState.QUEUED.value, TaskState.RUNNING.value, TaskState.SUCCEEDED.value
@@ -598,7 +598,8 @@ def succeed_and_claim_sqlite(done: Handover) -> tuple[bool, ClaimedTask | None]:
     attempt_sql, claim_sql = qmark(_attempt_sql()), qmark(_sql("sqlite", len(done.queues)))
     raw = db.connection
     row = None
-    with db.wrap_database_errors, write_turn():
+    with db.wrap_database_errors:
+        held = turn.take()
         cursor = raw.cursor()
         try:
             cursor.execute("BEGIN IMMEDIATE")
@@ -614,6 +615,7 @@ def succeed_and_claim_sqlite(done: Handover) -> tuple[bool, ClaimedTask | None]:
             raise
         finally:
             cursor.close()
+            turn.let_go(held)
     return written is not None, None if row is None else _claimed(row, token.worker_id, now)
 
 
