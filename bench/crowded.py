@@ -16,8 +16,9 @@ machine's). Two measurements, each the median of ``--runs`` runs taken in turn:
 - enqueue beside idle workers (``--idle``): the same calls while 0, 2 or 6 workers have
   nothing to do and run what arrives. Not at defaults: the node's CPUs are raised to
   IDLE_NODE_CPUS (WORKER_NODE_CPUS), so that on a small machine the extra workers are
-  idle rather than waiting for a CPU. On PostgreSQL every enqueue wakes every idle
-  worker of its queue; on SQLite one, which passes the wake-up on once it took the task.
+  idle rather than waiting for a CPU. An enqueue wakes one idle worker of its queue,
+  which passes the wake-up on once it took the task (on PostgreSQL by way of the one
+  worker that listens for the machine).
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
 """Wake idle workers at once: datagrams to local workers, LISTEN/NOTIFY across machines.
 
-Messages are ``q:<queue>`` (work arrived), ``w:<worker id>`` (look at your control flags)
-and ``freed`` (a task of this machine ended: a worker that found a due task too large for
-what was free claims again; by datagram only, never across machines).
+Messages are ``q:<queue>`` (work arrived), ``w:<worker id>`` (look at your control flags),
+``freed`` (a task of this machine ended: a worker that found a due task too large for
+what was free claims again) and ``relay`` (the worker that listened for this machine
+ended: take its place); the last two by datagram only, never across machines.
 By datagram, work arriving wakes one idle worker of its queue (marked by a file beside the
 doorbells), which passes it on once it has taken a task, and every worker not idle.
-On PostgreSQL each queue and each worker has its own channel, so an enqueue wakes only the
-workers of that queue, every one of them. Polling at WORKER_POLL_INTERVAL stays the
-fallback when a wake-up is lost.
+On PostgreSQL each queue and each worker has its own channel: each worker listens on its
+own, and one worker of a machine on its queues' (``runtime.relay``), passing work
+arriving on by datagram as above. Polling at WORKER_POLL_INTERVAL stays the fallback when
+a wake-up is lost.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .. import conf
 logger = logging.getLogger(__name__)
 CHANNEL = "crucible"  # prefix of every channel
 FREED = "freed"  # a task of this machine ended: its memory and CPUs are free again
+RELAY = "relay"  # the worker that listened for this machine's queues ended
 
 
 def channel(message: str) -> str:
@@ -76,24 +79,32 @@ def ring_local(message: str) -> None:
     a claim that came too early to see this task, and to one at work it costs a datagram.
     Every other message reaches every worker.
     """
+    _ring_local(message, None)
+
+
+def relay(message: str, worker_id: int) -> None:
+    """From the worker that listens for this machine (PostgreSQL): pass a message it
+    received on as ``ring_local`` does, but not to itself, which acts on it already; when
+    it waits idle for the queue itself, it is the idle worker woken."""
+    _ring_local(message, str(worker_id))
+
+
+def _ring_local(message: str, me: str | None) -> None:
     directory = bell_dir()
     names = _names(directory)
     kind, _, queue = message.partition(":")
     idle = _idle_ids(names, queue) if kind == "q" else set()
     for name in names:
         worker_id, dot, suffix = name.partition(".")
-        if dot and suffix == "sock" and worker_id not in idle:
+        if dot and suffix == "sock" and worker_id not in idle and worker_id != me:
             ring(str(directory / name), message)
-    if idle:
+    if idle and me not in idle:
         _ring_one(directory, names, idle, queue)
 
 
 def pass_on(queue: str, worker_id: int) -> None:
     """From an idle worker whose claim took a task: wake one more idle worker of ``queue``
-    on this machine, if there is one, as more may wait (SQLite's doorbells; on PostgreSQL
-    every worker of the queue was woken by the NOTIFY)."""
-    if connection.vendor == "postgresql":
-        return
+    on this machine, if there is one, as more may wait."""
     directory = bell_dir()
     names = _names(directory)
     _ring_one(directory, names, _idle_ids(names, queue) - {str(worker_id)}, queue)
@@ -165,10 +176,6 @@ class Doorbell:
         self.directory = directory
         self.worker_id = worker_id
         self.marked: list[str] = []  # the queues it is marked idle for
-        # Marks are read where work arriving rings one idle worker: on SQLite. PostgreSQL's
-        # NOTIFY wakes every worker of a queue, and a mark was two file writes on the
-        # way to each pickup.
-        self.marks = connection.vendor != "postgresql"
         self.path = str(directory / f"{worker_id}.sock")
         with contextlib.suppress(FileNotFoundError):
             Path(self.path).unlink()
@@ -189,7 +196,7 @@ class Doorbell:
 
     def idle(self, queues: list[str]) -> None:
         """Mark this worker idle for ``queues``: work arriving there may ring it alone."""
-        if self.marked or not self.marks:
+        if self.marked:
             return
         for queue in queues:
             with contextlib.suppress(OSError):

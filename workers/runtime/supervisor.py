@@ -40,6 +40,7 @@ from . import djangolog, logs, memory
 from . import executor as executor_mod
 from .meter import Meter
 from .outbox import Failure, Progress, Success, Write, instead
+from .relay import Relay
 from .sentinel import Sentinel
 from .wake import Listener, listener_for_database
 
@@ -158,6 +159,7 @@ class Supervisor:
         self.term_signals = 0
         self.doorbell: Doorbell | None = None
         self.listener: Listener | None = None
+        self.relay: Relay | None = None  # PostgreSQL: listening for this machine's workers
         self.sentinel: Sentinel | None = None
         self.want_claim = True  # woken, polled, or just finished a task
         self.enqueued = False  # woken by an enqueue: claim without looking first
@@ -204,13 +206,31 @@ class Supervisor:
             self.doorbell.close()
         if self.listener is not None:
             self.listener.close()
+        if self.relay is not None and self.relay.relays:
+            self.relay.close()
+            doorbell.ring_local(doorbell.RELAY)  # another worker here listens in its place
         if self.sentinel is not None:
             self.sentinel.close()
 
     def _listen(self) -> None:
-        self.listener = listener_for_database(self.options.queues, self.worker_id)
-        if self.listener is not None and self.listener.conn is not None:
+        self.listener = listener_for_database(self.worker_id)
+        if self.listener is None:
+            return
+        self.relay = Relay(self.options.queues, self.worker_id)
+        self._take_relay()
+        if self.listener.conn is not None:
             self.selector.register(self.listener, selectors.EVENT_READ, self._on_listener)
+
+    def _take_relay(self) -> None:
+        """Listen on the queues' channels for this machine's workers of these queues, if
+        none does (PostgreSQL, ``runtime.relay``)."""
+        if self.relay is None or self.relay.held or not self.relay.take():
+            return
+        assert self.listener is not None
+        connected = self.listener.conn is not None
+        self.listener.add(doorbell.channels(self.options.queues, self.worker_id))
+        if connected and self.listener.conn is None:
+            self._lost_listener()
 
     def _relisten(self) -> None:
         """After a lost LISTEN connection, try again (polling covers the gap)."""
@@ -468,6 +488,7 @@ class Supervisor:
                 self._probe_listener()
             if now >= self.db_retry_at:
                 self._relisten()
+            self._take_relay()
         if self.running is not None and now >= self.timers.control:
             self.timers.control = now + settings.poll_interval
             self._check_control()
@@ -485,6 +506,7 @@ class Supervisor:
         found nothing within the poll interval: a claim depends on the node and the queues
         only, so it would find nothing either (an enqueue wakes an idle worker anyway). The
         node still looks at least once an interval; a retry of this worker's comes due."""
+        self._take_relay()  # the worker that listened for this machine may have died
         shared = stamps.age(self.look_job) < self.settings.poll_interval * LOOK_SHARED_FOR
         if shared and self.retry_due > now and not self.options.batch:
             self.timers.poll = now + self.settings.poll_interval
@@ -605,7 +627,7 @@ class Supervisor:
         messages = self.listener.read()
         if self.listener.conn is None:
             self._lost_listener()
-        self._on_messages(messages)
+        self._heard(messages)
 
     def _probe_listener(self) -> None:
         """A LISTEN connection can die silently: ask it something now and then."""
@@ -613,7 +635,7 @@ class Supervisor:
         if listener is not None and listener.conn is not None and not listener.probe():
             self._lost_listener()
         if listener is not None and listener.pending:
-            self._on_messages(listener.read())
+            self._heard(listener.read())
 
     def _lost_listener(self) -> None:
         assert self.listener is not None
@@ -622,7 +644,18 @@ class Supervisor:
         self.db_retry_at = max(self.db_retry_at, time.monotonic() + 0.5)
         self.want_claim = True  # a wake-up may have been missed
 
+    def _heard(self, messages: list[str]) -> None:
+        """Messages by NOTIFY: work arriving is passed on to this machine's workers when
+        this one listens for them."""
+        if self.relay is not None and self.relay.relays:
+            for message in dict.fromkeys(messages):
+                if message.startswith("q:"):
+                    doorbell.relay(message, self.worker_id)
+        self._on_messages(messages)
+
     def _on_messages(self, messages: list[str]) -> None:
+        if doorbell.RELAY in messages:
+            self._take_relay()
         if f"w:{self.worker_id}" in messages:
             self._check_control()
         enqueued = any(f"q:{name}" in messages for name in self.options.queues)

@@ -50,6 +50,22 @@ class Listener:
             return False
         return True
 
+    def add(self, channels: list[str]) -> None:
+        """Listen on more channels, now and after every reconnection; the connection is
+        closed if it broke."""
+        import psycopg
+
+        new = [name for name in channels if name not in self.channels]
+        self.channels += new
+        if self.conn is None:
+            return
+        try:
+            for name in new:
+                self.conn.execute(f"LISTEN {name}")
+        except psycopg.Error as exc:
+            logger.warning("lost the LISTEN connection: %s", exc)
+            self.close()
+
     def probe(self) -> bool:
         """Run a trivial statement, within the connect timeout; close the connection if it fails.
 
@@ -129,9 +145,11 @@ def _wait(fd: int, deadline: float, writing: bool = False) -> None:
         raise TimeoutError("no answer from the database within the probe's timeout")
 
 
-def listener_for_database(queues: list[str], worker_id: int) -> Listener | None:
+def listener_for_database(worker_id: int) -> Listener | None:
+    """On PostgreSQL, a worker's own channel (its control flags); its queues' channels are
+    added when it listens for its machine (``relay``)."""
     if connection.vendor != "postgresql":
         return None
-    listener = Listener(doorbell.channels(queues, worker_id))
+    listener = Listener(doorbell.channels([], worker_id))
     listener.connect()  # on failure the supervisor polls, and tries again later
     return listener
