@@ -163,6 +163,7 @@ class Supervisor:
         self.sentinel: Sentinel | None = None
         self.want_claim = True  # woken, polled, or just finished a task
         self.enqueued = False  # woken by an enqueue: claim without looking first
+        self.pass_wake_up = False  # its idle claim took a task: wake another idle worker
         self.batch_look = BATCH_FIRST_LOOK  # a batch worker's next look while tasks are left
         self.claim_uncertain = False  # a claim's reply was lost: release what it may hold
         self.marked_draining = False
@@ -363,6 +364,9 @@ class Supervisor:
             self.batch_look = BATCH_FIRST_LOOK
             self.blocked = False
             self._hand_over(claimed, sent)
+            if self.pass_wake_up:  # once its task has started: a wake-up is not on its way
+                self.pass_wake_up = False
+                doorbell.pass_on(claimed.queue, self.worker_id)
             return True
         if claimed is None and not self.outbox:
             self._idle(time.monotonic())
@@ -381,7 +385,7 @@ class Supervisor:
                              self.worker_id)
             return None
         if isinstance(found, ClaimedTask):
-            doorbell.pass_on(found.queue, self.worker_id)  # an idle worker took work: more may wait
+            self.pass_wake_up = True  # an idle worker took work: more may wait
         return found
 
     def _idle(self, now: float) -> None:
