@@ -43,6 +43,7 @@ from .hotpath import (
     Empty,
     Handover,
     OneCommit,
+    any_due,
     claim,
     record_success,
     succeed_and_claim_pg,
@@ -57,7 +58,8 @@ TAIL_CHARS = 1000
 
 PROGRESS_CHARS = 500
 
-__all__ = ["ClaimedTask", "claim_next", "enqueue", "enqueue_many", "enqueue_one", "memory_fields"]
+__all__ = ["ClaimedTask", "any_due", "claim_next", "enqueue", "enqueue_many", "enqueue_one",
+           "memory_fields"]
 
 
 def enqueue(spec: TaskSpec) -> Task:

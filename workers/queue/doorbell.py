@@ -5,7 +5,8 @@ Messages are ``q:<queue>`` (work arrived), ``w:<worker id>`` (look at your contr
 what was free claims again) and ``relay`` (the worker that listened for this machine
 ended: take its place); the last two by datagram only, never across machines.
 By datagram, work arriving wakes one idle worker of its queue (marked by a file beside the
-doorbells), which passes it on once it has taken a task, and every worker not idle.
+doorbells), which passes it on once it has taken a task if more is due, and every
+worker not idle.
 On PostgreSQL each queue and each worker has its own channel: each worker listens on its
 own, and one worker of a machine on its queues' (``runtime.relay``), passing work
 arriving on by datagram as above. Polling at WORKER_POLL_INTERVAL stays the fallback when
@@ -74,8 +75,8 @@ def ring_local(message: str) -> None:
     Work arriving (``q:<queue>``) wakes one idle worker of that queue, not every one:
     each woken worker claims, and all but one found nothing, at a cost to each of them
     (bench/README.md, "a wake-up herd"). The one woken passes the wake-up on when its
-    claim took a task (``pass_on``), so that a burst reaches as many idle workers as it
-    needs. Every worker not marked idle is rung too: it may be going idle just now, after
+    claim took a task and more is due (``pass_on``), so that a burst reaches as many idle
+    workers as it needs. Every worker not marked idle is rung too: it may be going idle just now, after
     a claim that came too early to see this task, and to one at work it costs a datagram.
     Every other message reaches every worker.
     """

@@ -290,7 +290,7 @@ def _any_due_sql(vendor: str, queue_count: int) -> str:
     return f"SELECT EXISTS (SELECT 1 FROM {table} AS t WHERE {due} LIMIT {limit})"
 
 
-def _any_due(queues: list[str]) -> bool:
+def any_due(queues: list[str]) -> bool:
     """Whether a task of ``queues`` is due now (whether or not it fits this node)."""
     db = _db()
     moment = [] if db.vendor == "postgresql" else [
@@ -418,7 +418,7 @@ def look_and_claim(worker_id: int, queues: list[str], lease_ttl: float, node: st
             row = cursor.fetchone()
     if row is not None:
         return _claimed(row, worker_id, now)
-    return Empty.NOT_FITTING if looked or _any_due(queues) else Empty.NOTHING_DUE
+    return Empty.NOT_FITTING if looked or any_due(queues) else Empty.NOTHING_DUE
 
 
 def _locked_claim(db: BaseDatabaseWrapper, cursor: CursorWrapper, node: str, sql: str,

@@ -7,8 +7,9 @@ machine, and all but one claimed for nothing (0.3-0.4 ms of CPU each: bench/READ
 listener: the one that holds a lock (an ``flock`` on a file beside the doorbells, held
 while it lives) LISTENs on the queues' channels and passes each wake-up on by datagram
 as an enqueue on SQLite does (``doorbell.relay``): to one idle worker of the queue
-(itself, when it is idle), which passes it on once it has taken a task, and to every
-worker not idle. Every worker still listens on its own channel, for its control flags.
+(itself, when it is idle), which passes it on once it has taken a task if more is due,
+and to every worker not idle. Every worker still listens on its own channel, for its
+control flags.
 
 When the holder ends, it lets the lock go and rings the others (``doorbell.RELAY``): one
 takes it at once. When it is killed, the kernel lets the lock go, and another worker takes

@@ -364,9 +364,9 @@ class Supervisor:
             self.batch_look = BATCH_FIRST_LOOK
             self.blocked = False
             self._hand_over(claimed, sent)
-            if self.pass_wake_up:  # once its task has started: a wake-up is not on its way
+            if self.pass_wake_up:
                 self.pass_wake_up = False
-                doorbell.pass_on(claimed.queue, self.worker_id)
+                self._pass_on(claimed.queue)
             return True
         if claimed is None and not self.outbox:
             self._idle(time.monotonic())
@@ -387,6 +387,14 @@ class Supervisor:
         if isinstance(found, ClaimedTask):
             self.pass_wake_up = True  # an idle worker took work: more may wait
         return found
+
+    def _pass_on(self, queue_name: str) -> None:
+        """An idle worker took a task: wake one more idle worker of this machine if more
+        work is due (once its task has started: a wake-up is not on its way). Asked first,
+        since a single task rang two workers, and the second claimed for nothing; a task
+        that comes after the asking brings a wake-up of its own."""
+        if self._db(lambda: queue.any_due([queue_name])) is True:
+            doorbell.pass_on(queue_name, self.worker_id)
 
     def _idle(self, now: float) -> None:
         """Nothing to claim: wait for a wake-up or the next poll."""
