@@ -18,7 +18,9 @@ machine's). Two measurements, each the median of ``--runs`` runs taken in turn:
   IDLE_NODE_CPUS (WORKER_NODE_CPUS), so that on a small machine the extra workers are
   idle rather than waiting for a CPU. An enqueue wakes one idle worker of its queue,
   which passes the wake-up on once it took the task (on PostgreSQL by way of the one
-  worker that listens for the machine).
+  worker that listens for the machine). ``--gap MS`` spaces the calls MS milliseconds
+  apart, so that each task arrives alone (the CPU of the idle workers is then mostly
+  their wake-ups), and reports that CPU per task.
 """
 
 from __future__ import annotations
@@ -60,11 +62,15 @@ def _setup(env: dict[str, str]) -> None:
     django.setup()
 
 
-def _enqueue(n: int) -> None:
+def _enqueue(n: int, gap: float = 0.0) -> None:
+    """``n`` calls, each ``gap`` seconds after the last began (at once when late)."""
     from bench.peer_tasks import noop
 
-    for _ in range(n):
+    started = time.perf_counter()
+    for i in range(n):
         noop.enqueue()
+        if gap:
+            time.sleep(max(0.0, started + (i + 1) * gap - time.perf_counter()))
 
 
 def _cpu_seconds(tree: dict[int, float], proc: subprocess.Popen[bytes]) -> None:
@@ -124,7 +130,8 @@ def enqueue_beside(env: dict[str, str], tasks: int, waiting: int) -> dict[str, f
         _abort(procs)  # the long tasks are stopped
 
 
-def enqueue_idle(env: dict[str, str], tasks: int, idle: int) -> dict[str, float]:
+def enqueue_idle(env: dict[str, str], tasks: int, idle: int, gap: float = 0.0
+                 ) -> dict[str, float]:
     """``idle`` workers with nothing to do, on a node whose CPUs are raised to
     IDLE_NODE_CPUS so that none waits for a CPU: time the enqueues, which the idle workers
     run meanwhile."""
@@ -136,25 +143,32 @@ def enqueue_idle(env: dict[str, str], tasks: int, idle: int) -> dict[str, float]
         while Worker.objects.filter(state="RUNNING").count() < idle:
             time.sleep(POLL)
         time.sleep(1.0)  # past their start's first look
-        return _enqueue_beside(procs, tasks)
+        return _enqueue_beside(procs, tasks, gap)
     finally:
         _abort(procs)
 
 
-def _enqueue_beside(procs: list[subprocess.Popen[bytes]], tasks: int) -> dict[str, float]:
-    """Enqueue ``tasks`` no-ops one call at a time: the calls' rate, and the CPU seconds
-    the workers ``procs`` spent meanwhile."""
+def _enqueue_beside(procs: list[subprocess.Popen[bytes]], tasks: int, gap: float = 0.0
+                    ) -> dict[str, float]:
+    """Enqueue ``tasks`` no-ops one call at a time (``gap`` apart): the calls' rate, and
+    the CPU seconds the workers ``procs`` spent meanwhile (with a gap: until every task is
+    done)."""
+    from workers.models import Task
+
     before: dict[int, float] = {}
     for proc in procs:
         _cpu_seconds(before, proc)
     started = time.perf_counter()
-    _enqueue(tasks)
+    _enqueue(tasks, gap)
     wall = time.perf_counter() - started
+    while gap and Task.objects.filter(state="SUCCEEDED").count() < tasks:
+        time.sleep(POLL)
     after: dict[int, float] = {}
     for proc in procs:
         _cpu_seconds(after, proc)
     spent = sum(after[pid] - before.get(pid, 0.0) for pid in after)
-    return {"rate": tasks / wall, "workers_cpu_s": spent}
+    return {"rate": tasks / wall, "workers_cpu_s": spent,
+            "workers_cpu_ms_per_task": spent / tasks * 1000}
 
 
 def _abort(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -164,13 +178,13 @@ def _abort(procs: list[subprocess.Popen[bytes]]) -> None:
         proc.wait(timeout=120)
 
 
-def run(kind: str, tasks: int, runs: int, counts: list[int], idle: list[int]
-        ) -> dict[str, Any]:
+def run(kind: str, tasks: int, runs: int, counts: list[int], idle: list[int], *,
+        gap: float = 0.0) -> dict[str, Any]:
     with database(kind, name="bench_crowded", prefix="crc-") as (url, workdir):
         env = _default_env(url, workdir)
         _setup(env)
         drains: dict[int, list[dict[str, float]]] = {count: [] for count in counts}
-        enqueues: dict[int, list[dict[str, float]]] = {0: [], 1: []}
+        enqueues: dict[int, list[dict[str, float]]] = {} if gap else {0: [], 1: []}
         idles: dict[int, list[dict[str, float]]] = {count: [] for count in idle}
         for _ in range(runs):
             for count in counts:
@@ -178,14 +192,15 @@ def run(kind: str, tasks: int, runs: int, counts: list[int], idle: list[int]
             for waiting, results in enqueues.items():
                 results.append(enqueue_beside(env, tasks, waiting))
             for count, results in idles.items():
-                results.append(enqueue_idle(env, tasks, count))
+                results.append(enqueue_idle(env, tasks, count, gap))
     return {"database": kind, "tasks": tasks, "cores": psutil.cpu_count(),
             "drain_by_workers": {count: _summary(found, "cpu_ms_per_task")
                                  for count, found in drains.items()},
             "enqueue_by_waiting_workers": {waiting: _summary(found, "workers_cpu_s")
                                            for waiting, found in enqueues.items()},
-            f"enqueue_by_idle_workers (WORKER_NODE_CPUS={IDLE_NODE_CPUS})": {
-                count: _summary(found, "workers_cpu_s") for count, found in idles.items()}}
+            f"enqueue_by_idle_workers (WORKER_NODE_CPUS={IDLE_NODE_CPUS}, gap {gap * 1000:g} ms)": {
+                count: _summary(found, "workers_cpu_ms_per_task" if gap else "workers_cpu_s")
+                for count, found in idles.items()}}
 
 
 def _summary(results: list[dict[str, float]], cost: str) -> dict[str, Any]:
@@ -203,9 +218,13 @@ def main() -> None:
                         help="drain with these many workers (none: no drain)")
     parser.add_argument("--idle", type=int, nargs="*", default=[0, 2, 6],
                         help="enqueue beside these many idle workers (none: not measured)")
+    parser.add_argument("--gap", type=float, default=0.0,
+                        help="milliseconds between the calls beside idle workers (then only "
+                             "those are measured)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    emit(run(args.db, args.tasks, args.runs, args.workers, args.idle), args.json)
+    emit(run(args.db, args.tasks, args.runs, args.workers, args.idle, gap=args.gap / 1000),
+         args.json)
 
 
 if __name__ == "__main__":
