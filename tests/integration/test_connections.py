@@ -169,6 +169,24 @@ def test_an_enqueue_wakes_only_the_listeners_of_its_queue():
         elsewhere.close()
 
 
+def test_a_listener_listens_on_channels_added_later_and_after_reconnecting():
+    listener = wake.Listener(doorbell.channels([], 1))
+    try:
+        assert listener.connect()
+        listener.add(doorbell.channels(["default"], 1))
+        doorbell.notify("q:default")
+        wait_for(lambda: _readable(listener))
+        assert listener.read() == ["q:default"]
+
+        listener.close()
+        assert listener.connect()
+        doorbell.notify("q:default")
+        wait_for(lambda: _readable(listener))
+        assert listener.read() == ["q:default"]
+    finally:
+        listener.close()
+
+
 def _readable(listener: wake.Listener) -> bool:
     import select
 

@@ -39,6 +39,10 @@ def _idle_marks(runtime_dir: Path) -> int:
     return sum(1 for _ in (runtime_dir / "bell").glob("idle-*"))
 
 
+def _running(count: int) -> bool:
+    return Task.objects.filter(state=TaskState.RUNNING).count() == count
+
+
 def _succeeded(task_id: int) -> bool:
     return task(task_id).state == TaskState.SUCCEEDED
 
@@ -74,8 +78,7 @@ def test_one_worker_of_a_machine_listens_and_wakes_the_others(workers, runtime_d
     go = runtime_dir / "go"
     for count in range(1, COUNT + 1):
         enqueue("wait_for_path", str(go))
-        wait_for(lambda n=count: Task.objects.filter(state=TaskState.RUNNING).count() == n,
-                 timeout=20)
+        wait_for(functools.partial(_running, count), timeout=20)
     go.touch()
     wait_for(lambda: Task.objects.filter(state=TaskState.SUCCEEDED).count() == COUNT,
              timeout=30)

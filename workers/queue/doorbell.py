@@ -76,9 +76,9 @@ def ring_local(message: str) -> None:
     each woken worker claims, and all but one found nothing, at a cost to each of them
     (bench/README.md, "a wake-up herd"). The one woken passes the wake-up on when its
     claim took a task and more is due (``pass_on``), so that a burst reaches as many idle
-    workers as it needs. Every worker not marked idle is rung too: it may be going idle just now, after
-    a claim that came too early to see this task, and to one at work it costs a datagram.
-    Every other message reaches every worker.
+    workers as it needs. Every worker not marked idle is rung too: it may be going idle
+    just now, after a claim that came too early to see this task, and to one at work it
+    costs a datagram. Every other message reaches every worker.
     """
     _ring_local(message, None)
 

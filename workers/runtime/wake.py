@@ -57,12 +57,12 @@ class Listener:
 
         new = [name for name in channels if name not in self.channels]
         self.channels += new
-        if self.conn is None:
+        if self.conn is None or not new:
             return
-        try:
-            for name in new:
-                self.conn.execute(f"LISTEN {name}")
-        except psycopg.Error as exc:
+        statements = "; ".join(f"LISTEN {name}" for name in new)
+        try:  # within the probe's timeout: a silent network must not hold the worker's loop
+            _ask(self.conn.pgconn, statements.encode(), self.timeout)
+        except (psycopg.Error, TimeoutError) as exc:
             logger.warning("lost the LISTEN connection: %s", exc)
             self.close()
 
@@ -133,7 +133,7 @@ def _ask(pgconn: PGconn, query: bytes, timeout: float) -> None:
         result = pgconn.get_result()
         if result is None:
             return
-        if result.status != pq.ExecStatus.TUPLES_OK:
+        if result.status not in {pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK}:
             raise psycopg.OperationalError(result.error_message.decode(errors="replace"))
 
 
