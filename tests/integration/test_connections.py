@@ -187,6 +187,18 @@ def test_a_listener_listens_on_channels_added_later_and_after_reconnecting():
         listener.close()
 
 
+def test_a_wake_up_that_arrives_while_channels_are_added_is_kept():
+    listener = wake.Listener(doorbell.channels([], 1))
+    try:
+        assert listener.connect()
+        doorbell.notify("w:1")
+        wait_for(lambda: _readable(listener))
+        listener.add(doorbell.channels(["default"], 1))  # reads the socket
+        assert listener.read() == ["w:1"]
+    finally:
+        listener.close()
+
+
 def _readable(listener: wake.Listener) -> bool:
     import select
 

@@ -232,6 +232,8 @@ class Supervisor:
         self.listener.add(doorbell.channels(self.options.queues, self.worker_id))
         if connected and self.listener.conn is None:
             self._lost_listener()
+        if self.listener.pending:
+            self._heard(self.listener.read())
 
     def _relisten(self) -> None:
         """After a lost LISTEN connection, try again (polling covers the gap)."""

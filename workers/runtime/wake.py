@@ -60,11 +60,15 @@ class Listener:
         if self.conn is None or not new:
             return
         statements = "; ".join(f"LISTEN {name}" for name in new)
+        pgconn = self.conn.pgconn
         try:  # within the probe's timeout: a silent network must not hold the worker's loop
-            _ask(self.conn.pgconn, statements.encode(), self.timeout)
+            _ask(pgconn, statements.encode(), self.timeout)
         except (psycopg.Error, TimeoutError) as exc:
             logger.warning("lost the LISTEN connection: %s", exc)
             self.close()
+            return
+        while (notify := pgconn.notifies()) is not None:  # read off the socket meanwhile
+            self.pending.append(notify.extra.decode(errors="replace"))
 
     def probe(self) -> bool:
         """Run a trivial statement, within the connect timeout; close the connection if it fails.
