@@ -163,7 +163,6 @@ class Supervisor:
         self.sentinel: Sentinel | None = None
         self.want_claim = True  # woken, polled, or just finished a task
         self.enqueued = False  # woken by an enqueue: claim without looking first
-        self.pass_wake_up = False  # its idle claim took a task: wake another idle worker
         self.batch_look = BATCH_FIRST_LOOK  # a batch worker's next look while tasks are left
         self.claim_uncertain = False  # a claim's reply was lost: release what it may hold
         self.marked_draining = False
@@ -366,8 +365,7 @@ class Supervisor:
             self.batch_look = BATCH_FIRST_LOOK
             self.blocked = False
             self._hand_over(claimed, sent)
-            if self.pass_wake_up:
-                self.pass_wake_up = False
+            if done is None:  # an idle worker took work: more may wait
                 self._pass_on(claimed.queue)
             return True
         if claimed is None and not self.outbox:
@@ -386,8 +384,6 @@ class Supervisor:
                 logger.debug("worker %s: woken by an enqueue, its claim took nothing",
                              self.worker_id)
             return None
-        if isinstance(found, ClaimedTask):
-            self.pass_wake_up = True  # an idle worker took work: more may wait
         return found
 
     def _pass_on(self, queue_name: str) -> None:
