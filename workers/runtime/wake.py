@@ -67,8 +67,7 @@ class Listener:
             logger.warning("lost the LISTEN connection: %s", exc)
             self.close()
             return
-        while (notify := pgconn.notifies()) is not None:  # read off the socket meanwhile
-            self.pending.append(notify.extra.decode(errors="replace"))
+        self._keep_notifies()  # read off the socket meanwhile
 
     def probe(self) -> bool:
         """Run a trivial statement, within the connect timeout; close the connection if it fails.
@@ -86,9 +85,16 @@ class Listener:
             logger.warning("the LISTEN connection failed its probe (polling meanwhile): %s", exc)
             self.close()
             return False
+        self._keep_notifies()
+        return True
+
+    def _keep_notifies(self) -> None:
+        """Keep the notifications libpq read off the socket while it ran a statement of
+        ours: the socket, already read, would not wake the worker's loop for them."""
+        assert self.conn is not None
+        pgconn = self.conn.pgconn
         while (notify := pgconn.notifies()) is not None:
             self.pending.append(notify.extra.decode(errors="replace"))
-        return True
 
     def fileno(self) -> int:
         return self.fd
