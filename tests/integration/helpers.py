@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from django.db import connection, transaction
@@ -34,6 +35,15 @@ def running_workers() -> list[Worker]:
 
 def task(task_id: int) -> Task:
     return Task.objects.get(pk=task_id)
+
+
+def succeeded(task_id: int) -> bool:
+    return task(task_id).state == TaskState.SUCCEEDED
+
+
+def idle_marks(runtime_dir: Path) -> int:
+    """How many idle marks (a worker idle for a queue) the doorbells' folder holds."""
+    return sum(1 for _ in (runtime_dir / "bell").glob("idle-*"))
 
 
 def committed(node: str) -> tuple[int, int]:

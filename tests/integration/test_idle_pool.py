@@ -23,7 +23,7 @@ from workers.queue.doorbell import Doorbell
 from workers.spec import TaskSpec
 from workers.states import TaskState
 
-from .helpers import TASKS, enqueue, running_workers, task
+from .helpers import TASKS, enqueue, idle_marks, running_workers, succeeded
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 POLL = FAST["poll_interval"]
@@ -73,7 +73,7 @@ def test_a_task_coming_due_is_still_found_within_a_poll_interval(workers):
     time.sleep(2 * POLL)  # every worker idle, their looks shared
     due = timezone.now() + timedelta(seconds=1.0)
     later = enqueue("record", "due later", run_after=due)  # its wake-up finds it not due
-    wait_for(lambda: task(later.pk).state == TaskState.SUCCEEDED, timeout=30)
+    wait_for(functools.partial(succeeded, later.pk), timeout=30)
     started = Execution.objects.get(key="due later").at
     late = started - due.timestamp()
     assert 0 <= late < POLL + 2.0, f"started {late:.2f} s after it came due (poll {POLL} s)"
@@ -106,12 +106,6 @@ def test_an_idle_worker_waits_out_a_database_outage_without_spinning(workers, ru
 WOKEN_EMPTY = "woken by an enqueue, its claim took nothing"
 
 
-def _succeeded(task_id: int) -> bool:
-    return task(task_id).state == TaskState.SUCCEEDED
-
-
-def _idle_marks(runtime_dir: Path) -> int:
-    return sum(1 for path in (runtime_dir / "bell").glob("idle-*"))
 
 
 def test_a_worker_marks_itself_idle_while_it_waits(crucible, runtime_dir):
@@ -119,12 +113,12 @@ def test_a_worker_marks_itself_idle_while_it_waits(crucible, runtime_dir):
     the worker that listens for the machine)."""
     bell = Doorbell(999998)
     bell.idle(["default", "other"])
-    marks = _idle_marks(runtime_dir)
+    marks = idle_marks(runtime_dir)
     bell.busy()
     bell.close()
 
     assert marks == 2
-    assert _idle_marks(runtime_dir) == 0
+    assert idle_marks(runtime_dir) == 0
 
 
 def test_an_enqueue_wakes_one_idle_worker_not_every_one(workers, runtime_dir):
@@ -139,11 +133,11 @@ def test_an_enqueue_wakes_one_idle_worker_not_every_one(workers, runtime_dir):
                      WORKER_POLL_INTERVAL="60")
     for _ in range(count):
         workers.start(env=env)
-    wait_for(lambda: _idle_marks(runtime_dir) == count, timeout=60)
+    wait_for(lambda: idle_marks(runtime_dir) == count, timeout=60)
     for _ in range(arrivals):
         arrived = enqueue("noop").pk
-        wait_for(functools.partial(_succeeded, arrived), timeout=30)
-        wait_for(lambda: _idle_marks(runtime_dir) == count, timeout=30)  # all idle again
+        wait_for(functools.partial(succeeded, arrived), timeout=30)
+        wait_for(lambda: idle_marks(runtime_dir) == count, timeout=30)  # all idle again
     empty = sum(workers.output(i).count(WOKEN_EMPTY) for i in range(count))
     # Rung all, 3 a task (30) were counted; passed on whatever was due, one a task (10).
     assert empty <= 2, f"{empty} claims took nothing for {arrivals} tasks"
@@ -157,8 +151,7 @@ def test_one_wake_up_for_a_burst_reaches_every_idle_worker_it_needs(workers, run
     for _ in range(count):
         workers.start(env=env)
     wait_for(lambda: len(running_workers()) == count, timeout=60)
-    wait_for(lambda: connection.vendor == "postgresql" or _idle_marks(runtime_dir) == count,
-             timeout=30)
+    wait_for(lambda: idle_marks(runtime_dir) == count, timeout=30)
     go = runtime_dir / "go"
     ids = [t.pk for t in queue.enqueue_many(
         [TaskSpec(func_path=f"{TASKS}.wait_for_path", args=[str(go)]) for _ in range(count)])]

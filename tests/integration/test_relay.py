@@ -16,7 +16,7 @@ from workers.models import Task
 from workers.runtime.relay import Relay
 from workers.states import TaskState
 
-from .helpers import enqueue, task
+from .helpers import enqueue, idle_marks, succeeded
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.integration]
 LISTENS = "listens for this machine's workers"
@@ -35,16 +35,10 @@ def _listening(workers: Workers) -> list[int]:
     return [i for i in range(len(workers.procs)) if LISTENS in workers.output(i)]
 
 
-def _idle_marks(runtime_dir: Path) -> int:
-    return sum(1 for _ in (runtime_dir / "bell").glob("idle-*"))
-
 
 def _running(count: int) -> bool:
     return Task.objects.filter(state=TaskState.RUNNING).count() == count
 
-
-def _succeeded(task_id: int) -> bool:
-    return task(task_id).state == TaskState.SUCCEEDED
 
 
 def _start(workers: Workers, runtime_dir: Path, **extra: str) -> int:
@@ -54,7 +48,7 @@ def _start(workers: Workers, runtime_dir: Path, **extra: str) -> int:
                                      **extra})
     for _ in range(COUNT):
         workers.start(env=env)
-    wait_for(lambda: _idle_marks(runtime_dir) == COUNT, timeout=60)
+    wait_for(lambda: idle_marks(runtime_dir) == COUNT, timeout=60)
     listening = _listening(workers)
     assert len(listening) == 1, f"workers {listening} listen for the machine"
     return listening[0]
@@ -62,7 +56,7 @@ def _start(workers: Workers, runtime_dir: Path, **extra: str) -> int:
 
 def _picked_up(workers: Workers) -> None:
     arrived = enqueue("noop").pk
-    wait_for(functools.partial(_succeeded, arrived), timeout=20)
+    wait_for(functools.partial(succeeded, arrived), timeout=20)
 
 
 def _others_listen(workers: Workers, gone: int) -> None:
@@ -119,7 +113,7 @@ def test_a_worker_that_cannot_open_the_lock_listens_for_itself(workers, runtime_
     env = worker_env(runtime_dir, WORKER_NODE_CPUS="8", WORKER_POLL_INTERVAL="60")
     for _ in range(2):
         workers.start(env=env)
-    wait_for(lambda: _idle_marks(runtime_dir) == 2, timeout=60)
+    wait_for(lambda: idle_marks(runtime_dir) == 2, timeout=60)
     alone = [i for i in range(2) if "listens for its queues itself" in workers.output(i)]
     assert alone == [0, 1]
     _picked_up(workers)
