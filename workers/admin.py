@@ -220,7 +220,7 @@ class WorkerAdmin(ReadOnlyMixin, WorkerLogs, WorkerAdminBase):
         css = {"all": ("crucible/crucible.css",)}
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Worker]:
-        running = Task.objects.running().filter(worker=OuterRef("pk")).values("pk")[:1]
+        running = Task.objects.running().filter(worker=OuterRef("pk"), held=False).values("pk")[:1]
         return super().get_queryset(request).annotate(running_task_id=Subquery(running))
 
     def has_manage_permission(self, request: HttpRequest) -> bool:

@@ -47,6 +47,10 @@ class WorkerSettings:
     work_dir: Path = field(default_factory=lambda: Path("data") / "work")
     doorbell_dir: Path | None = None
     prepared_statements: bool = True
+    # SQLite: a busy worker claims up to this many tasks of a function whose last runs
+    # took under short_task_ms each (1: one at a time; ``runtime.bundle``)
+    short_tasks_per_claim: int = 16
+    short_task_ms: float = 5.0
     launch_token: str = field(default="", repr=False)
 
     @property
@@ -233,6 +237,13 @@ def from_env(env: environ.Env, base_dir: Path) -> WorkerSettings:
         "doorbell_dir": _read(env, "WORKER_DOORBELL_DIR", Path, None),
         "prepared_statements": _read(
             env, "WORKER_PREPARED_STATEMENTS", _flag, d.prepared_statements
+        ),
+        "short_tasks_per_claim": _read(
+            env, "WORKER_SHORT_TASKS_PER_CLAIM", _integer, d.short_tasks_per_claim,
+            _at_least_one,
+        ),
+        "short_task_ms": _read(
+            env, "WORKER_SHORT_TASK_MS", _number, d.short_task_ms, _non_negative_number
         ),
         "launch_token": env.str("WORKER_LAUNCH_TOKEN", default=""),
     }

@@ -129,3 +129,18 @@ def sleep_then_return(key: str, seconds: float) -> str:
     _record(f"{key}:start")
     time.sleep(seconds)
     return f"{key} done"
+
+
+def step(key: str, act: str = "") -> str:
+    """One of many short tasks of one function; on cue (``act``) it takes its worker down
+    (``kill-worker``), kills its own process (``crash``) or runs until a file appears
+    (``wait:<path>``): what tasks claimed together meet."""
+    _record(key)
+    if act == "kill-worker":
+        os.kill(os.getppid(), signal.SIGKILL)
+        time.sleep(30)
+    elif act == "crash":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif act.startswith("wait:"):
+        wait_for_path(act.removeprefix("wait:"))
+    return key

@@ -105,8 +105,9 @@ RSS = Sum("worker__task_rss_bytes")
 
 
 def running_on(name: str) -> TaskQuerySet:
-    """The running tasks of node ``name`` whose workers are alive."""
-    return Task.objects.running().filter(worker__node=name,
+    """The running tasks of node ``name`` whose workers are alive (one a worker: the short
+    tasks it holds beside one, ``queue.holding``, are not counted again)."""
+    return Task.objects.running().filter(worker__node=name, held=False,
                                          worker__state__in=ACTIVE_WORKER_STATES)
 
 

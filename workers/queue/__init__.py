@@ -38,14 +38,18 @@ from ..states import TASK_TRANSITIONS, Outcome, TaskState, WorkerState, move, mo
 from . import clock, dependencies, doorbell, inserting
 from . import hotpath as claim_module
 from .clock import Now, later
+from .holding import Holding
 from .hotpath import (
     ClaimedTask,
     Empty,
     Handover,
+    NextClaim,
     OneCommit,
+    Recordable,
     any_due,
     claim,
     record_success,
+    succeed_all_and_claim_sqlite,
     succeed_and_claim_pg,
     succeed_and_claim_sqlite,
 )
@@ -306,8 +310,7 @@ def release_unheld(worker_id: int, keep: Collection[int] = ()) -> list[int]:
 
 
 def _ring_on_commit(tasks: TaskQuerySet) -> None:
-    for name in set(tasks.values_list("queue", flat=True)):
-        transaction.on_commit(functools.partial(doorbell.ring_all, f"q:{name}"))
+    doorbell.ring_on_commit(tasks.values_list("queue", flat=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,6 +424,56 @@ def succeed_and_claim(token: ClaimedTask, result: Any, ending: Ending,
     with transaction.atomic():
         _succeed(token, payload, ending)
         return claim_next(token.worker_id, queues)
+
+
+type Done = tuple[ClaimedTask, Any, Ending]  # a success to record: its token, value, ending
+
+
+def succeed_all_and_claim(done: Sequence[Done], queues: list[str],
+                          holding: Holding | None = None) -> list[ClaimedTask]:
+    """Store results and claim the next task in one transaction (SQLite: with the short
+    tasks ``holding`` allows beside it, ``queue.holding``); what was claimed, in order."""
+    if connection.vendor != "sqlite" or connection.in_atomic_block:
+        for token, result, ending in done[:-1]:
+            _succeed_or_log(token, result, ending)
+        last = succeed_and_claim(*done[-1], queues)
+        return [] if last is None else [last]
+    kept = [(token, ending, payload) for token, result, ending in done
+            if (payload := _stored(token, result, ending)) is not None]
+    records = [Recordable(token, payload, ending.peak_rss_bytes,
+                          storable.tail(ending.log_tail, TAIL_CHARS))
+               for token, ending, payload in kept]
+    after = NextClaim(done[0][0].worker_id, queues, conf.get().lease_ttl, budget.local_node(),
+                      holding)
+    recorded, claimed = succeed_all_and_claim_sqlite(records, after)
+    if all(recorded):
+        return claimed
+    for (token, ending, payload), written in zip(kept, recorded, strict=True):
+        if not written:  # not ours any more, or others depend on it: the slow path tells
+            _succeed_logged(token, payload, ending)
+    following = claim_next(after.worker_id, queues)  # after the dependents it released
+    return [] if following is None else [following]
+
+
+def succeed_all(done: Sequence[Done]) -> None:
+    """Store results, in one transaction; one no longer this worker's is logged and left."""
+    with transaction.atomic():
+        for token, result, ending in done:
+            _succeed_or_log(token, result, ending)
+
+
+def _succeed_or_log(token: ClaimedTask, result: Any, ending: Ending) -> None:
+    payload = _stored(token, result, ending)
+    if payload is not None:
+        _succeed_logged(token, payload, ending)
+
+
+def _succeed_logged(token: ClaimedTask, payload: str, ending: Ending) -> None:
+    try:
+        with transaction.atomic():
+            _succeed(token, payload, ending)
+    except LostAttempt as exc:
+        logger.warning("result discarded: %s", exc)
 
 
 def _one_commit_path() -> OneCommit | None:
@@ -555,7 +608,22 @@ def reclaim(task: Task, ending: Ending, *, expired_only: bool = False) -> str | 
         current = Task.objects.select_for_update().filter(condition).first()
         if current is None:
             return None
+        if current.held:
+            return _release_lost(current)
         return _end(current, ending, current.last_attempted_at).state
+
+
+def _release_lost(task: Task) -> str:
+    """A lost worker held ``task`` beside another (``queue.holding``): nobody can tell
+    whether it began. Queued again uncounted, and never held again: should it take its
+    worker down, its next attempt, run alone, is counted."""
+    move(Task.objects.filter(pk=task.pk, state=TaskState.RUNNING), TaskState.QUEUED,
+         attempt=F("attempt") - 1, worker=None, lease_expires_at=None, held=False, node=None,
+         run_alone=True)
+    logger.warning("task %s: its worker was lost while holding it; queued again, attempt not"
+                   " counted, and it will run alone", task.pk)
+    _ring_on_commit(Task.objects.filter(pk=task.pk))
+    return TaskState.QUEUED
 
 
 def reclaim_worker(worker: Worker, outcome: str, reason: str) -> list[int]:

@@ -16,15 +16,17 @@ a wake-up is lost.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
 import random
 import socket
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
-from django.db import connection
+from django.db import connection, transaction
 
 from .. import conf
 
@@ -69,6 +71,13 @@ def ring_all(message: str) -> None:
     ring_local(message)
 
 
+def ring_on_commit(queues: Iterable[str]) -> None:
+    """Once the caller's transaction commits, tell every worker that work arrived in
+    ``queues``."""
+    for name in set(queues):
+        transaction.on_commit(functools.partial(ring_all, f"q:{name}"))
+
+
 def ring_local(message: str) -> None:
     """Tell the workers on this machine (by datagram), whatever the database.
 
@@ -109,6 +118,13 @@ def pass_on(queue: str, worker_id: int) -> None:
     directory = bell_dir()
     names = _names(directory)
     _ring_one(directory, names, _idle_ids(names, queue) - {str(worker_id)}, queue)
+
+
+def anyone_idle(queues: list[str], worker_id: int) -> bool:
+    """Whether a worker of this machine other than ``worker_id`` waits idle for one of
+    ``queues`` (marked by its file)."""
+    names = _names(bell_dir())
+    return any(_idle_ids(names, queue) - {str(worker_id)} for queue in queues)
 
 
 def _names(directory: Path) -> set[str]:

@@ -26,6 +26,7 @@ estimate above a small machine) runs there only when nothing else does.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import json
@@ -80,6 +81,8 @@ class ClaimedTask:
     # Its share of the node while it runs: what its ending frees.
     memory_estimate_mb: int = 0
     cpus: int = 1
+    # Claimed beside another (``holding``): its row knows it began only once it is written.
+    held: bool = False
 
     def holds_at_least(self, other: ClaimedTask) -> bool:
         """Whether this task's share covers ``other``'s: taken on in the commit that ended
@@ -266,7 +269,7 @@ def _claim_update(vendor: str, chosen: str) -> str:
     columns = PG_COLUMNS if vendor == "postgresql" else COLUMNS
     return (
         f"UPDATE {table} SET state = '{RUNNING}', worker_id = %s, attempt = attempt + 1,"
-        " node_id = (SELECT id FROM n),"
+        " node_id = (SELECT id FROM n), held = FALSE,"
         f" lease_expires_at = {lease_end}, last_attempted_at = {now},"
         f" started_at = COALESCE(started_at, {now}),"
         " progress = NULL, progress_message = '', cancel_requested_at = NULL"
@@ -363,7 +366,7 @@ def _claimed(row: tuple[Any, ...], worker_id: int, now: datetime) -> ClaimedTask
         priority=priority,
         queue=queue,
         created_at=parse(created),
-        first_started_at=parse(first_started),
+        first_started_at=None if first_started is None else parse(first_started),
         memory_estimate_mb=estimate or 0,
         cpus=cpus,
     )
@@ -440,7 +443,9 @@ def _locked_claim(db: BaseDatabaseWrapper, cursor: CursorWrapper, node: str, sql
 
 
 @functools.cache
-def _success_sql(vendor: str, *, without_dependents: bool = False) -> str:
+def _success_sql(vendor: str, *, without_dependents: bool = False, held: bool = False) -> str:
+    """``held`` (SQLite): a task claimed beside another also records when it began (two
+    ``%s`` after the result's)."""
     task_table = connection.ops.quote_name(Task._meta.db_table)
     result = "CAST(%s AS jsonb)" if vendor == "postgresql" else "%s"
     only = " AND NOT has_dependents" if without_dependents else ""
@@ -448,8 +453,10 @@ def _success_sql(vendor: str, *, without_dependents: bool = False) -> str:
     finished = ", finished_at" if vendor == "postgresql" else ""
     if without_dependents:  # the success-and-claim statement frees this task's share
         finished += ", node_id, cpus"
+    began = (" started_at = COALESCE(started_at, %s), last_attempted_at = %s, held = FALSE,"
+             if held else "")
     return (
-        f"UPDATE {task_table} SET state = '{SUCCEEDED}', result = {result},"
+        f"UPDATE {task_table} SET state = '{SUCCEEDED}', result = {result},{began}"
         f" finished_at = {now}, lease_expires_at = NULL, progress = 1.0,"
         " peak_rss_bytes = CASE WHEN peak_rss_bytes IS NULL OR peak_rss_bytes < %s"
         " THEN %s ELSE peak_rss_bytes END"
@@ -498,9 +505,9 @@ def record_success(token: ClaimedTask, payload: str, peak: int | None,
     now = datetime.now(UTC)  # used on SQLite only, whose clock this is
     params = _success_params(token, payload, peak)
     if db.vendor != "postgresql":
-        params.insert(1, adapt(now))
+        params[1:1] = [*_began(token, adapt), adapt(now)]
     with hot_cursor(db) as cursor:
-        cursor.execute(_success_sql(db.vendor), params)
+        cursor.execute(_success_sql(db.vendor, held=token.held), params)
         row = cursor.fetchone()
         if row is None:
             return None
@@ -517,6 +524,11 @@ type Adapt = Callable[[datetime | None], Any]  # the backend's adapt_datetimefie
 def _success_params(token: ClaimedTask, payload: str, peak: int | None) -> list[Any]:
     """``payload``: the result's JSON text, already made storable (``storable.dumps``)."""
     return [payload, peak, peak, token.id, token.worker_id, token.attempt]
+
+
+def _began(token: ClaimedTask, adapt: Adapt) -> list[Any]:
+    """A held task's moment of beginning, twice (``_success_sql``'s ``held``); else none."""
+    return [adapt(token.started_at)] * 2 if token.held else []
 
 
 def _attempt_params(token: ClaimedTask, finished: Any, peak: int | None,
@@ -574,40 +586,79 @@ def qmark(sql: str) -> str:
 
 
 def succeed_and_claim_sqlite(done: Handover) -> tuple[bool, ClaimedTask | None]:
-    """SQLite: record a success and claim the next task in one IMMEDIATE transaction.
+    """SQLite: record a success and claim the next task in one IMMEDIATE transaction."""
+    recorded, claimed = succeed_all_and_claim_sqlite(
+        [Recordable(done.token, done.payload, done.peak, done.log_tail)],
+        NextClaim(done.token.worker_id, done.queues, done.lease_ttl, done.node),
+    )
+    return recorded[0], claimed[0] if claimed else None
+
+
+@dataclass(frozen=True, slots=True)
+class Recordable:
+    """A success to write: its result's JSON text, already made storable."""
+
+    token: ClaimedTask
+    payload: str
+    peak: int | None
+    log_tail: str
+
+
+@dataclass(frozen=True, slots=True)
+class NextClaim:
+    """What the claim that follows successes needs; ``holding``: what it may hold beside
+    the task it claims (``holding.Holding``; SQLite only)."""
+
+    worker_id: int
+    queues: list[str]
+    lease_ttl: float
+    node: str
+    holding: Any = None
+
+
+def succeed_all_and_claim_sqlite(done: list[Recordable], after: NextClaim
+                                 ) -> tuple[list[bool], list[ClaimedTask]]:
+    """SQLite: record successes and claim the next task (and the short tasks held beside
+    it) in one IMMEDIATE transaction; which successes were written, and what was claimed.
 
     Workers queue for SQLite's write lock, and one that finds it taken sleeps at least a
-    millisecond, so the lock is held for the three statements only: every parameter is
-    made before it is taken and the claimed row is read after it is let go. The statements
+    millisecond, so the lock is held for the statements only: every parameter is made
+    before it is taken and the claimed rows are read after it is let go. The statements
     go to SQLite's own cursor (Django's wrapper would rewrite each one's placeholders),
     inside Django's error mapping. A task others depend on is not recorded here (False,
-    nothing written), as on PostgreSQL: the caller's transactional path releases them.
+    nothing written), as on PostgreSQL: the caller's transactional path releases them, and
+    claims, as it does after a success that is no longer this worker's (nothing claimed).
     """
+    from . import holding
+
     db = _db()
     db.ensure_connection()
     adapt = db.ops.adapt_datetimefield_value
     now = datetime.now(UTC)  # SQLite's clock is this process's
     at = adapt(now)
-    token = done.token
-    success = _success_params(token, done.payload, done.peak)
-    success.insert(1, at)
-    attempt = _attempt_params(token, at, done.peak, done.log_tail, adapt)
-    claim_params = _claim_params(db, token.worker_id, done.queues, done.lease_ttl, now,
-                                 node=done.node)
-    success_sql = qmark(_success_sql("sqlite", without_dependents=True))
-    attempt_sql, claim_sql = qmark(_attempt_sql()), qmark(_sql("sqlite", len(done.queues)))
+    writes = [_sqlite_success(one, at, adapt) for one in done]
+    worker_id = after.worker_id
+    claim_params = _claim_params(db, worker_id, after.queues, after.lease_ttl, now,
+                                 node=after.node)
+    claim_sql = qmark(_sql("sqlite", len(after.queues)))
+    hold = holding.plan(after, worker_id, now, adapt)
     raw = db.connection
-    row = None
+    recorded: list[bool] = []
+    rows: list[tuple[Any, ...]] = []
     with db.wrap_database_errors:
         held = turn.take()
         cursor = raw.cursor()
         try:
             cursor.execute("BEGIN IMMEDIATE")
-            written = cursor.execute(success_sql, success).fetchone()
-            if written is not None:
-                _, estimate, limit, *_ = written
-                cursor.execute(attempt_sql, [*attempt, *_ran_with(estimate, limit)])
-                row = cursor.execute(claim_sql, claim_params).fetchone()
+            for success_sql, success, attempt in writes:
+                written = cursor.execute(success_sql, success).fetchone()
+                recorded.append(written is not None)
+                if written is not None:
+                    _, estimate, limit, *_ = written
+                    cursor.execute(qmark(_attempt_sql()), [*attempt, *_ran_with(estimate, limit)])
+            if all(recorded):
+                head = cursor.execute(claim_sql, claim_params).fetchone()
+                rows = [] if head is None else [head, *hold(cursor, head)]
             cursor.execute("COMMIT")
         except BaseException:
             if raw.in_transaction:
@@ -616,7 +667,18 @@ def succeed_and_claim_sqlite(done: Handover) -> tuple[bool, ClaimedTask | None]:
         finally:
             cursor.close()
             turn.let_go(held)
-    return written is not None, None if row is None else _claimed(row, token.worker_id, now)
+    claimed = [_claimed(row, worker_id, now) for row in rows]
+    claimed[1:] = [dataclasses.replace(one, held=True) for one in claimed[1:]]
+    return recorded, claimed
+
+
+def _sqlite_success(one: Recordable, at: Any, adapt: Adapt) -> tuple[str, list[Any], list[Any]]:
+    """One success's statement and parameters on SQLite, and its attempt row's."""
+    token = one.token
+    success = _success_params(token, one.payload, one.peak)
+    success[1:1] = [*_began(token, adapt), at]
+    sql = qmark(_success_sql("sqlite", without_dependents=True, held=token.held))
+    return sql, success, _attempt_params(token, at, one.peak, one.log_tail, adapt)
 
 
 def succeed_and_claim_pg(done: Handover) -> tuple[bool, ClaimedTask | None]:

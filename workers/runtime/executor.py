@@ -2,8 +2,9 @@
 
 The supervisor forks it once (it has no threads, so forking is safe) and replaces it only
 after killing it for a timeout, cancel or abort. Messages travel over a socket pair:
-supervisor -> executor ``{"task": ...}``; executor -> supervisor ``progress``, ``log``
-(``djangolog``), ``done``.
+supervisor -> executor ``{"task": ...}``, or ``{"tasks": [...]}`` for short tasks claimed
+together (``runtime.bundle``); executor -> supervisor ``progress``, ``log`` (``djangolog``),
+and a reply after each task.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from multiprocessing.connection import Connection, Pipe
 from typing import Any
 
@@ -32,6 +34,7 @@ from ..backends import execution
 from ..pool import processes
 from ..spec import resolve
 from . import djangolog, memory
+from .bundle import Gate
 
 logger = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
@@ -44,6 +47,7 @@ class Executor:
     pid: int
     conn: Connection
     output: int  # read end of the executor's stdout/stderr
+    gate: Gate  # which tasks of a bundle began
 
     def fileno(self) -> int:
         return self.conn.fileno()
@@ -52,6 +56,7 @@ class Executor:
 def start() -> Executor:
     """Fork the executor; its output goes to a pipe the supervisor logs from."""
     parent, child = Pipe(duplex=True)
+    gate = Gate()
     out_r, out_w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -62,7 +67,7 @@ def start() -> Executor:
             os.close(out_r)
             parent.close()
             _become_executor(out_w)
-            _serve(child)
+            _serve(child, gate)
         except BaseException:  # noqa: BLE001 - the child must never return into the parent's code
             traceback.print_exc()
             code = 1
@@ -75,7 +80,7 @@ def start() -> Executor:
     with contextlib.suppress(OSError):  # also done by the child: whichever runs first
         os.setpgid(pid, pid)
     os.set_blocking(out_r, False)
-    return Executor(pid=pid, conn=parent, output=out_r)
+    return Executor(pid=pid, conn=parent, output=out_r, gate=gate)
 
 
 def _become_executor(out_w: int) -> None:
@@ -145,7 +150,7 @@ class _Between:
 SHORT_TASK = 0.05
 
 
-def _serve(conn: Connection) -> None:
+def _serve(conn: Connection, gate: Gate) -> None:
     djangolog.install(conn)
     state = _Between(base_rss=memory.own_rss() or 0)
     while True:
@@ -155,7 +160,23 @@ def _serve(conn: Connection) -> None:
             return
         if message.get("stop"):
             return
-        conn.send(_run(conn, message, state))
+        if "tasks" in message:
+            _run_bundle(conn, message["tasks"], state, gate)
+        else:
+            conn.send(_run(conn, message, state))
+
+
+def _run_bundle(conn: Connection, tasks: list[dict[str, Any]], state: _Between,
+                gate: Gate) -> None:
+    """Run a bundle's tasks back to back, each held one once the gate lets it begin."""
+    for index, task in enumerate(tasks):
+        if index and not gate.begin(index):
+            return
+        if index:  # its row's moments are this attempt's, as if claimed now
+            now = datetime.now(UTC).isoformat()
+            row = task["row"]
+            row["last_attempted_at"], row["started_at"] = now, row["started_at"] or now
+        conn.send(_run(conn, {"task": task}, state))
 
 
 def _size_after(base_rss: int, peak: int) -> dict[str, int | None]:
@@ -232,6 +253,7 @@ def _run(conn: Connection, message: dict[str, Any], state: _Between) -> dict[str
     reply: dict[str, Any]
     func_path = task["func_path"]
     djangolog.relay.holding = func_path in state.short
+    began_at = time.time()
     began = time.monotonic()
     try:
         value = _call(func_path, task["args"], task["kwargs"], task.get("row"))
@@ -243,7 +265,8 @@ def _run(conn: Connection, message: dict[str, Any], state: _Between) -> dict[str
         context.activate(None)
         sys.stdout.flush()
         sys.stderr.flush()
-    if time.monotonic() - began < SHORT_TASK:
+    seconds = time.monotonic() - began
+    if seconds < SHORT_TASK:
         state.short.add(func_path)
     else:
         state.short.discard(func_path)
@@ -253,6 +276,7 @@ def _run(conn: Connection, message: dict[str, Any], state: _Between) -> dict[str
     reply["peak_rss_bytes"] = max(peak, children_after if children_after > children_before else 0)
     reply.update(_size_after(state.base_rss, peak))
     reply["log"] = djangolog.relay.take()
+    reply["began_at"], reply["seconds"] = began_at, seconds
     return reply
 
 

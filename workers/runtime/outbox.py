@@ -15,6 +15,7 @@ from typing import Any
 from django.db import DatabaseError
 
 from .. import queue
+from ..queue import holding
 from ..queue.hotpath import ClaimedTask
 from ..states import Outcome, TaskState
 
@@ -31,6 +32,54 @@ class Success:
 
     def __call__(self) -> float | None:
         queue.succeed(self.token, self.value, self.ending)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Successes:
+    """The results of a bundle's tasks (``runtime.bundle``): written together, with the
+    next claim when there is one."""
+
+    items: tuple[Success, ...]
+
+    @property
+    def token(self) -> ClaimedTask:
+        return self.items[0].token
+
+    @property
+    def tokens(self) -> tuple[ClaimedTask, ...]:
+        return tuple(item.token for item in self.items)
+
+    def __call__(self) -> float | None:
+        queue.succeed_all([(item.token, item.value, item.ending) for item in self.items])
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Held tasks that never began: queued again, their attempts uncounted."""
+
+    tokens: tuple[ClaimedTask, ...]
+
+    @property
+    def token(self) -> ClaimedTask:
+        return self.tokens[0]
+
+    def __call__(self) -> float | None:
+        released = holding.release(self.tokens)
+        logger.info("queued again, never begun (attempts not counted): tasks %s", released)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Begin:
+    """A held task that runs long: its row says it began, and it holds its node's share."""
+
+    token: ClaimedTask
+    node: str
+
+    def __call__(self) -> float | None:
+        holding.begin(self.token, self.node)
         return None
 
 
@@ -61,11 +110,23 @@ class Progress:
         return None
 
 
-type Write = Success | Failure | Progress
+type Write = Success | Successes | Release | Begin | Failure | Progress
 
 
-def instead(write: Write, exc: DatabaseError) -> Write | None:
-    """What to write when the database refused ``write`` for its content (None: drop it)."""
+def tokens(write: Write) -> tuple[ClaimedTask, ...]:
+    """The attempts a write is about."""
+    return write.tokens if isinstance(write, Successes | Release) else (write.token,)
+
+
+def instead(write: Write, exc: DatabaseError) -> list[Write]:
+    """What to write when the database refused ``write`` for its content (none: drop it)."""
+    if isinstance(write, Successes):  # each on its own: only the refused one fails
+        return list(write.items)
+    replacement = _instead(write, exc)
+    return [] if replacement is None else [replacement]
+
+
+def _instead(write: Write, exc: DatabaseError) -> Write | None:
     why = f"{type(exc).__name__}: {exc}"
     if isinstance(write, Success):
         error = f"The result could not be recorded: the database refused it ({why})"

@@ -30,16 +30,18 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 
 from .. import conf, queue
 from ..exceptions import LostAttempt
-from ..pool import lifecycle, monitor, processes, stamps
+from ..pool import budget, lifecycle, monitor, processes, stamps
 from ..pool.lifecycle import Control
 from ..queue import doorbell
 from ..queue.doorbell import Doorbell
+from ..queue.holding import Holding
 from ..queue.hotpath import ClaimedTask, Empty
 from ..states import Outcome, WorkerState
 from . import djangolog, logs, memory
 from . import executor as executor_mod
+from .bundle import Bundle, began_at, starting_now
 from .meter import Meter
-from .outbox import Failure, Progress, Success, Write, instead
+from .outbox import Begin, Failure, Progress, Release, Success, Successes, Write, instead, tokens
 from .relay import Relay
 from .sentinel import Sentinel
 from .wake import Listener, listener_for_database
@@ -175,6 +177,8 @@ class Supervisor:
         self.node_blocked = False  # a worker of this node was, when last looked at
         self.blocked_look_at = 0.0
         self.enqueue_look_at = math.inf  # a blocked worker's next look, after an enqueue
+        self.bundle: Bundle | None = None  # short tasks claimed together, in flight
+        self.short: set[str] = set()  # functions whose last run here was short
 
     # -- setup and teardown ---------------------------------------------------------------
 
@@ -287,6 +291,9 @@ class Supervisor:
             return
         if self.stop_reason and not self.marked_draining:
             self._mark_draining()
+        bundle = self.bundle
+        if bundle is not None and not bundle.closed and (self.stop_reason or now >= bundle.cut_at):
+            self._cut_bundle()
         if self._can_claim(now) and self._claim():
             return
         if self.outbox:
@@ -324,28 +331,42 @@ class Supervisor:
             and now >= self.db_retry_at
         )
 
-    def _pending_success(self) -> Success | None:
-        if len(self.outbox) == 1 and isinstance(self.outbox[0], Success):
+    def _pending_success(self) -> Success | Successes | None:
+        if len(self.outbox) == 1 and isinstance(self.outbox[0], Success | Successes):
             return self.outbox[0]
         return None
 
-    def _claim_after(self, done: Success) -> ClaimedTask | _DatabaseDown | None:
+    def _claim_after(self, done: Success | Successes) -> list[ClaimedTask] | _DatabaseDown:
+        items = done.items if isinstance(done, Successes) else (done,)
+        results = [(item.token, item.value, item.ending) for item in items]
+        holding = self._holding()
         try:
             claimed = self._db(
-                lambda: queue.succeed_and_claim(done.token, done.value, done.ending,
-                                                self.options.queues)
-            )
+                lambda: queue.succeed_all_and_claim(results, self.options.queues, holding))
         except LostAttempt as exc:
             logger.warning("result discarded: %s", exc)
             self.outbox.clear()
-            return self._db(lambda: queue.claim_next(self.worker_id, self.options.queues))
+            found = self._db(lambda: queue.claim_next(self.worker_id, self.options.queues))
+            return found if isinstance(found, _DatabaseDown) else [found] if found else []
         except DatabaseError as exc:
             logger.exception("the database refused the result of task %s", done.token.id)
-            self.outbox[0:1] = [w for w in [instead(done, exc)] if w is not None]
-            return None
+            self.outbox[0:1] = instead(done, exc)
+            return []
         if not isinstance(claimed, _DatabaseDown):
             self.outbox.clear()
         return claimed
+
+    def _holding(self) -> Holding | None:
+        """What the next claim may hold beside its task (SQLite): short tasks, while no
+        worker of this machine waits idle for them and this one is not stopping."""
+        more = self.settings.short_tasks_per_claim - 1
+        if self.options.max_tasks is not None:
+            more = min(more, self.options.max_tasks - self.finished - 1)
+        if more < 1 or not self.short or self.stop_reason or connection.vendor != "sqlite":
+            return None
+        if doorbell.anyone_idle(self.options.queues, self.worker_id):
+            return None
+        return Holding(frozenset(self.short), more)
 
     def _claim(self) -> bool:
         if self.claim_uncertain and not self._release_unheld():
@@ -358,21 +379,20 @@ class Supervisor:
         if isinstance(claimed, _DatabaseDown):
             self.claim_uncertain = True  # the claim may have landed without our hearing
             return False
-        if done is not None and not (isinstance(claimed, ClaimedTask)
-                                     and claimed.holds_at_least(done.token)):
+        if done is not None and not (claimed and claimed[0].holds_at_least(done.token)):
             self._ended()  # else the share it freed was taken again in the same commit
-        if isinstance(claimed, ClaimedTask):
+        if claimed:
             self.batch_look = BATCH_FIRST_LOOK
             self.blocked = False
             self._hand_over(claimed, sent)
             if done is None:  # an idle worker took work: more may wait
-                self._pass_on(claimed.queue)
+                self._pass_on(claimed[0].queue)
             return True
-        if claimed is None and not self.outbox:
+        if not self.outbox:
             self._idle(time.monotonic())
         return False
 
-    def _look_and_claim(self) -> ClaimedTask | _DatabaseDown | None:
+    def _look_and_claim(self) -> list[ClaimedTask] | _DatabaseDown:
         woken, self.enqueued = self.enqueued, False
         if self.doorbell is not None:
             self.doorbell.busy()  # while it claims, work arriving rings another idle worker
@@ -383,8 +403,8 @@ class Supervisor:
             if woken:
                 logger.debug("worker %s: woken by an enqueue, its claim took nothing",
                              self.worker_id)
-            return None
-        return found
+            return []
+        return found if isinstance(found, _DatabaseDown) else [found]
 
     def _pass_on(self, queue_name: str) -> None:
         """An idle worker took a task: wake one more idle worker of this machine if more
@@ -451,9 +471,13 @@ class Supervisor:
             doorbell.ring_local(doorbell.FREED)
 
     def _release_unheld(self) -> bool:
-        keep = {write.token.id for write in self.outbox}  # ours, its ending not yet written
+        # ours: its ending not yet written, running, or in the bundle
+        keep = {token.id for write in self.outbox for token in tokens(write)}
         if self.running is not None:
             keep.add(self.running.token.id)
+        if self.bundle is not None:
+            keep |= {token.id for token in self.bundle.tokens}
+            keep |= {success.token.id for success in self.bundle.done}
         released = self._db(lambda: queue.release_unheld(self.worker_id, keep))
         if isinstance(released, _DatabaseDown):
             return False
@@ -474,6 +498,8 @@ class Supervisor:
                 deadlines.append(running.progress_sent_at + PROGRESS_EVERY)
             if running.limit is not None:
                 deadlines.append(self.timers.memory)
+            if self.bundle is not None and not self.bundle.closed:
+                deadlines.append(self.bundle.cut_at)
         if self.outbox or now < self.db_retry_at:
             deadlines.append(self.db_retry_at)
         return max(0.0, min(deadlines) - now)
@@ -694,6 +720,8 @@ class Supervisor:
         """Stop the executor and everything it started; return its wait status."""
         ex = self.executor
         assert ex is not None
+        if self.bundle is not None:
+            self._close_bundle()  # before it is gone: which tasks began
         self.executor = None
         self.selector.unregister(ex)
         self._drain_output(ex.output)
@@ -757,7 +785,9 @@ class Supervisor:
         reason = executor_mod.describe(status)
         logger.error("the executor died: %s", reason)
         running = self.running
-        if running is not None and running.stopped is None:
+        if running is not None and not self._running_began():
+            self._drop_unbegun()
+        elif running is not None and running.stopped is None:
             if time.monotonic() >= running.lease.kill_at:
                 self._end(queue.Ending(Outcome.LEASE_EXPIRED, "Stopped by its worker's sentinel "
                                        "before its lease could end: it could not be renewed."))
@@ -771,22 +801,37 @@ class Supervisor:
 
     # -- one attempt ----------------------------------------------------------------------
 
-    def _hand_over(self, token: ClaimedTask, sent: float) -> None:
-        """Give the executor its task, once the sentinel guards the lease taken at ``sent``."""
+    def _hand_over(self, claimed: list[ClaimedTask], sent: float) -> None:
+        """Give the executor its task (and those held beside it), once the sentinel guards
+        the lease taken at ``sent``."""
         assert self.executor is not None
         settings = self.settings
-        timeout = min(token.timeout, settings.task_timeout)
         lease = Lease(sent, settings.lease_ttl, settings.lease_margin, settings.renew_every)
-        log = logs.AttemptLog(functools.partial(logs.attempt_log_path, settings.log_dir, token.id,
-                                                token.attempt))
-        self.running = Running(token=token, deadline=time.monotonic() + timeout, lease=lease,
-                               log=log, limit=memory.limit_bytes(token.memory_limit_mb, settings),
-                               oom_kills=memory.oom_kills_lately(time.monotonic()))
+        self.running = self._running(claimed[0], lease)
         self._arm(lease)
         self.timers.sample = time.monotonic() + SAMPLE_EVERY
         self.timers.memory = time.monotonic() + memory.LIMIT_SAMPLE_EVERY
         self.timers.control = time.monotonic() + settings.poll_interval
-        payload = {
+        if len(claimed) == 1:
+            self.executor.conn.send({"task": self._payload(claimed[0])})
+            return
+        logger.debug("worker %s: %d short tasks of %s claimed together", self.worker_id,
+                     len(claimed), claimed[0].func_path)
+        self.bundle = Bundle(list(claimed), cut_at=time.monotonic() + self._cut_after())
+        self.executor.gate.open(len(claimed))
+        self.executor.conn.send({"tasks": [self._payload(token) for token in claimed]})
+
+    def _running(self, token: ClaimedTask, lease: Lease) -> Running:
+        settings = self.settings
+        timeout = min(token.timeout, settings.task_timeout)
+        log = logs.AttemptLog(functools.partial(logs.attempt_log_path, settings.log_dir, token.id,
+                                                token.attempt))
+        return Running(token=token, deadline=time.monotonic() + timeout, lease=lease, log=log,
+                       limit=memory.limit_bytes(token.memory_limit_mb, settings),
+                       oom_kills=memory.oom_kills_lately(time.monotonic()))
+
+    def _payload(self, token: ClaimedTask) -> dict[str, Any]:
+        return {
             "id": token.id,
             "attempt": token.attempt,
             "worker_id": self.worker_id,
@@ -795,7 +840,71 @@ class Supervisor:
             "kwargs": token.kwargs,
             "row": token.row_facts(),
         }
-        self.executor.conn.send({"task": payload})
+
+    # -- short tasks claimed together (runtime.bundle) ------------------------------------
+
+    def _cut_after(self) -> float:
+        """How long a task of a bundle may run before the tasks held behind it go back."""
+        return max(0.02, 4 * self.settings.short_task_ms / 1000)
+
+    def _learn(self, running: Running, message: dict[str, Any]) -> None:
+        """Whether the task's function may be held beside others from now on: its run
+        here was short and printed nothing."""
+        seconds = message.get("seconds")
+        func_path = running.token.func_path
+        if (seconds is not None and seconds * 1000 < self.settings.short_task_ms
+                and not running.tail):
+            self.short.add(func_path)
+        else:
+            self.short.discard(func_path)
+
+    def _next_in_bundle(self, lease: Lease | None) -> None:
+        """A task of the bundle replied: the next one began, or the bundle is over."""
+        assert self.bundle is not None
+        token = self.bundle.next()
+        if token is None or lease is None:
+            self._end_bundle()
+            return
+        self.running = self._running(starting_now(token), lease)
+        self.bundle.cut_at = time.monotonic() + self._cut_after()
+
+    def _end_bundle(self) -> None:
+        """Its successes wait to be written together, with the next claim."""
+        bundle, self.bundle = self.bundle, None
+        if bundle is not None and bundle.done:
+            done = bundle.done
+            self._queue_write(done[0] if len(done) == 1 else Successes(tuple(done)))
+
+    def _close_bundle(self) -> None:
+        """No task of the bundle begins any more: those that never began go back."""
+        assert self.bundle is not None and self.executor is not None
+        unbegun = self.bundle.close(self.executor.gate)
+        if unbegun:
+            self._queue_write(Release(tuple(unbegun)))
+
+    def _cut_bundle(self) -> None:
+        """A task of the bundle runs long, or the worker stops: the tasks held behind it go
+        back, the successes so far are written, and the task running holds its share."""
+        bundle = self.bundle
+        assert bundle is not None
+        self._close_bundle()
+        if bundle.done:
+            self._queue_write(Successes(tuple(bundle.done)))
+            bundle.done = []
+        running = self.running
+        if running is not None and running.token.held and bundle.began():
+            self._queue_write(Begin(running.token, budget.local_node()))
+
+    def _running_began(self) -> bool:
+        return self.bundle is None or self.bundle.began()
+
+    def _drop_unbegun(self) -> None:
+        """The task expected next never began (the executor stopped first): it went back
+        with the others (``_close_bundle``); nothing of it is recorded."""
+        self._close_log()
+        self.running = None
+        self.want_claim = True
+        self._end_bundle()
 
     def _send_progress(self, running: Running, now: float) -> None:
         fraction, message = running.progress or (None, "")
@@ -811,7 +920,9 @@ class Supervisor:
         running = self.running
         if running is None or running.stopped is not None:
             return
+        running.token = began_at(running.token, message.get("began_at"))
         self._drain_output(self.executor.output if self.executor else -1)
+        self._learn(running, message)
         peak = max(running.peak_rss, message.get("peak_rss_bytes") or 0) or None
         if running.progress is not None:
             fraction, text = running.progress
@@ -819,7 +930,11 @@ class Supervisor:
         if message["ok"]:
             ending = queue.Ending(Outcome.SUCCEEDED, peak_rss_bytes=peak,
                                   log_tail=running.log_tail())
-            self._queue_write(Success(running.token, message["value"], ending))
+            success = Success(running.token, message["value"], ending)
+            if self.bundle is not None:
+                self.bundle.done.append(success)
+            else:
+                self._queue_write(success)
             self.counts[0] += 1
             self._after_task()
         else:
@@ -832,6 +947,8 @@ class Supervisor:
         memory goes back to the machine, and the next task's peak is its own."""
         if rss is None or ceiling is None or rss <= ceiling or self.executor is None:
             return
+        if self.bundle is not None:
+            return  # its next task runs already; the bundle's last reply tells again
         logger.info("the executor holds %s MB after its task (WORKER_EXECUTOR_MAX_RSS_MB: %s);"
                     " replacing it", memory.mb(rss), memory.mb(ceiling),
                     extra={"rss_bytes": rss, "ceiling_bytes": ceiling})
@@ -876,12 +993,15 @@ class Supervisor:
 
     def _after_task(self) -> None:
         self._close_log()
+        lease = self.running.lease if self.running is not None else None
         self.running = None
         self.want_claim = True
         self.finished += 1
         limit = self.options.max_tasks
         if limit is not None and self.finished >= limit and not self.stop_reason:
             self.stop_reason = f"max tasks reached ({limit})"
+        if self.bundle is not None:
+            self._next_in_bundle(lease)
 
     def _stop_task(self, ending: queue.Ending | None) -> None:
         """Kill the running task and its children now; record ``ending``.
@@ -894,13 +1014,16 @@ class Supervisor:
         running.stopped = ending or queue.Ending(Outcome.LEASE_EXPIRED)
         self._disarm()
         self._stop_executor(graceful=False)
-        if ending is None:
+        if not self._running_began():
+            self._drop_unbegun()
+        elif ending is None:
             lost = queue.Ending(Outcome.LEASE_EXPIRED, "The lease ended before its worker could "
                                 "renew it; the worker stopped the task.")
             self._queue_write(Failure(running.token, lost))
             self._close_log()
             self.running = None
             self.want_claim = True
+            self._end_bundle()
         else:
             self._end(ending)
         if not self.abort_reason:
@@ -956,9 +1079,7 @@ class Supervisor:
             raise _Retry from exc
         except DatabaseError as exc:
             logger.exception("the database refused a write for task %s", write.token.id)
-            replacement = instead(write, exc)
-            if replacement is not None:
-                self.outbox.insert(1, replacement)  # after this one, which is popped
+            self.outbox[1:1] = instead(write, exc)  # after this one, which is popped
         else:
             self.db_backoff = 0.0
             if retry_in is not None:  # look again when the retry is due, not a poll later

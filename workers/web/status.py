@@ -106,7 +106,8 @@ def _workers(now: datetime) -> list[Worker]:
 
 
 def _running_tasks(worker_ids: list[int]) -> dict[int, Task]:
-    running = Task.objects.running().filter(worker_id__in=worker_ids).only(
+    # a worker running short tasks together holds one share: the others show once begun
+    running = Task.objects.running().filter(worker_id__in=worker_ids, held=False).only(
         "id", "func_path", "attempt", "attempt_base", "max_attempts", "last_attempted_at",
         "progress", "progress_message", "worker_id", "memory_estimate_mb", "memory_source",
         "memory_estimate_runs",
