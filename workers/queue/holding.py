@@ -70,7 +70,8 @@ def _hold_sql(count: int) -> str:
         f"UPDATE {table} SET state = '{RUNNING}', worker_id = %s, attempt = attempt + 1,"
         " node_id = NULL, held = TRUE, lease_expires_at = %s, progress = NULL,"
         " progress_message = '', cancel_requested_at = NULL"
-        f" WHERE id IN ({ids}) AND state = '{QUEUED}' RETURNING {COLUMNS}"
+        # "+state": found by their ids; SQLite would walk every queued row of the state index
+        f" WHERE id IN ({ids}) AND +state = '{QUEUED}' RETURNING {COLUMNS}"
     )
 
 
