@@ -3,6 +3,8 @@ rotation, and a worker's download joining its rotated files oldest first."""
 
 from __future__ import annotations
 
+import functools
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -126,3 +128,26 @@ def test_an_attempts_download_joins_its_rotated_part_first(crucible: Any) -> Non
         log.write(line)
     log.close()
     assert b"".join(logs.stream(logs.attempt_files(task, 1))) == b"one\ntwo\nthree\n"
+
+
+def test_the_worker_log_writes_its_lines_out_when_flushed_and_rotates_at_its_size(
+        tmp_path: Path) -> None:
+    """Lines reach the file when the worker's loop waits (``flush_pending``), and the file
+    rotates once the next line would pass its size."""
+    path = tmp_path / "worker_1.log"
+    handler = files.WorkerLog(path)
+    handler.maxBytes = 200
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    record = functools.partial(logging.LogRecord, "t", logging.INFO, __file__, 1,
+                               args=(), exc_info=None)
+    handler.handle(record(msg="a" * 59))
+    assert handler.pending and path.read_text() == ""
+
+    handler.flush()
+    assert not handler.pending and path.read_text() == "a" * 59 + "\n"
+    for letter in "bcd":
+        handler.handle(record(msg=letter * 59))
+    handler.flush()
+    handler.close()
+    assert files.backup_path(path).read_text() == "".join(f"{c * 59}\n" for c in "abc")
+    assert path.read_text() == "d" * 59 + "\n"

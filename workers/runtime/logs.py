@@ -53,10 +53,53 @@ def backup_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.1")
 
 
+class WorkerLog(RotatingFileHandler):
+    """The worker's own log: rotated like its base, but each line formatted once (the base
+    formats it again to decide on rotation, and asks the file where it is, which writes
+    it out) and written out when the worker's loop waits (``flush_pending``), not line by
+    line: a busy worker logs two of Django's lines a ``@task``."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, maxBytes=MAX_BYTES, backupCount=BACKUPS)
+        self.size = path.stat().st_size if path.exists() else 0
+        self.pending = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record) + self.terminator
+            if self.size and self.size + len(text) >= self.maxBytes:  # characters: near enough
+                self.doRollover()
+                self.size = 0
+            if self.stream is None:
+                self.stream = self._open()
+            self.stream.write(text)
+            self.size += len(text)
+            self.pending = True
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - as logging's own handlers: report, never raise
+            self.handleError(record)
+
+    def flush(self) -> None:
+        self.pending = False
+        super().flush()
+
+
+_pending: list[WorkerLog] = []
+
+
+def flush_pending() -> None:
+    """Write out the worker's log lines not yet written (before its loop waits)."""
+    for handler in _pending:
+        if handler.pending:
+            handler.flush()
+
+
 def to_file(log_dir: Path, worker_id: int, *, keep_console: bool) -> Path:
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_path(log_dir, worker_id)
-    handler = RotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS)
+    handler = WorkerLog(path)
+    _pending.append(handler)
     handler.setFormatter(logging.Formatter(FORMAT))
     root = logging.getLogger()
     if not keep_console:

@@ -505,6 +505,7 @@ class Supervisor:
         return max(0.0, min(deadlines) - now)
 
     def _wait(self, timeout: float) -> None:
+        logs.flush_pending()
         for key, _ in self.selector.select(timeout):
             key.data()
 
