@@ -4,7 +4,9 @@ run alone from then on (``workers.queue.holding``, ``workers.runtime.bundle``)."
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,10 @@ from tests.testapp.models import Execution
 from workers import queue
 from workers.models import Node, Task, TaskAttempt, Worker
 from workers.pool import budget
+from workers.queue.doorbell import Doorbell
 from workers.queue.holding import Holding, held_ids
 from workers.queue.hotpath import ClaimedTask
+from workers.runtime.supervisor import Lease, Options, Running, Supervisor
 from workers.states import Outcome, TaskState
 
 from .helpers import TASKS, enqueue, running_workers
@@ -223,3 +227,44 @@ def test_a_worker_told_to_stop_sends_back_what_it_held(workers, runtime_dir):
     for index, task_id in enumerate(ids):
         _counted_once(task_id)
         assert _executions(f"s{index}") == 1
+
+
+def _supervisor(settings: Any, **changes: Any) -> Supervisor:
+    conf = dataclasses.replace(settings.CRUCIBLE, **changes)
+    supervisor = Supervisor(worker_id=1, options=Options(queues=["default"]), settings=conf)
+    supervisor.short = {STEP}
+    return supervisor
+
+
+def test_a_worker_holds_nothing_while_another_of_its_machine_waits_idle(crucible, settings):
+    supervisor = _supervisor(settings)
+    assert supervisor._holding() == Holding(frozenset({STEP}), 15)
+    other = Doorbell(2)
+    other.idle(["default"])
+    try:
+        assert supervisor._holding() is None, "an idle worker could start them"
+    finally:
+        other.close()
+    assert supervisor._holding() is not None
+    assert _supervisor(settings, short_tasks_per_claim=1)._holding() is None
+
+
+def test_a_function_that_prints_or_runs_long_is_not_held(crucible, settings):
+    supervisor = _supervisor(settings)
+    token = dataclasses.replace(_token(), func_path=STEP)
+    running = Running(token=token, deadline=0.0, lease=Lease(0.0, 120.0, 12.0, 40.0))
+    supervisor._learn(running, {"seconds": 0.001})
+    assert supervisor.short == {STEP}
+    running.tail = "printed\n"
+    supervisor._learn(running, {"seconds": 0.001})
+    assert supervisor.short == set()
+    running.tail = ""
+    supervisor._learn(running, {"seconds": 0.001})
+    supervisor._learn(running, {"seconds": 0.006})  # over WORKER_SHORT_TASK_MS (5)
+    assert supervisor.short == set()
+
+
+def _token() -> ClaimedTask:
+    return ClaimedTask(id=1, attempt=1, worker_id=1, func_path="m.f", args=[], kwargs={},
+                       timeout=60.0, max_attempts=3, memory_mb=None,
+                       started_at=datetime(2026, 1, 1, tzinfo=UTC))
