@@ -35,7 +35,7 @@ from ..models import PausedQueue, Task, TaskAttempt, TaskQuerySet, Worker
 from ..pool import budget, estimates, learning, memory_retry
 from ..spec import Shape, TaskSpec, check_arguments, resolve, validate, validate_options
 from ..states import TASK_TRANSITIONS, Outcome, TaskState, WorkerState, move, moves
-from . import clock, dependencies, doorbell, inserting
+from . import clock, dependencies, doorbell, holding, inserting
 from . import hotpath as claim_module
 from .clock import Now, later
 from .holding import Holding
@@ -134,8 +134,7 @@ def enqueue_calls(template: TaskSpec, calls: Sequence[tuple[list[Any], dict[str,
 def _insert_many(columns: dict[str, list[Any]], count: int) -> tuple[list[int], datetime]:
     with transaction.atomic():
         ids, created = inserting.insert_many(columns, count)
-        for name in sorted(set(columns.get("queue", []))):
-            transaction.on_commit(functools.partial(doorbell.ring_all, f"q:{name}"))
+        doorbell.ring_on_commit(columns.get("queue", []))
     return ids, created
 
 
@@ -301,16 +300,10 @@ def release_unheld(worker_id: int, keep: Collection[int] = ()) -> list[int]:
     with transaction.atomic():
         ids = list(held.select_for_update().values_list("pk", flat=True))
         if ids:
-            move(Task.objects.filter(pk__in=ids, state=TaskState.RUNNING), TaskState.QUEUED,
-                 attempt=F("attempt") - 1, worker=None, lease_expires_at=None)
-            _ring_on_commit(Task.objects.filter(pk__in=ids))
+            holding.put_back(ids)
     for task_id in ids:
         logger.warning("task %s: claim reply lost; queued again, attempt not counted", task_id)
     return ids
-
-
-def _ring_on_commit(tasks: TaskQuerySet) -> None:
-    doorbell.ring_on_commit(tasks.values_list("queue", flat=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -617,12 +610,9 @@ def _release_lost(task: Task) -> str:
     """A lost worker held ``task`` beside another (``queue.holding``): nobody can tell
     whether it began. Queued again uncounted, and never held again: should it take its
     worker down, its next attempt, run alone, is counted."""
-    move(Task.objects.filter(pk=task.pk, state=TaskState.RUNNING), TaskState.QUEUED,
-         attempt=F("attempt") - 1, worker=None, lease_expires_at=None, held=False, node=None,
-         run_alone=True)
+    holding.put_back([task.pk], run_alone=True)
     logger.warning("task %s: its worker was lost while holding it; queued again, attempt not"
                    " counted, and it will run alone", task.pk)
-    _ring_on_commit(Task.objects.filter(pk=task.pk))
     return TaskState.QUEUED
 
 

@@ -84,7 +84,7 @@ def plan(after: NextClaim, worker_id: int, now: datetime,
     """What to hold beside the claimed row, inside the claim's transaction (its parameters
     made before the write lock is taken)."""
     holding = after.holding
-    if not isinstance(holding, Holding) or holding.more < 1 or not holding.short:
+    if holding is None or holding.more < 1 or not holding.short:
         return _nothing
     queues = after.queues
     look_sql = _look_sql(len(queues))
@@ -122,19 +122,25 @@ def _fenced_held(tokens: Sequence[ClaimedTask]) -> TaskQuerySet:
     return Task.objects.filter(which, state=TaskState.RUNNING, held=True)
 
 
+def put_back(ids: Sequence[int], **fields: Any) -> None:
+    """Queue running tasks ``ids`` again as if never claimed (a claim whose reply was lost,
+    a held task that never began or whose worker was lost): the attempt their claim counted
+    is taken back. In the caller's transaction; workers are woken once it commits."""
+    move(Task.objects.filter(pk__in=ids, state=TaskState.RUNNING), TaskState.QUEUED,
+         attempt=F("attempt") - 1, worker=None, lease_expires_at=None, held=False, node=None,
+         **fields)
+    doorbell.ring_on_commit(Task.objects.filter(pk__in=ids).values_list("queue", flat=True))
+
+
 def release(tokens: Sequence[ClaimedTask]) -> list[int]:
     """Queue again held tasks that never began, their attempts uncounted; the ids put back
     (a task taken from this worker meanwhile is left alone)."""
     if not tokens:
         return []
     with transaction.atomic():
-        fenced = _fenced_held(tokens)
-        ids = list(fenced.select_for_update().values_list("pk", flat=True))
+        ids = list(_fenced_held(tokens).select_for_update().values_list("pk", flat=True))
         if ids:
-            move(Task.objects.filter(pk__in=ids, state=TaskState.RUNNING), TaskState.QUEUED,
-                 attempt=F("attempt") - 1, worker=None, lease_expires_at=None, held=False,
-                 node=None)
-            doorbell.ring_on_commit(Task.objects.filter(pk__in=ids).values_list("queue", flat=True))
+            put_back(ids)
     return ids
 
 

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -46,6 +46,9 @@ from ..models import Node, PausedQueue, Task, TaskAttempt
 from ..states import TASK_TRANSITIONS, TaskState, moves
 from . import turn
 from .clock import parse, sql_later, sql_now
+
+if TYPE_CHECKING:
+    from .holding import Holding
 
 QUEUED, RUNNING, SUCCEEDED = (
     TaskState.QUEUED.value, TaskState.RUNNING.value, TaskState.SUCCEEDED.value
@@ -613,7 +616,7 @@ class NextClaim:
     queues: list[str]
     lease_ttl: float
     node: str
-    holding: Any = None
+    holding: Holding | None = None
 
 
 def succeed_all_and_claim_sqlite(done: list[Recordable], after: NextClaim
