@@ -89,16 +89,8 @@ class Bundle:
 
 
 def began_at(token: ClaimedTask, moment: float | None) -> ClaimedTask:
-    """A held task's token, with when it began (the executor's wall clock, SQLite's)."""
+    """A held task's token, with when it began (the executor's wall clock, SQLite's); until
+    its reply says, a held task's token bears the moment of its claim."""
     if not token.held or moment is None:
         return token
-    return _with_start(token, datetime.fromtimestamp(moment, UTC))
-
-
-def _with_start(token: ClaimedTask, started: datetime) -> ClaimedTask:
-    return replace(token, started_at=started, first_started_at=token.first_started_at or started)
-
-
-def starting_now(token: ClaimedTask) -> ClaimedTask:
-    """A held task the executor goes on to: begun about now, until its reply says when."""
-    return _with_start(token, datetime.now(UTC))
+    return replace(token, started_at=datetime.fromtimestamp(moment, UTC))

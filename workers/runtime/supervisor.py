@@ -39,7 +39,7 @@ from ..queue.hotpath import ClaimedTask, Empty
 from ..states import Outcome, WorkerState
 from . import djangolog, logs, memory
 from . import executor as executor_mod
-from .bundle import Bundle, began_at, starting_now
+from .bundle import Bundle, began_at
 from .meter import Meter
 from .outbox import Begin, Failure, Progress, Release, Success, Successes, Write, instead, tokens
 from .relay import Relay
@@ -866,7 +866,7 @@ class Supervisor:
         if token is None or lease is None:
             self._end_bundle()
             return
-        self.running = self._running(starting_now(token), lease)
+        self.running = self._running(token, lease)
         self.bundle.cut_at = time.monotonic() + self._cut_after()
 
     def _end_bundle(self) -> None:
