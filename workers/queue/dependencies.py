@@ -10,9 +10,6 @@ records the predecessor's success, however often that predecessor runs or is ret
 
 from __future__ import annotations
 
-import functools
-
-from django.db import transaction
 from django.db.models import F
 
 from ..exceptions import InvalidTaskSpec
@@ -87,10 +84,9 @@ def release(task_id: int) -> int:
         pending_dependencies=F("pending_dependencies") - 1
     )
     ready = Task.objects.filter(pk__in=waiting, pending_dependencies=0, state=TaskState.WAITING)
-    queues = set(ready.values_list("queue", flat=True))
+    queues = list(ready.values_list("queue", flat=True))
     queued = move(ready, TaskState.QUEUED)
-    for name in queues:
-        transaction.on_commit(functools.partial(doorbell.ring_all, f"q:{name}"))
+    doorbell.ring_on_commit(queues)
     return queued
 
 

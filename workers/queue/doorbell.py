@@ -73,8 +73,8 @@ def ring_all(message: str) -> None:
 
 def ring_on_commit(queues: Iterable[str]) -> None:
     """Once the caller's transaction commits, tell every worker that work arrived in
-    ``queues``."""
-    for name in set(queues):
+    ``queues``, each queue once, in name order."""
+    for name in sorted(set(queues)):
         transaction.on_commit(functools.partial(ring_all, f"q:{name}"))
 
 

@@ -42,8 +42,7 @@ def ready(run: Run) -> TaskQuerySet:
 
 
 def _ring(tasks: TaskQuerySet) -> None:
-    for name in set(tasks.values_list("queue", flat=True).distinct()):
-        transaction.on_commit(functools.partial(doorbell.ring_all, f"q:{name}"))
+    doorbell.ring_on_commit(tasks.values_list("queue", flat=True).distinct())
 
 
 def _slots(run: Run) -> int | None:
