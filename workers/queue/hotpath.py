@@ -26,7 +26,6 @@ estimate above a small machine) runs there only when nothing else does.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import functools
 import json
@@ -350,7 +349,8 @@ def _loads(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def _claimed(row: tuple[Any, ...], worker_id: int, now: datetime) -> ClaimedTask:
+def _claimed(row: tuple[Any, ...], worker_id: int, now: datetime, *, held: bool = False
+             ) -> ClaimedTask:
     (task_id, attempt, func_path, args, kwargs, timeout, max_attempts, memory_mb, limit,
      priority, queue, created, first_started, estimate, cpus, *rest) = row
     started = rest[0] if rest else now
@@ -372,6 +372,7 @@ def _claimed(row: tuple[Any, ...], worker_id: int, now: datetime) -> ClaimedTask
         first_started_at=None if first_started is None else parse(first_started),
         memory_estimate_mb=estimate or 0,
         cpus=cpus,
+        held=held,
     )
 
 
@@ -670,9 +671,8 @@ def succeed_all_and_claim_sqlite(done: list[Recordable], after: NextClaim
         finally:
             cursor.close()
             turn.let_go(held)
-    claimed = [_claimed(row, worker_id, now) for row in rows]
-    claimed[1:] = [dataclasses.replace(one, held=True) for one in claimed[1:]]
-    return recorded, claimed
+    return recorded, [_claimed(row, worker_id, now, held=index > 0)
+                      for index, row in enumerate(rows)]
 
 
 def _sqlite_success(one: Recordable, at: Any, adapt: Adapt) -> tuple[str, list[Any], list[Any]]:
