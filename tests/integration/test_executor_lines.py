@@ -33,8 +33,8 @@ def pipe(crucible: Any) -> Iterator[tuple[Connection, Connection]]:
     djangolog.install(theirs)  # as the executor does
     found.setLevel(logging.INFO)
     yield ours, theirs
-    found.removeHandler(djangolog.relay)
-    found.propagate, djangolog.relay.conn = propagate, None
+    djangolog.uninstall()
+    found.propagate = propagate
     found.setLevel(level)
     ours.close()
     theirs.close()
@@ -82,3 +82,77 @@ def test_a_function_whose_last_run_was_long_sends_its_start_line_at_once(pipe, m
 
     assert len(sent) == 1 and "state=RUNNING" in sent[0]
     assert len(reply) == 1 and "state=SUCCESSFUL" in reply[0]
+
+
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.texts.append(record.getMessage())
+
+
+def test_the_lines_the_executor_makes_itself_are_djangos_own(crucible):
+    """While the relay is the only handler of ``django.tasks``, the executor writes the
+    lines of a successful attempt without Django's receivers: the same words."""
+    from django.tasks import TaskResultStatus, signals
+
+    from tests.testapp import backend_tasks
+
+    result = backend_tasks.add.enqueue(1, 2)
+    found = logging.getLogger(djangolog.LOGGER)
+    djangos = Lines()
+    found.addHandler(djangos)
+    level = found.level
+    found.setLevel(logging.INFO)
+    try:
+        for status, receiver in ((TaskResultStatus.RUNNING, signals.log_task_started),
+                                 (TaskResultStatus.SUCCESSFUL, signals.log_task_finished)):
+            object.__setattr__(result, "status", status)
+            receiver(type(result.task.get_backend()), task_result=result)
+            assert djangolog._text(result) == djangos.texts[-1]
+            assert djangos.texts[-1].endswith(f"state={status.value}")
+    finally:
+        found.removeHandler(djangos)
+        found.setLevel(level)
+
+
+def test_djangos_receivers_stay_while_another_handler_listens(crucible):
+    from django.tasks import signals
+
+    found = logging.getLogger(djangolog.LOGGER)
+    other = Lines()
+    found.addHandler(other)
+    ours, theirs = Pipe()
+    try:
+        djangolog.install(theirs)
+        assert signals.log_task_started in [ref() for _, ref, *_ in signals.task_started.receivers]
+        assert djangolog._started not in [ref() for _, ref, *_ in signals.task_started.receivers]
+    finally:
+        djangolog.uninstall()
+        found.removeHandler(other)
+        ours.close()
+        theirs.close()
+
+
+def test_the_executor_replaces_djangos_receivers_when_only_the_relay_listens(crucible):
+    from django.tasks import signals
+
+    found = logging.getLogger(djangolog.LOGGER)
+    level = found.level
+    found.setLevel(logging.INFO)
+    ours, theirs = Pipe()
+    try:
+        djangolog.install(theirs)
+        started = [ref() for _, ref, *_ in signals.task_started.receivers]
+        finished = [ref() for _, ref, *_ in signals.task_finished.receivers]
+        assert djangolog._started in started and signals.log_task_started not in started
+        assert djangolog._finished in finished and signals.log_task_finished not in finished
+    finally:
+        djangolog.uninstall()
+        found.setLevel(level)
+        ours.close()
+        theirs.close()
+    restored = [ref() for _, ref, *_ in signals.task_started.receivers]
+    assert signals.log_task_started in restored and djangolog._started not in restored

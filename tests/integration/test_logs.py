@@ -378,6 +378,23 @@ def test_each_node_sweeps_the_logs_of_tasks_pruned_elsewhere(crucible):
         "attempt_1.log"]
 
 
+def test_a_worker_started_by_hand_writes_every_line_to_its_console_by_its_exit(
+        workers, crucible):
+    """Its console lines are held while it is busy and written when its loop waits, and
+    at its exit: none is lost, none comes twice, and they keep their order."""
+    from tests.testapp import backend_tasks
+
+    ids = [backend_tasks.add.enqueue(n, 1).id for n in range(40)]
+    run_batch(workers)
+
+    lines = workers.output(0).splitlines()
+    path = "tests.testapp.backend_tasks.add"
+    for state in ("RUNNING", "SUCCESSFUL"):
+        found = [line for line in lines if line.endswith(f"path={path} state={state}")]
+        assert [line.split("Task id=")[1].split()[0] for line in found] == ids
+    assert lines[-1].endswith("stopped: batch finished: nothing left to claim")
+
+
 def test_djangos_lines_about_a_task_go_to_the_worker_log_not_to_its_attempt(workers, crucible):
     from tests.testapp import backend_tasks
 

@@ -8,8 +8,12 @@ thousand tasks each let a sweep take them a thousand at a time.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import io
 import logging
+import os
+import sys
 from collections.abc import Callable
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -86,13 +90,47 @@ class WorkerLog(RotatingFileHandler):
 
 
 _pending: list[WorkerLog] = []
+_consoles: list[_HeldText] = []
+_forks_flush: list[bool] = []  # flush_pending registered to run before every fork
+CONSOLE_BUFFER = 64 * 1024
 
 
 def flush_pending() -> None:
-    """Write out the worker's log lines not yet written (before its loop waits)."""
+    """Write out the worker's log lines not yet written (before its loop waits, and before
+    a fork, so that no child inherits them)."""
     for handler in _pending:
         if handler.pending:
             handler.flush()
+    for console in _consoles:
+        console.write_out()  # no system call when nothing is held
+
+
+class _HeldText(io.TextIOWrapper):
+    """A console stream whose lines are written out by ``flush_pending``, not by the
+    ``flush`` that logging's StreamHandler calls after every line."""
+
+    def flush(self) -> None:
+        pass
+
+    def write_out(self) -> None:
+        super().flush()
+
+
+def _buffer_consoles(root: logging.Logger) -> None:
+    """The console handlers of a worker started by hand write when its loop waits, as its
+    log file does: a system call for each of Django's two lines a ``@task`` otherwise."""
+    for handler in root.handlers:
+        if type(handler) is not logging.StreamHandler or handler.stream is not sys.stderr:
+            continue
+        try:
+            fd = sys.stderr.fileno()
+        except (AttributeError, OSError):  # io.UnsupportedOperation: stderr is no file here
+            continue
+        raw = io.FileIO(fd, "w", closefd=False)
+        held = _HeldText(io.BufferedWriter(raw, CONSOLE_BUFFER),
+                         encoding=sys.stderr.encoding, errors="backslashreplace")
+        handler.setStream(held)
+        _consoles.append(held)
 
 
 def to_file(log_dir: Path, worker_id: int, *, keep_console: bool) -> Path:
@@ -105,6 +143,11 @@ def to_file(log_dir: Path, worker_id: int, *, keep_console: bool) -> Path:
     if not keep_console:
         for old in list(root.handlers):
             root.removeHandler(old)
+    _buffer_consoles(root)
+    if not _forks_flush:
+        os.register_at_fork(before=flush_pending)
+        atexit.register(flush_pending)  # before logging's own shutdown, which runs last
+        _forks_flush.append(True)
     root.addHandler(handler)
     root.setLevel(min(root.getEffectiveLevel(), logging.INFO))  # LOG_LEVEL=DEBUG is kept
     return path
