@@ -151,3 +151,15 @@ def test_the_worker_log_writes_its_lines_out_when_flushed_and_rotates_at_its_siz
     handler.close()
     assert files.backup_path(path).read_text() == "".join(f"{c * 59}\n" for c in "abc")
     assert path.read_text() == "d" * 59 + "\n"
+
+
+def test_the_worker_format_reads_as_loggings_own_across_seconds() -> None:
+    """Formatted once for the file and the console, the time's seconds once a second:
+    the same text as logging's own formatter, record after record."""
+    ours, theirs = files.LineFormatter(), logging.Formatter(files.FORMAT)
+    for created in (1796172940.2, 1796172940.9995, 1796172941.0001, 1796172941.5, 1796172999.0):
+        record = logging.LogRecord("django.tasks", logging.INFO, __file__, 1, "Task id=%s",
+                                   ("7",), None)
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert ours.format(record) == theirs.format(record)
+        assert ours.format(record) == theirs.format(record), "the second time, from its cache"

@@ -14,6 +14,7 @@ import io
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
@@ -55,6 +56,33 @@ def attempt_log_path(log_dir: Path, task_id: int, attempt: int) -> Path:
 
 def backup_path(path: Path) -> Path:
     return path.with_name(f"{path.name}.1")
+
+
+class LineFormatter(logging.Formatter):
+    """The worker's format, shared by its log file and its console: a record is formatted
+    once for both, and the time's seconds once a second."""
+
+    def __init__(self) -> None:
+        super().__init__(FORMAT)
+        self._last: tuple[logging.LogRecord | None, str] = (None, "")
+        self._second: tuple[int, str] = (-1, "")
+
+    def format(self, record: logging.LogRecord) -> str:
+        last, text = self._last
+        if last is not record:
+            text = super().format(record)
+            self._last = (record, text)
+        return text
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second, stamp = self._second
+        if second != int(record.created):
+            stamp = time.strftime(self.default_time_format, self.converter(record.created))
+            self._second = (int(record.created), stamp)
+        msec = self.default_msec_format
+        return msec % (stamp, record.msecs) if msec else stamp
 
 
 class WorkerLog(RotatingFileHandler):
@@ -116,12 +144,15 @@ class _HeldText(io.TextIOWrapper):
         super().flush()
 
 
-def _buffer_consoles(root: logging.Logger) -> None:
+def _buffer_consoles(root: logging.Logger, formatter: LineFormatter) -> None:
     """The console handlers of a worker started by hand write when its loop waits, as its
-    log file does: a system call for each of Django's two lines a ``@task`` otherwise."""
+    log file does: a system call for each of Django's two lines a ``@task`` otherwise. One
+    in the worker's own format shares the log file's formatter."""
     for handler in root.handlers:
         if type(handler) is not logging.StreamHandler or handler.stream is not sys.stderr:
             continue
+        if _formats_as(handler.formatter, FORMAT):
+            handler.setFormatter(formatter)
         try:
             fd = sys.stderr.fileno()
         except (AttributeError, OSError):  # io.UnsupportedOperation: stderr is no file here
@@ -133,17 +164,24 @@ def _buffer_consoles(root: logging.Logger) -> None:
         _consoles.append(held)
 
 
+def _formats_as(formatter: logging.Formatter | None, fmt: str) -> bool:
+    """Whether ``formatter`` is logging's own, with ``fmt`` and its default time format."""
+    return (type(formatter) is logging.Formatter and formatter._fmt == fmt
+            and formatter.datefmt is None and isinstance(formatter._style, logging.PercentStyle))
+
+
 def to_file(log_dir: Path, worker_id: int, *, keep_console: bool) -> Path:
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_path(log_dir, worker_id)
     handler = WorkerLog(path)
     _pending.append(handler)
-    handler.setFormatter(logging.Formatter(FORMAT))
     root = logging.getLogger()
     if not keep_console:
         for old in list(root.handlers):
             root.removeHandler(old)
-    _buffer_consoles(root)
+    formatter = LineFormatter()
+    handler.setFormatter(formatter)
+    _buffer_consoles(root, formatter)
     if not _forks_flush:
         os.register_at_fork(before=flush_pending)
         atexit.register(flush_pending)  # before logging's own shutdown, which runs last
