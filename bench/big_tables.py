@@ -67,7 +67,8 @@ CHUNK = 1_000_000
 TASK_COLUMNS = (
     "func_path, args, kwargs, queue, priority, state, max_attempts, attempt, attempt_base,"
     " timeout, created_at, started_at, last_attempted_at, finished_at, worker_id, result,"
-    " progress_message, error, crash_count, pending_dependencies, has_dependents, name"
+    " progress_message, error, crash_count, pending_dependencies, has_dependents, name,"
+    " held, run_alone"
 )
 
 
@@ -127,7 +128,8 @@ def task_values(n: int) -> str:
         f" ELSE 0 END, 0, 3600.0, {at}, CASE WHEN {done} THEN {at} END,"
         f" CASE WHEN {done} THEN {at} END, CASE WHEN {done} THEN {at} END, {worker},"
         f" CASE WHEN {done} AND NOT ({failed}) THEN '{{\"ok\": true}}'{jsonb} END, '',"
-        f" CASE WHEN {done} AND {failed} THEN 'ValueError: boom' ELSE '' END, 0, 0, {false}, ''"
+        f" CASE WHEN {done} AND {failed} THEN 'ValueError: boom' ELSE '' END, 0, 0, {false}, '',"
+        f" {false}, {false}"
     )
 
 
