@@ -117,3 +117,33 @@ def test_a_worker_that_cannot_open_the_lock_listens_for_itself(workers, runtime_
     alone = [i for i in range(2) if "listens for its queues itself" in workers.output(i)]
     assert alone == [0, 1]
     _picked_up(workers)
+
+
+TICKED = "ran its machine's tick"
+
+
+def _ticks(workers: Workers, index: int) -> int:
+    return workers.output(index).count(TICKED)
+
+
+def test_the_listening_worker_leaves_the_tick_to_the_others(workers, runtime_dir):
+    """A wake-up it heard during a tick waited for the tick's end: while the others take
+    the machine's tick, the worker that listens runs none."""
+    listening = _start(workers, runtime_dir, WORKER_TICK_INTERVAL="0.2", LOG_LEVEL="DEBUG")
+    others = [i for i in range(COUNT) if i != listening]
+
+    def others_ticked(count: int) -> bool:
+        return sum(_ticks(workers, i) for i in others) >= count
+
+    wait_for(functools.partial(others_ticked, 3), timeout=30)
+    before = _ticks(workers, listening)
+    wait_for(functools.partial(others_ticked, 15), timeout=30)
+    assert _ticks(workers, listening) == before
+    _picked_up(workers)
+
+
+def test_a_worker_alone_on_its_machine_ticks_though_it_listens(workers, runtime_dir):
+    env = worker_env(runtime_dir, WORKER_TICK_INTERVAL="0.2", LOG_LEVEL="DEBUG")
+    workers.start(env=env)
+    wait_for(lambda: LISTENS in workers.output(0), timeout=60)
+    wait_for(lambda: _ticks(workers, 0) >= 5, timeout=30)

@@ -102,3 +102,12 @@ def test_a_refused_spawned_worker_has_its_row_failed_with_the_reason(crucible):
     assert spawned.state == WorkerState.FAILED
     assert "'lab-1'" in spawned.failure_reason
     assert "WORKER_NODE_ADDRESS" in spawned.failure_reason
+
+
+def test_the_listening_worker_leaves_the_tick_only_while_another_takes_it() -> None:
+    from workers.pool.monitor import TICK_LEFT_FOR, leaves_the_tick
+
+    assert leaves_the_tick(True, 0.5, 2.0), "another worker ticked a moment ago"
+    assert not leaves_the_tick(False, 0.5, 2.0), "alone on its machine"
+    assert not leaves_the_tick(True, TICK_LEFT_FOR * 2.0, 2.0), "the others stopped ticking"
+    assert not leaves_the_tick(True, float("inf"), 2.0), "nobody ever ticked"

@@ -127,6 +127,13 @@ def anyone_idle(queues: list[str], worker_id: int) -> bool:
     return any(_idle_ids(names, queue) - {str(worker_id)} for queue in queues)
 
 
+def others_here(worker_id: int) -> bool:
+    """Whether another worker of this machine has a doorbell (a gone one's is cleared
+    when it is next rung)."""
+    mine = f"{worker_id}.sock"
+    return any(name.endswith(".sock") and name != mine for name in _names(bell_dir()))
+
+
 def _names(directory: Path) -> set[str]:
     """What the doorbells' folder holds: sockets, idle marks, stamps (none if it is gone)."""
     try:

@@ -531,7 +531,8 @@ class Supervisor:
             self._check_control()
         if now >= self.timers.tick:
             self.timers.tick = now + settings.tick_interval
-            self._tick()
+            if not self._leaves_the_tick():
+                self._tick()
         if self.running is None and not self.want_claim and now >= self.timers.poll:
             self._poll(now)
         if now >= self.enqueue_look_at:
@@ -550,10 +551,20 @@ class Supervisor:
             return
         self.want_claim = True
 
+    def _leaves_the_tick(self) -> bool:
+        """The worker that listens for its machine (PostgreSQL) leaves the node's tick to
+        its other workers while one of them takes it (``leaves_the_tick``)."""
+        relay = self.relay
+        if relay is None or not relay.relays:
+            return False
+        return monitor.leaves_the_tick(doorbell.others_here(self.worker_id),
+                                       stamps.age("tick"), self.settings.tick_interval)
+
     def _tick(self) -> None:
         """The node's monitor tick; no error of it, or of one task's data, stops the worker."""
         try:
-            self._db(monitor.maybe_tick)
+            if isinstance(self._db(monitor.maybe_tick), monitor.TickReport):
+                logger.debug("worker %s ran its machine's tick", self.worker_id)
         except Exception:  # the tick must never take its worker down
             logger.exception("the monitor tick failed; the next one will try again")
 
