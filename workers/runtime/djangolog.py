@@ -59,8 +59,7 @@ def install(conn: Connection) -> None:
     found.addHandler(relay)
     found.propagate = False
     if found.handlers == [relay] and not found.filters and found.isEnabledFor(logging.INFO):
-        _replace_receivers(signals.log_task_started, _started, signals.log_task_finished,
-                           _finished)
+        _swap(DJANGOS, OURS)
 
 
 def uninstall() -> None:
@@ -68,16 +67,15 @@ def uninstall() -> None:
     found = logging.getLogger(LOGGER)
     found.removeHandler(relay)
     found.propagate, relay.conn = True, None
-    _replace_receivers(_started, signals.log_task_started, _finished,
-                       signals.log_task_finished)
+    _swap(OURS, DJANGOS)
 
 
-def _replace_receivers(old_started: Receiver, new_started: Receiver, old_finished: Receiver,
-                       new_finished: Receiver) -> None:
-    if signals.task_started.disconnect(old_started):
-        signals.task_started.connect(new_started)
-    if signals.task_finished.disconnect(old_finished):
-        signals.task_finished.connect(new_finished)
+def _swap(old: tuple[Receiver, Receiver], new: tuple[Receiver, Receiver]) -> None:
+    """Connect ``new``'s receivers of task_started and task_finished in ``old``'s place."""
+    for signal, before, after in zip((signals.task_started, signals.task_finished), old, new,
+                                     strict=True):
+        if signal.disconnect(before):
+            signal.connect(after)
 
 
 # While the relay is the only way out of ``django.tasks``, Django's two lines about a
@@ -99,6 +97,10 @@ def _finished(sender: type, task_result: TaskResult[..., Any], **kwargs: Any) ->
         signals.log_task_finished(sender, task_result=task_result, **kwargs)
     else:
         relay.line(logging.INFO, _text(task_result))
+
+
+DJANGOS: tuple[Receiver, Receiver] = (signals.log_task_started, signals.log_task_finished)
+OURS: tuple[Receiver, Receiver] = (_started, _finished)
 
 
 def log(lines: list[Line]) -> None:

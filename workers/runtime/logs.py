@@ -116,21 +116,26 @@ class WorkerLog(RotatingFileHandler):
         self.pending = False
         super().flush()
 
+    def write_out(self) -> None:
+        if self.pending:
+            self.flush()
 
-_pending: list[WorkerLog] = []
-_consoles: list[_HeldText] = []
-_forks_flush: list[bool] = []  # flush_pending registered to run before every fork
+
 CONSOLE_BUFFER = 64 * 1024
+_held: list[WorkerLog | _HeldText] = []  # what holds lines until the loop waits
 
 
 def flush_pending() -> None:
     """Write out the worker's log lines not yet written (before its loop waits, and before
     a fork, so that no child inherits them)."""
-    for handler in _pending:
-        if handler.pending:
-            handler.flush()
-    for console in _consoles:
-        console.write_out()  # no system call when nothing is held
+    for held in _held:
+        held.write_out()  # no system call when nothing is held
+
+
+@functools.cache
+def _flush_before_forks_and_exit() -> None:
+    os.register_at_fork(before=flush_pending)
+    atexit.register(flush_pending)  # before logging's own shutdown, which runs last
 
 
 class _HeldText(io.TextIOWrapper):
@@ -161,7 +166,7 @@ def _buffer_consoles(root: logging.Logger, formatter: LineFormatter) -> None:
         held = _HeldText(io.BufferedWriter(raw, CONSOLE_BUFFER),
                          encoding=sys.stderr.encoding, errors="backslashreplace")
         handler.setStream(held)
-        _consoles.append(held)
+        _held.append(held)
 
 
 def _formats_as(formatter: logging.Formatter | None, fmt: str) -> bool:
@@ -174,7 +179,7 @@ def to_file(log_dir: Path, worker_id: int, *, keep_console: bool) -> Path:
     log_dir.mkdir(parents=True, exist_ok=True)
     path = log_path(log_dir, worker_id)
     handler = WorkerLog(path)
-    _pending.append(handler)
+    _held.append(handler)
     root = logging.getLogger()
     if not keep_console:
         for old in list(root.handlers):
@@ -182,10 +187,7 @@ def to_file(log_dir: Path, worker_id: int, *, keep_console: bool) -> Path:
     formatter = LineFormatter()
     handler.setFormatter(formatter)
     _buffer_consoles(root, formatter)
-    if not _forks_flush:
-        os.register_at_fork(before=flush_pending)
-        atexit.register(flush_pending)  # before logging's own shutdown, which runs last
-        _forks_flush.append(True)
+    _flush_before_forks_and_exit()
     root.addHandler(handler)
     root.setLevel(min(root.getEffectiveLevel(), logging.INFO))  # LOG_LEVEL=DEBUG is kept
     return path
