@@ -67,8 +67,7 @@ CHUNK = 1_000_000
 TASK_COLUMNS = (
     "func_path, args, kwargs, queue, priority, state, max_attempts, attempt, attempt_base,"
     " timeout, created_at, started_at, last_attempted_at, finished_at, worker_id, result,"
-    " progress_message, error, crash_count, pending_dependencies, has_dependents, name,"
-    " held, run_alone"
+    " progress_message, error, crash_count, pending_dependencies, has_dependents, name"
 )
 
 
@@ -128,8 +127,7 @@ def task_values(n: int) -> str:
         f" ELSE 0 END, 0, 3600.0, {at}, CASE WHEN {done} THEN {at} END,"
         f" CASE WHEN {done} THEN {at} END, CASE WHEN {done} THEN {at} END, {worker},"
         f" CASE WHEN {done} AND NOT ({failed}) THEN '{{\"ok\": true}}'{jsonb} END, '',"
-        f" CASE WHEN {done} AND {failed} THEN 'ValueError: boom' ELSE '' END, 0, 0, {false}, '',"
-        f" {false}, {false}"
+        f" CASE WHEN {done} AND {failed} THEN 'ValueError: boom' ELSE '' END, 0, 0, {false}, ''"
     )
 
 

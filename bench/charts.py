@@ -50,7 +50,7 @@ HEARTBEATS = 7 * 2880 + 240  # a week and two hours at 30 s; a day is kept after
 TASK_COLUMNS = (
     "func_path, args, kwargs, queue, priority, state, max_attempts, attempt, attempt_base,"
     " timeout, created_at, started_at, last_attempted_at, finished_at, progress_message, error,"
-    " crash_count, pending_dependencies, has_dependents, name, held, run_alone"
+    " crash_count, pending_dependencies, has_dependents, name"
 )
 
 
@@ -81,7 +81,7 @@ def task_values(n: int) -> str:
     return (
         f"'bench.tasks.sim_' || (x %% 37), '[]', '{{}}', {queue}, 0, {state}, 3,"
         f" CASE WHEN {finished} THEN 1 ELSE 0 END, 0, 3600.0, {created}, {started},"
-        f" {started}, {at}, '', '', 0, 0, {false}, '', {false}, {false}"
+        f" {started}, {at}, '', '', 0, 0, {false}, ''"
     )
 
 

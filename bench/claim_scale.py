@@ -42,10 +42,9 @@ def queue_tasks(first: int, last: int) -> None:
     false = "false" if is_pg() else "0"
     sql("INSERT INTO workers_task (func_path, args, kwargs, queue, priority, state,"
         " max_attempts, attempt, attempt_base, timeout, created_at, progress_message, error,"
-        " crash_count, pending_dependencies, has_dependents, name, held, run_alone)"
+        " crash_count, pending_dependencies, has_dependents, name)"
         f" SELECT 'bench.tasks.noop', '[]'{jsonb}, '{{}}'{jsonb}, 'default', 0, 'QUEUED', 3, 0,"
-        f" 0, 3600.0, {now}, '', '', 0, 0, {false}, '', {false}, {false}"
-        f" FROM ({series_select(first, last)}) AS s")
+        f" 0, 3600.0, {now}, '', '', 0, 0, {false}, '' FROM ({series_select(first, last)}) AS s")
 
 
 def time_claims(worker_id: int, claims: int) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 """Short tasks claimed together (issue 12): ``held`` marks a task claimed with others and
 not yet known to have begun; ``run_alone`` one a lost worker held, never held again.
 
-Both have a constant default: adding them rewrites no row on PostgreSQL.
+Both have a constant default, in the database too (SQL that writes task rows need not
+name them): adding them rewrites no row on PostgreSQL.
 """
 from django.db import migrations, models
 
@@ -18,11 +19,11 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='task',
             name='held',
-            field=models.BooleanField(default=False, editable=False),
+            field=models.BooleanField(db_default=False, default=False, editable=False),
         ),
         migrations.AddField(
             model_name='task',
             name='run_alone',
-            field=models.BooleanField(default=False, editable=False),
+            field=models.BooleanField(db_default=False, default=False, editable=False),
         ),
     ]

@@ -103,8 +103,9 @@ class Task(models.Model):
     # Short tasks claimed together (``runtime.bundle``): RUNNING but maybe not begun; its
     # attempt counts only once its worker knows it began. One that a lost worker held is
     # queued again uncounted and is never held again, so it is counted the next time.
-    held = models.BooleanField(default=False, editable=False)
-    run_alone = models.BooleanField(default=False, editable=False)
+    # A default in the database too: SQL that writes task rows need not name them.
+    held = models.BooleanField(default=False, db_default=False, editable=False)
+    run_alone = models.BooleanField(default=False, db_default=False, editable=False)
     # A run's task: its end is followed up (``has_dependents``) when the run needs it.
     run = models.ForeignKey("workers.Run", null=True, blank=True, on_delete=models.CASCADE,
                             related_name="tasks", db_index=False)  # task_run_state_idx
