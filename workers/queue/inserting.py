@@ -62,7 +62,9 @@ def _plan(alias: str, *, estimated: bool = False) -> _Plan:
     names = [n for n in GIVEN if n not in ESTIMATED] if estimated else list(GIVEN)
     given = tuple(by_name[name] for name in names)
     rest = [f for f in fields if f.attname not in GIVEN]
-    if any(f.has_db_default() or (f.has_default() and callable(f.default)) for f in rest):
+    # A constant default is written as a literal (a default in the database as well is
+    # the same value); one made per row, or by the database alone, must be given.
+    if any(callable(f.default) if f.has_default() else f.has_db_default() for f in rest):
         raise RuntimeError("a Task column's default is made per row: add it to GIVEN")
     quote = db.ops.quote_name
     chosen = [*given, *(by_name[n] for n in ESTIMATED)] if estimated else [*given]
